@@ -1,0 +1,82 @@
+"""Tables with ratios against pgqueue, and the JSON record of a run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchlib.scenarios import Result
+
+Metric = tuple[str, str, Callable[[Result], float | None], bool]
+
+METRICS: tuple[Metric, ...] = (
+    ("Bulk enqueue", "jobs/s", lambda r: r.enqueue_jobs_per_s, True),
+    ("Processing, one worker", "jobs/s", lambda r: r.process_jobs_per_s, True),
+    ("Idle latency p50", "ms", lambda r: r.latency_p50_ms, False),
+    ("Idle latency p99", "ms", lambda r: r.latency_p99_ms, False),
+)
+
+
+def ratio(ours: float | None, theirs: float | None, higher_is_better: bool) -> float | None:
+    """pgqueue/peer for throughput, peer/pgqueue for latency: above 1 means pgqueue wins."""
+    if ours is None or theirs is None or ours <= 0 or theirs <= 0:
+        return None
+    return ours / theirs if higher_is_better else theirs / ours
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def render(results: list[Result]) -> str:
+    ours = next((r for r in results if r.name == "pgqueue"), None)
+    blocks = [_table(metric, results, ours) for metric in METRICS]
+    blocks.append(_extras(results))
+    return "\n\n".join(blocks)
+
+
+def _table(metric: Metric, results: list[Result], ours: Result | None) -> str:
+    title, unit, get, higher = metric
+    note = "pgqueue/peer" if higher else "peer/pgqueue"
+    lines = [f"{title} ({unit}; ratio = {note}, >1 means pgqueue is better)"]
+    lines.append(f"  {'system':<22}{unit:>14}{'ratio':>10}")
+    for r in results:
+        value = get(r)
+        rel = None if ours is None or r is ours else ratio(get(ours), value, higher)
+        shown = "-" if r is ours else _fmt(rel, 2)
+        lines.append(f"  {r.label:<22}{_fmt(value):>14}{shown:>10}")
+    return "\n".join(lines)
+
+
+def _extras(results: list[Result]) -> str:
+    lines = ["Details"]
+    for r in results:
+        lines.append(
+            f"  {r.label}: enqueue {_fmt(r.enqueue_seconds, 2)} s, processing "
+            f"{_fmt(r.process_seconds, 2)} s (first job done after "
+            f"{_fmt(r.first_job_done_s, 2)} s), latency max {_fmt(r.latency_max_ms)} ms "
+            f"over {r.latency_samples} jobs"
+        )
+        lines.append(f"    settings: {r.settings}")
+        lines.extend(f"    ERROR: {e}" for e in r.errors)
+    return "\n".join(lines)
+
+
+def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
+    ours = next((r for r in results if r.name == "pgqueue"), None)
+    ratios: dict[str, dict[str, float | None]] = {}
+    for r in results:
+        if ours is None or r is ours:
+            continue
+        ratios[r.name] = {
+            title: ratio(get(ours), get(r), higher) for title, _, get, higher in METRICS
+        }
+    return {"meta": meta, "results": [asdict(r) for r in results], "ratios_vs_pgqueue": ratios}
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,97 @@
+"""Benchmark pgqueue against Procrastinate and PgQueuer on one PostgreSQL server.
+
+Usage: .venv/bin/python bench/run.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+See bench/README.md for what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from benchlib import db, report
+from benchlib.scenarios import Config, Result, run_system
+from benchlib.systems import ALL
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--dsn",
+        default=os.environ.get("PGQUEUE_BENCH_DSN", DEFAULT_DSN),
+        help="server DSN with rights to create databases (env PGQUEUE_BENCH_DSN)",
+    )
+    p.add_argument(
+        "--systems",
+        default=",".join(s.name for s in ALL),
+        help="comma-separated subset of: pgqueue,procrastinate,pgqueuer",
+    )
+    p.add_argument("--jobs", type=int, default=20_000, help="jobs for enqueue and processing")
+    p.add_argument("--chunk", type=int, default=1_000, help="jobs per bulk-enqueue call")
+    p.add_argument("--concurrency", type=int, default=50, help="worker concurrency, all systems")
+    p.add_argument("--latency-jobs", type=int, default=200, help="single jobs for latency")
+    p.add_argument("--latency-interval", type=float, default=0.02, help="seconds between them")
+    p.add_argument("--warmup-jobs", type=int, default=5, help="single no-op jobs sent first")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per scenario")
+    p.add_argument("--keep-dbs", action="store_true", help="leave the bench_* databases")
+    p.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "latest.json")
+    return p.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    return Config(
+        server_dsn=args.dsn,
+        jobs=args.jobs,
+        chunk=args.chunk,
+        concurrency=args.concurrency,
+        latency_jobs=args.latency_jobs,
+        latency_interval=args.latency_interval,
+        warmup_jobs=args.warmup_jobs,
+        timeout=args.timeout,
+        keep_dbs=args.keep_dbs,
+        bench_dir=BENCH_DIR,
+    )
+
+
+def selected(names: str) -> list[str]:
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = set(wanted) - {s.name for s in ALL}
+    if unknown:
+        raise SystemExit(f"unknown system(s): {', '.join(sorted(unknown))}")
+    return wanted
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    cfg = make_config(args)
+    wanted = selected(args.systems)
+    version = db.server_version(cfg.server_dsn)
+    print(f"PostgreSQL {version}; {cfg.jobs} jobs, concurrency {cfg.concurrency}", flush=True)
+    started = time.monotonic()
+    results: list[Result] = []
+    for system in (s for s in ALL if s.name in wanted):
+        print(f"{system.label}:", flush=True)
+        results.append(run_system(system, cfg))
+    print()
+    print(report.render(results))
+    meta = {
+        "postgresql": version,
+        "python": platform.python_version(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "config": {k: v for k, v in vars(args).items() if k not in ("dsn", "output")},
+    }
+    report.write_json(args.output, report.to_json(results, meta))
+    print(f"\nwrote {args.output}")
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,293 @@
+"""The `pgqueue` command: a thin typer layer over the library."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from pgqueue import migrate as migrations
+from pgqueue.app import App, resolve_dsn
+from pgqueue.errors import ConfigurationError, PgQueueError, UnknownTask
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+cli = typer.Typer(
+    name="pgqueue", help="A durable job queue on PostgreSQL.", no_args_is_help=True,
+    pretty_exceptions_enable=False, add_completion=False,
+)
+migrate_cli = typer.Typer(help="Apply pgqueue's schema migrations (alembic).",
+                          invoke_without_command=True)
+jobs_cli = typer.Typer(help="Inspect and act on jobs.", no_args_is_help=True)
+queues_cli = typer.Typer(help="Pause and resume queues.", no_args_is_help=True)
+cli.add_typer(migrate_cli, name="migrate")
+cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(queues_cli, name="queues")
+
+Dsn = Annotated[
+    str | None,
+    typer.Option("--dsn", envvar=["PGQUEUE_DSN", "DATABASE_URL"], show_envvar=True,
+                 help="PostgreSQL DSN or URL (else PGQUEUE_DSN, DATABASE_URL, libpq's PG*)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One clear line on stderr and a non-zero exit: never a traceback."""
+    typer.echo(f"pgqueue: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_app(path: str) -> App:
+    """Import `module:attribute` (attribute defaults to `app`) and return the App there."""
+    module_name, _, attr = path.partition(":")
+    if not module_name:
+        fail(f"invalid app path {path!r}: expected module:attribute")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        fail(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")
+    obj = getattr(module, attr or "app", None)
+    if not isinstance(obj, App):
+        fail(f"{path!r} is not a pgqueue.App (found {type(obj).__name__})")
+    return obj
+
+
+def _json_arg(text: str, what: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--{what} is not valid JSON: {exc}")
+    if not isinstance(value, kind):
+        fail(f"--{what} must be a JSON {'array' if kind is list else 'object'}")
+    return value
+
+
+def _app(dsn: str | None) -> App:
+    return App(resolve_dsn(dsn))
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, default=str, indent=2))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+# -- migrate --------------------------------------------------------------------------------
+
+
+@migrate_cli.callback()
+def migrate(
+    ctx: typer.Context,
+    dsn: Dsn = None,
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")] = False,
+) -> None:
+    """Migrate the pgqueue schema up to the latest version (or see `downgrade`)."""
+    ctx.obj = dsn
+    if ctx.invoked_subcommand is not None:
+        return
+    if sql:
+        typer.echo(migrations.upgrade_sql())
+        return
+    migrations.upgrade(_check_db(dsn))
+    typer.echo(f"pgqueue schema at revision {migrations.head_revision()}")
+
+
+@migrate_cli.command("downgrade")
+def migrate_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision; `base` removes everything.")],
+    dsn: Dsn = None,
+) -> None:
+    """Migrate the pgqueue schema down to REVISION."""
+    migrations.downgrade(_check_db(dsn or ctx.obj), revision)
+    typer.echo(f"pgqueue schema downgraded to {revision}")
+
+
+def _check_db(dsn: str | None) -> str:
+    from pgqueue.app import probe
+
+    resolved = resolve_dsn(dsn)
+    probe(resolved)
+    return resolved
+
+
+# -- work -----------------------------------------------------------------------------------
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    from pgqueue.logs import configure
+
+    configure(level, fmt)
+
+
+@cli.command()
+def work(
+    app_path: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Where your App is.")],
+    dsn: Dsn = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: all).")] = None,
+    concurrency: Annotated[int, typer.Option(help="Jobs run at once per process.")] = 10,
+    processes: Annotated[int, typer.Option(help="Worker processes to run.")] = 1,
+    shutdown_grace: Annotated[float, typer.Option(help="Seconds to finish jobs on SIGTERM.")] = 30.0,
+    heartbeat_interval: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 5.0,
+    lease: Annotated[float, typer.Option(help="Seconds of silence before rescue.")] = 30.0,
+    poll_interval: Annotated[float, typer.Option(help="Safety poll, in seconds.")] = 5.0,
+    log_level: Annotated[str, typer.Option(help="DEBUG logs every job outcome.")] = "INFO",
+    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+) -> None:
+    """Run a worker daemon until SIGTERM/SIGINT."""
+    from pgqueue.settings import WorkerSettings
+    from pgqueue.worker import run_worker
+
+    _setup_logging(log_level, log_format)
+    app = load_app(app_path)
+    queue_list = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
+    settings = WorkerSettings(
+        queues=queue_list, concurrency=concurrency, shutdown_grace=shutdown_grace,
+        heartbeat_interval=heartbeat_interval, lease=lease, poll_interval=poll_interval,
+    )
+    resolved = resolve_dsn(dsn) if dsn is not None else app.dsn
+    if processes < 1:
+        fail("--processes must be at least 1")
+    if processes > 1:
+        from pgqueue.supervisor import supervise
+
+        raise typer.Exit(supervise(processes))
+    worker = run_worker(app, settings, resolved)
+    if worker.stuck_threads or any(t.name.startswith("pgqueue-job") and t.is_alive()
+                                   for t in threading.enumerate()):
+        # Threads of sync handlers that ignored the shutdown cannot be joined: leave now.
+        logging.shutdown()
+        os._exit(0)
+
+
+# -- enqueue and inspect --------------------------------------------------------------------
+
+
+@cli.command()
+def enqueue(
+    task: Annotated[str, typer.Argument(help="Task name.")],
+    dsn: Dsn = None,
+    args: Annotated[str, typer.Option(help="Positional arguments, a JSON array.")] = "[]",
+    kwargs: Annotated[str, typer.Option(help="Keyword arguments, a JSON object.")] = "{}",
+    queue: Annotated[str | None, typer.Option(help="Queue (default: the task's).")] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first.")] = None,
+    delay: Annotated[float | None, typer.Option(help="Seconds from now.")] = None,
+    unique_key: Annotated[str | None, typer.Option(help="At most one live job per key.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before dead.")] = None,
+    app_path: Annotated[str | None, typer.Option("--app", help="MODULE:APP to check the task name against.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Insert a job; prints its id."""
+    args_value = _json_arg(args, "args", list)
+    kwargs_value = _json_arg(kwargs, "kwargs", dict)
+    if app_path:
+        app = load_app(app_path)
+        if dsn is not None:
+            app.dsn = resolve_dsn(dsn)
+        if task not in app.tasks:
+            raise UnknownTask(f"unknown task {task!r}; known: {', '.join(sorted(app.tasks)) or 'none'}")
+    else:
+        app = _app(dsn)
+    with app:
+        job_id = app.enqueue(
+            task, args_value, kwargs_value, queue=queue, priority=priority, delay=delay,
+            unique_key=unique_key, max_attempts=max_attempts,
+        )
+    if as_json:
+        _print_json({"id": job_id})
+    else:
+        typer.echo(job_id)
+
+
+STATS_COLUMNS = ["queue", "queued", "scheduled", "running", "succeeded", "dead", "cancelled",
+                 "jobs_per_s", "oldest_queued_age"]
+
+
+@cli.command()
+def stats(dsn: Dsn = None, as_json: Json = False) -> None:
+    """Per queue: queued, scheduled, running, dead, throughput, oldest waiting age."""
+    with _app(dsn) as app:
+        rows = app.store.queue_stats()
+    for row in rows:
+        row["jobs_per_s"] = round(row.pop("succeeded_last_minute") / 60, 2)
+        age = row["oldest_queued_age"]
+        row["oldest_queued_age"] = None if age is None else round(float(age), 3)
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no jobs")
+    else:
+        _table(rows, STATS_COLUMNS)
+
+
+@jobs_cli.command("show")
+def jobs_show(job_id: int, dsn: Dsn = None, as_json: Json = False) -> None:
+    """Everything about one job, with its error history."""
+    from dataclasses import asdict
+
+    with _app(dsn) as app:
+        job = app.get_job(job_id)
+    if job is None:
+        fail(f"no job with id {job_id}")
+    data = asdict(job)
+    data["state"] = str(job.state)
+    if as_json:
+        _print_json(data)
+        return
+    for key, value in data.items():
+        if key != "errors":
+            typer.echo(f"{key:>13}: {value}")
+    for err in job.errors:
+        typer.echo(f"  attempt {err.get('attempt')} at {err.get('at')}: {err.get('error')}")
+
+
+@jobs_cli.command("cancel")
+def jobs_cancel(job_id: int, dsn: Dsn = None) -> None:
+    """Cancel a queued or running job."""
+    with _app(dsn) as app:
+        if not app.cancel(job_id):
+            fail(f"job {job_id} is not queued or running")
+    typer.echo(f"job {job_id} cancelled")
+
+
+@jobs_cli.command("retry")
+def jobs_retry(job_id: int, dsn: Dsn = None) -> None:
+    """Queue a dead or cancelled job again."""
+    with _app(dsn) as app:
+        if not app.retry(job_id):
+            fail(f"job {job_id} is not dead or cancelled")
+    typer.echo(f"job {job_id} queued again")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning pgqueue's errors into one line on stderr."""
+    try:
+        cli()
+    except PgQueueError as exc:
+        typer.echo(f"pgqueue: error: {exc}", err=True)
+        sys.exit(1)
+    except ConfigurationError as exc:  # pragma: no cover - ConfigurationError is a PgQueueError
+        typer.echo(f"pgqueue: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Writes attempt outcomes in batches: one statement for many jobs, retried until it lands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+import psycopg
+
+from pgqueue.errors import DatabaseUnavailable
+from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
+from pgqueue.store import AsyncJobStore, OutcomeRow, dumps
+
+log = logging.getLogger("pgqueue.worker")
+
+
+def outcome_row(job: Job, outcome: Outcome) -> OutcomeRow:
+    """The database change an outcome stands for."""
+    match outcome:
+        case Succeeded(result_json):
+            return OutcomeRow(job.id, job.attempts, "succeeded", result_json=result_json)
+        case Failed(error, None):
+            return OutcomeRow(job.id, job.attempts, "dead", error_json=dumps(error))
+        case Failed(error, retry_in):
+            return OutcomeRow(job.id, job.attempts, "queued", error_json=dumps(error),
+                              delay=retry_in)
+        case Snoozed(delay):
+            return OutcomeRow(job.id, job.attempts, "queued", delay=delay, refund=1)
+        case Released():
+            return OutcomeRow(job.id, job.attempts, "queued", delay=0.0, refund=1)
+        case Cancelled(reason):
+            error = {"attempt": job.attempts, "error": f"Cancelled: {reason}"}
+            return OutcomeRow(job.id, job.attempts, "cancelled", error_json=dumps(error))
+    raise TypeError(f"not an outcome: {outcome!r}")
+
+
+class Completer:
+    """Buffers outcomes and writes them with job_finish_many, as fast as the database takes.
+
+    While one batch is being written the next one accumulates, so the batch size follows the
+    load without a timer. If the database is away, the buffer is kept and written when it
+    is back; outcomes are never dropped while the process lives.
+    """
+
+    def __init__(self, store: AsyncJobStore, worker_id: UUID, batch: int = 500) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.batch = batch
+        self._pending: list[OutcomeRow] = []
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.rejected = 0
+        self.written = 0
+
+    def put(self, row: OutcomeRow) -> None:
+        self._pending.append(row)
+        self._idle.clear()
+        self._ready.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._ready.wait()
+            if not self._pending:
+                self._ready.clear()
+                self._idle.set()
+                continue
+            rows = self._pending[: self.batch]
+            try:
+                applied = await self.store.job_finish_many(self.worker_id, rows)
+            except DatabaseUnavailable as exc:
+                log.warning("%s; %d outcome(s) kept, retrying in %.1fs",
+                            exc, len(self._pending), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except psycopg.DataError:
+                # One row the database refuses (say a NUL character in a result) must not
+                # block the others: write them one by one, and the bad one as a failure.
+                applied = await self._one_by_one(rows)
+            backoff = 0.05
+            del self._pending[: len(rows)]
+            self.written += len(applied)
+            if len(applied) != len(rows):
+                lost = [r.id for r in rows if r.id not in applied]
+                self.rejected += len(lost)
+                log.warning("outcome of job(s) %s not recorded: no longer running this "
+                            "attempt here (rescued or cancelled meanwhile)", lost)
+
+    async def _one_by_one(self, rows: list[OutcomeRow]) -> set[int]:
+        applied: set[int] = set()
+        for row in rows:
+            try:
+                applied |= await self.store.job_finish_many(self.worker_id, [row])
+            except psycopg.DataError as exc:
+                error = {"attempt": row.attempt,
+                         "error": f"StorageError: the outcome could not be stored: {exc}"}
+                fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
+                applied |= await self.store.job_finish_many(self.worker_id, [fallback])
+        return applied
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything buffered is written; False if time ran out."""
+        if not self._pending:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

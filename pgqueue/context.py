@@ -1,0 +1,37 @@
+"""What a running handler can know about its job: `pgqueue.context()`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+from pgqueue.errors import PgQueueError
+from pgqueue.job import Job
+
+
+@dataclass(slots=True)
+class JobContext:
+    """The job being run, its attempt (1-based), a logger, and whether it was cancelled."""
+
+    job: Job
+    attempt: int
+    logger: logging.Logger
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was cancelled or the worker gave it up; check it in long loops."""
+        return self._cancel.is_set()
+
+
+_current: ContextVar[JobContext] = ContextVar("pgqueue_job_context")
+
+
+def context() -> JobContext:
+    """The context of the job this code runs in."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise PgQueueError("pgqueue.context() is only available inside a running job") from None

@@ -1,0 +1,69 @@
+"""Exceptions raised by pgqueue, and the two a handler raises to steer its job."""
+
+from __future__ import annotations
+
+
+class PgQueueError(Exception):
+    """Base class of every error pgqueue raises."""
+
+
+class ConfigurationError(PgQueueError):
+    """A setting, DSN or option is invalid."""
+
+
+class SerializationError(PgQueueError, TypeError):
+    """Job arguments or a result cannot be stored as JSON."""
+
+
+class DatabaseUnavailable(PgQueueError):
+    """The database cannot be reached."""
+
+
+class SchemaNotMigrated(PgQueueError):
+    """The pgqueue schema is missing or out of date: run `pgqueue migrate`."""
+
+
+class UnknownTask(PgQueueError, LookupError):
+    """No task is registered under that name."""
+
+
+class JobNotFound(PgQueueError, LookupError):
+    """No job has that id."""
+
+
+class InvalidJobState(PgQueueError):
+    """The job is not in a state that allows the operation."""
+
+
+class JobFailed(PgQueueError):
+    """The awaited job ended `dead`."""
+
+    def __init__(self, job_id: int, error: str | None) -> None:
+        super().__init__(f"job {job_id} is dead: {error}")
+        self.job_id = job_id
+        self.error = error
+
+
+class JobCancelled(PgQueueError):
+    """The awaited job ended `cancelled`."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id
+
+
+class Retry(Exception):  # noqa: N818 - raised by handlers, read as a verb
+    """Raised by a handler: run the job again after `delay` seconds, without using an attempt."""
+
+    def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
+        super().__init__(reason or f"retry in {delay}s")
+        self.delay = float(delay.total_seconds()) if hasattr(delay, "total_seconds") else float(delay)
+        self.reason = reason
+
+
+class Discard(Exception):  # noqa: N818 - raised by handlers, read as a verb
+    """Raised by a handler: the job goes straight to `dead`, whatever attempts are left."""
+
+    def __init__(self, reason: str = "discarded") -> None:
+        super().__init__(reason)
+        self.reason = reason

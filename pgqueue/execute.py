@@ -1,0 +1,129 @@
+"""Run one job attempt and turn whatever happens into an Outcome. Never raises, except when
+the worker itself cancels the attempt (shutdown, cancel), which the worker handles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import traceback
+from concurrent.futures import Executor
+from typing import Any
+
+from pgqueue.context import JobContext, _current
+from pgqueue.errors import Discard, Retry, SerializationError
+from pgqueue.job import Failed, Job, Outcome, Snoozed, Succeeded
+from pgqueue.store import dumps
+
+MAX_TRACEBACK = 8000
+
+
+class AttemptTimeout(Exception):  # noqa: N818 - internal marker
+    """The attempt ran over its timeout (distinct from a TimeoutError raised by the handler)."""
+
+
+def error_record(attempt: int, exc: BaseException | None, message: str | None = None) -> dict[str, Any]:
+    """One entry of a job's `errors` history (the database adds the time)."""
+    text = message or f"{type(exc).__name__}: {exc}".rstrip(": ")
+    record: dict[str, Any] = {"attempt": attempt, "error": text}
+    if exc is not None and exc.__traceback__ is not None:
+        record["traceback"] = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+    return record
+
+
+def dead(attempt: int, exc: BaseException | None, message: str | None = None) -> Failed:
+    return Failed(error_record(attempt, exc, message), retry_in=None)
+
+
+class Runner:
+    """Runs attempts for one worker: async handlers on the loop, sync ones in `threads`."""
+
+    def __init__(self, app: Any, threads: Executor) -> None:
+        self.app = app
+        self.threads = threads
+        # Threads of sync attempts that timed out: their slot stays taken until they return.
+        self.stuck: dict[int, asyncio.Future[Any]] = {}
+
+    def prepare(self, job: Job, ctx: JobContext) -> tuple[Any, Any, Outcome | None]:
+        """The task and bound call arguments, or the outcome of a poison job."""
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            message = f"UnknownTask: no task named {job.task!r} is registered in this worker"
+            return None, None, dead(job.attempts, None, message)
+        kwargs = dict(job.kwargs)
+        if task.wants_ctx:
+            kwargs["ctx"] = ctx
+        try:
+            bound = task.signature.bind(*job.args, **kwargs)
+        except TypeError as exc:
+            message = f"BadArguments: {task.name}{task.signature} cannot take them: {exc}"
+            return None, None, dead(job.attempts, None, message)
+        return task, bound, None
+
+    async def run(self, job: Job, ctx: JobContext, timeout: float | None) -> Outcome:
+        task, bound, poison = self.prepare(job, ctx)
+        if poison is not None:
+            return poison
+        attempt = job.attempts
+        try:
+            if task.is_async:
+                result = await self._run_async(task, bound, ctx, timeout)
+            else:
+                result = await self._run_sync(job, task, bound, ctx, timeout)
+        except Retry as exc:
+            return Snoozed(exc.delay)
+        except Discard as exc:
+            return dead(attempt, exc, f"Discarded: {exc.reason}")
+        except AttemptTimeout:
+            ctx._cancel.set()
+            message = f"TimeoutError: the attempt ran over its {timeout:g}s timeout"
+            return Failed(error_record(attempt, None, message),
+                          task.retry.next_run_in(attempt, job.max_attempts))
+        except asyncio.CancelledError:
+            raise  # the worker cancelled it (shutdown or cancel): the worker decides
+        except BaseException as exc:  # noqa: BLE001 - a handler's SystemExit must not stop the worker
+            return Failed(error_record(attempt, exc),
+                          task.retry.next_run_in(attempt, job.max_attempts))
+        try:
+            return Succeeded(None if result is None else dumps(result))
+        except (TypeError, ValueError) as exc:
+            err = SerializationError(f"result of {task.name} is not JSON-serialisable: {exc}")
+            return dead(attempt, err)
+
+    async def _run_async(self, task: Any, bound: Any, ctx: JobContext, timeout: float | None) -> Any:
+        token = _current.set(ctx)
+        try:
+            if timeout is None:
+                return await task.fn(*bound.args, **bound.kwargs)
+            try:
+                async with asyncio.timeout(timeout) as cm:
+                    return await task.fn(*bound.args, **bound.kwargs)
+            except TimeoutError:
+                if cm.expired():
+                    raise AttemptTimeout from None
+                raise
+        finally:
+            _current.reset(token)
+
+    async def _run_sync(
+        self, job: Job, task: Any, bound: Any, ctx: JobContext, timeout: float | None
+    ) -> Any:
+        context = contextvars.copy_context()
+        context.run(_current.set, ctx)
+        call = functools.partial(context.run, task.fn, *bound.args, **bound.kwargs)
+        future = asyncio.get_running_loop().run_in_executor(self.threads, call)
+        if timeout is None:
+            return await future
+        # A thread cannot be interrupted: on timeout the attempt fails, ctx.cancelled turns
+        # true for a handler that checks it, and the slot stays taken until the thread ends.
+        done, _ = await asyncio.wait({future}, timeout=timeout)
+        if not done:
+            self.stuck[job.id] = future
+            raise AttemptTimeout
+        return future.result()
+
+    async def wait_thread(self, job_id: int) -> None:
+        """Wait for a timed-out sync attempt's thread to return, if there is one."""
+        future = self.stuck.pop(job_id, None)
+        if future is not None:
+            await asyncio.wait({future})

@@ -1,0 +1,1 @@
+"""Adapters that let pgqueue write inside connections owned by other libraries."""

@@ -1,0 +1,93 @@
+"""The Job a row becomes, its states, and the outcomes of running it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"  # waiting for run_at and a free worker (also between retries)
+    RUNNING = "running"  # claimed by a worker, attempt in progress
+    SUCCEEDED = "succeeded"  # handler returned; result stored
+    DEAD = "dead"  # failed for good: attempts exhausted, discarded or poison
+    CANCELLED = "cancelled"  # cancelled before it could finish
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored in `pgqueue.jobs`."""
+
+    id: int
+    queue: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    state: JobState
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    unique_key: str | None
+    timeout: float | None
+    last_error: str | None
+    errors: list[dict[str, Any]]
+    result: Any
+    worker_id: UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        fields = {name: row[name] for name in cls.__slots__ if name in row}  # type: ignore[attr-defined]
+        fields["state"] = JobState(row["state"])
+        return cls(**fields)
+
+
+# Outcomes: what running one attempt came to. The completer writes them in batches.
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    result_json: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The attempt failed; `run_at_delay` is None when the job is dead for good."""
+
+    error: dict[str, Any]
+    retry_in: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snoozed:
+    """Handler raised Retry: run again later, the attempt is given back."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """The worker is shutting down: back to queued at once, the attempt given back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    reason: str
+
+
+Outcome = Succeeded | Failed | Snoozed | Released | Cancelled

@@ -1,0 +1,88 @@
+"""LISTEN/NOTIFY wake-ups for the worker, on a dedicated connection.
+
+The listener only sets flags: `wake` when a job was inserted or re-queued in one of the
+worker's queues, and calls `on_cancel(job_id)` for a cancel request. If the connection drops
+the worker keeps working by polling, and the listener reconnects and LISTENs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+import psycopg
+
+JOBS_CHANNEL = "pgqueue_jobs"
+CANCEL_CHANNEL = "pgqueue_cancel"
+
+log = logging.getLogger("pgqueue.worker")
+
+
+class Listener:
+    """Keeps a LISTEN connection open and turns notifications into wake-ups."""
+
+    def __init__(
+        self,
+        dsn: str,
+        queues: Sequence[str] | None,
+        wake: asyncio.Event,
+        on_cancel: Callable[[int], None],
+    ) -> None:
+        self.dsn = dsn
+        self.queues = frozenset(queues) if queues else None
+        self.wake = wake
+        self.on_cancel = on_cancel
+        self.connected = asyncio.Event()
+        self._conn: psycopg.AsyncConnection[object] | None = None
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting with backoff."""
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            except psycopg.OperationalError as exc:
+                log.warning("listener: cannot connect (%s); retrying in %.1fs",
+                            _first_line(exc), backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            self._conn = conn
+            try:
+                await conn.execute(f"LISTEN {JOBS_CHANNEL}")
+                await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                self.connected.set()
+                if backoff > 0.1:
+                    log.info("listener: reconnected")
+                backoff = 0.1
+                # Anything may have happened while we were not listening.
+                self.wake.set()
+                async for note in conn.notifies():
+                    self._dispatch(note.channel, note.payload)
+            except psycopg.OperationalError as exc:
+                log.warning("listener: connection lost (%s); polling until it is back",
+                            _first_line(exc))
+                backoff = 0.1 if backoff <= 0.1 else backoff
+                await asyncio.sleep(backoff)
+                backoff = 0.2
+            finally:
+                self.connected.clear()
+                self._conn = None
+                await conn.close()
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            if self.queues is None or payload in self.queues:
+                self.wake.set()
+        elif channel == CANCEL_CHANNEL:
+            try:
+                job_id = int(payload)
+            except ValueError:
+                return
+            self.on_cancel(job_id)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,43 @@
+"""Worker settings: one frozen, validated object handed to the worker and its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgqueue.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerSettings:
+    """How a `pgqueue work` process behaves. Every field has the CLI's default."""
+
+    queues: tuple[str, ...] | None = None
+    """Queues to claim from. Defaults to None: every queue."""
+    concurrency: int = 10
+    """Jobs run at once by one process. Defaults to 10."""
+    shutdown_grace: float = 30.0
+    """Seconds in-flight jobs get to finish after SIGTERM/SIGINT. Defaults to 30."""
+    heartbeat_interval: float = 5.0
+    """Seconds between heartbeats in pgqueue.workers. Defaults to 5."""
+    lease: float = 30.0
+    """Seconds without a heartbeat after which this worker's jobs are rescued. Defaults to 30."""
+    poll_interval: float = 5.0
+    """Safety poll when no notification arrives, in seconds. Defaults to 5."""
+    claim_batch: int = 100
+    """Most jobs taken by one claim query. Defaults to 100."""
+    outcome_batch: int = 500
+    """Most outcomes written by one statement. Defaults to 500."""
+
+    def __post_init__(self) -> None:
+        if self.queues is not None and (not self.queues or not all(self.queues)):
+            raise ConfigurationError("queues must be non-empty names")
+        for name in ("concurrency", "claim_batch", "outcome_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be at least 1")
+        for name in ("heartbeat_interval", "lease", "poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive")
+        if self.shutdown_grace < 0:
+            raise ConfigurationError("shutdown_grace must be >= 0")
+        if self.lease <= self.heartbeat_interval:
+            raise ConfigurationError("lease must be longer than heartbeat_interval")

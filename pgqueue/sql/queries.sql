@@ -1,0 +1,188 @@
+-- pgqueue's runtime queries. Each block starts with "-- name: <query_name>" and a one-line
+-- description; the loader in __init__.py turns the file into {name: query}. Parameters are
+-- psycopg named placeholders with explicit casts. `now` parameters may be NULL, meaning the
+-- database clock (tests pin them). Every query here is used by pgqueue/store.py, and only there.
+
+-- name: job_insert_many
+-- Insert jobs in input order; a row whose unique_key is taken comes back with a NULL id.
+WITH input AS MATERIALIZED (
+    SELECT nextval('pgqueue.jobs_id_seq') AS id, t.*
+    FROM unnest(
+        %(queue)s::text[], %(task)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
+        %(priority)s::int[], %(run_at)s::timestamptz[], %(delay)s::float8[],
+        %(max_attempts)s::int[], %(unique_key)s::text[], %(timeout)s::float8[]
+    ) WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay,
+                           max_attempts, unique_key, timeout, ord)
+), inserted AS (
+    INSERT INTO pgqueue.jobs
+        (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout)
+    SELECT id, queue, task, args, kwargs, priority,
+           coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
+           max_attempts, unique_key, timeout
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
+    DO NOTHING
+    RETURNING id
+)
+SELECT inserted.id, input.unique_key
+FROM input LEFT JOIN inserted USING (id)
+ORDER BY input.ord;
+
+-- name: job_find_unique
+-- The queued-or-running job holding each of these unique keys.
+SELECT unique_key, id FROM pgqueue.jobs
+WHERE unique_key = ANY(%(unique_keys)s::text[]) AND state IN ('queued', 'running');
+
+-- name: job_claim
+-- Take up to `limit` due jobs from `queues` (NULL: every queue), best priority first, and mark
+-- them running for `worker_id`. Each queue is read through jobs_claim_idx in claim order and
+-- stops at `limit` rows, so the cost does not grow with the backlog or the number of queues.
+WITH RECURSIVE known_queues AS (
+    -- Distinct queues of queued jobs by skipping through the index (no full scan).
+    (SELECT queue FROM pgqueue.jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue > k.queue ORDER BY j.queue LIMIT 1)
+    FROM known_queues AS k WHERE k.queue IS NOT NULL
+), wanted AS (
+    SELECT queue FROM known_queues
+    WHERE queue IS NOT NULL AND %(queues)s::text[] IS NULL
+    UNION
+    SELECT unnest(%(queues)s::text[])
+), picked AS (
+    SELECT c.id
+    FROM wanted AS w
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = w.queue
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM pgqueue.queues AS q WHERE q.name = w.queue AND q.paused)
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT %(limit)s::int
+)
+UPDATE pgqueue.jobs AS j
+SET state = 'running',
+    attempts = j.attempts + 1,
+    worker_id = %(worker_id)s::uuid,
+    started_at = coalesce(%(now)s::timestamptz, now())
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
+          j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at;
+
+-- name: job_next_run_at
+-- Seconds until the next queued job of `queues` (NULL: every queue) becomes due, if any.
+SELECT extract(epoch FROM min(run_at) - coalesce(%(now)s::timestamptz, now()))::float8
+FROM pgqueue.jobs
+WHERE state = 'queued'
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND run_at > coalesce(%(now)s::timestamptz, now());
+
+-- name: job_finish_many
+-- Record a batch of attempt outcomes. Each row is applied only if the job is still running
+-- the same attempt for the same worker, so a late outcome never overwrites a rescue or a
+-- cancel. `refund` gives the attempt back (Retry, shutdown). Re-queued jobs wake workers.
+WITH o AS (
+    SELECT * FROM unnest(
+        %(id)s::bigint[], %(attempt)s::int[], %(state)s::text[], %(result)s::jsonb[],
+        %(error)s::jsonb[], %(delay)s::float8[], %(refund)s::int[]
+    ) AS o(id, attempt, state, result, error, delay, refund)
+), updated AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = o.state,
+        attempts = j.attempts - o.refund,
+        run_at = CASE WHEN o.state = 'queued'
+                      THEN now() + make_interval(secs => coalesce(o.delay, 0))
+                      ELSE j.run_at END,
+        result = o.result,
+        last_error = coalesce(o.error ->> 'error', j.last_error),
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(
+                          o.error || jsonb_build_object('at', now())) END,
+        finished_at = CASE WHEN o.state = 'queued' THEN NULL ELSE now() END
+    FROM o
+    WHERE j.id = o.id AND j.state = 'running' AND j.attempts = o.attempt
+      AND j.worker_id = %(worker_id)s::uuid
+    RETURNING j.id, j.state, j.queue
+)
+SELECT u.id, u.state,
+       (SELECT count(pg_notify('pgqueue_jobs', q.queue))
+        FROM (SELECT DISTINCT queue FROM updated WHERE state = 'queued') AS q) AS woken
+FROM updated AS u;
+
+-- name: job_get
+-- One job, every column.
+SELECT * FROM pgqueue.jobs WHERE id = %(id)s::bigint;
+
+-- name: job_outcome
+-- What wait() needs to know about a job.
+SELECT state, result, last_error FROM pgqueue.jobs WHERE id = %(id)s::bigint;
+
+-- name: job_cancel
+-- Cancel a job that has not finished. A queued job is cancelled at once; a running one is
+-- left to its worker, told by NOTIFY. Returns the state the job had.
+WITH target AS (
+    SELECT id, state FROM pgqueue.jobs WHERE id = %(id)s::bigint FOR UPDATE
+), cancelled AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'cancelled', finished_at = now(),
+        last_error = coalesce(%(reason)s::text, 'cancelled')
+    FROM target WHERE j.id = target.id AND target.state = 'queued'
+    RETURNING j.id
+)
+SELECT target.state,
+       CASE WHEN target.state = 'running'
+            THEN pg_notify('pgqueue_cancel', target.id::text) END AS told
+FROM target;
+
+-- name: job_retry
+-- Put a dead or cancelled job back in the queue now, with at least one attempt left.
+WITH retried AS (
+    UPDATE pgqueue.jobs
+    SET state = 'queued', run_at = now(), finished_at = NULL,
+        max_attempts = greatest(max_attempts, attempts + 1)
+    WHERE id = %(id)s::bigint AND state IN ('dead', 'cancelled')
+    RETURNING id, queue
+)
+SELECT id, queue, pg_notify('pgqueue_jobs', queue) FROM retried;
+
+-- name: queue_stats
+-- Per queue: jobs by state, the scheduled ones, and the oldest due job's age in seconds.
+SELECT queue,
+       count(*) FILTER (WHERE state = 'queued' AND run_at <= now()) AS queued,
+       count(*) FILTER (WHERE state = 'queued' AND run_at > now()) AS scheduled,
+       count(*) FILTER (WHERE state = 'running') AS running,
+       count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE state = 'dead') AS dead,
+       count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
+       count(*) FILTER (WHERE state = 'succeeded' AND finished_at > now() - interval '1 minute')
+           AS succeeded_last_minute,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
+           AS oldest_queued_age
+FROM pgqueue.jobs
+GROUP BY queue
+ORDER BY queue;
+
+-- name: worker_register
+-- Announce a worker process.
+INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease)
+VALUES (%(id)s::uuid, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int,
+        %(lease)s::float8)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: worker_heartbeat
+-- A worker is alive. Returns nothing if its row is gone (it was declared lost).
+UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(id)s::uuid RETURNING id;
+
+-- name: worker_unregister
+-- A worker leaves cleanly.
+DELETE FROM pgqueue.workers WHERE id = %(id)s::uuid;
+
+-- name: schema_version
+-- The applied pgqueue migration, or nothing when the schema is not there.
+SELECT version_num FROM pgqueue.alembic_version;

@@ -1,0 +1,305 @@
+"""JobStore and AsyncJobStore: the only code that executes SQL. Internal API.
+
+Each method runs one named query from sql/queries.sql. Given a caller's connection it runs
+inside the caller's transaction; otherwise it borrows a pooled connection and commits.
+Driver errors become pgqueue.errors here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, LiteralString
+from uuid import UUID
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgqueue.errors import DatabaseUnavailable, PgQueueError, SchemaNotMigrated
+from pgqueue.job import Job
+from pgqueue.sql import QUERIES
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to insert, validated and serialised (args/kwargs are JSON text)."""
+
+    task: str
+    args_json: str
+    kwargs_json: str
+    queue: str
+    priority: int
+    max_attempts: int
+    delay: float | None = None
+    run_at: datetime | None = None
+    unique_key: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """One attempt's outcome, in the shape job_finish_many takes."""
+
+    id: int
+    attempt: int
+    state: str
+    result_json: str | None = None
+    error_json: str | None = None
+    delay: float | None = None
+    refund: int = 0
+
+
+def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
+    return {
+        "queue": [s.queue for s in specs],
+        "task": [s.task for s in specs],
+        "args": [s.args_json for s in specs],
+        "kwargs": [s.kwargs_json for s in specs],
+        "priority": [s.priority for s in specs],
+        "run_at": [s.run_at for s in specs],
+        "delay": [s.delay for s in specs],
+        "max_attempts": [s.max_attempts for s in specs],
+        "unique_key": [s.unique_key for s in specs],
+        "timeout": [s.timeout for s in specs],
+    }
+
+
+def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:
+    return {
+        "worker_id": worker_id,
+        "id": [r.id for r in rows],
+        "attempt": [r.attempt for r in rows],
+        "state": [r.state for r in rows],
+        "result": [r.result_json for r in rows],
+        "error": [r.error_json for r in rows],
+        "delay": [r.delay for r in rows],
+        "refund": [r.refund for r in rows],
+    }
+
+
+def wrap_error(exc: Exception) -> PgQueueError | None:
+    """The pgqueue error a driver error stands for, or None to let it through."""
+    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
+        return SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
+    if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown):
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return DatabaseUnavailable(f"database unavailable: {detail}")
+    try:  # psycopg2, when a SQLAlchemy engine uses it
+        import psycopg2  # type: ignore[import-untyped]
+
+        if isinstance(exc, psycopg2.OperationalError):
+            return DatabaseUnavailable(f"database unavailable: {exc}")
+    except ImportError:
+        pass
+    return None
+
+
+def _rows(description: Any, rows: Sequence[Sequence[Any]]) -> list[Row]:
+    names = [col[0] for col in description] if description else []
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _ids_in_order(
+    inserted: list[Row], existing: dict[str, int]
+) -> list[int]:
+    """Ids for each input row: the new job's, or the existing holder of its unique_key."""
+    ids: list[int] = []
+    for row in inserted:
+        if row["id"] is not None:
+            ids.append(row["id"])
+        else:
+            ids.append(existing[row["unique_key"]])
+    return ids
+
+
+def _keys_taken(inserted: list[Row]) -> list[str]:
+    return sorted({r["unique_key"] for r in inserted if r["id"] is None})
+
+
+class JobStore:
+    """Synchronous store over a psycopg pool, or a caller's DBAPI connection."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    @contextmanager
+    def _cursor(self, conn: Any = None) -> Iterator[Any]:
+        try:
+            if conn is None:
+                with self.pool.connection() as own, own.cursor() as cur:
+                    yield cur
+            else:
+                cur = conn.cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+        except Exception as exc:
+            wrapped = wrap_error(exc)
+            if wrapped is None:
+                raise
+            raise wrapped from exc
+
+    def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
+        with self._cursor(conn) as cur:
+            cur.execute(QUERIES[name], params)
+            return _rows(cur.description, cur.fetchall() if cur.description else [])
+
+    def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
+        if not specs:
+            return []
+        with self._cursor(conn) as cur:
+            # Unique-key holders are looked up in the same transaction; if one finished in
+            # between, the insert is simply tried again.
+            for _ in range(5):
+                cur.execute(QUERIES["job_insert_many"], insert_params(specs))
+                inserted = _rows(cur.description, cur.fetchall())
+                taken = _keys_taken(inserted)
+                if not taken:
+                    return [r["id"] for r in inserted]
+                cur.execute(QUERIES["job_find_unique"], {"unique_keys": taken})
+                existing = {r[0]: r[1] for r in cur.fetchall()}
+                if set(taken) <= set(existing):
+                    return _ids_in_order(inserted, existing)
+                if conn is None:
+                    cur.connection.commit()
+        raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
+
+    def job_get(self, job_id: int, conn: Any = None) -> Job | None:
+        rows = self._run("job_get", {"id": job_id}, conn)
+        return Job.from_row(rows[0]) if rows else None
+
+    def job_outcome(self, job_id: int) -> Row | None:
+        rows = self._run("job_outcome", {"id": job_id})
+        return rows[0] if rows else None
+
+    def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
+        rows = self._run("job_cancel", {"id": job_id, "reason": reason}, conn)
+        return rows[0]["state"] if rows else None
+
+    def job_retry(self, job_id: int, conn: Any = None) -> bool:
+        return bool(self._run("job_retry", {"id": job_id}, conn))
+
+    def queue_stats(self) -> list[Row]:
+        return self._run("queue_stats", {})
+
+    def schema_version(self) -> str | None:
+        rows = self._run("schema_version", {})
+        return rows[0]["version_num"] if rows else None
+
+
+class AsyncJobStore:
+    """The asyncio twin of JobStore, also used by the worker."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def _cursor(self, conn: Any = None) -> AsyncIterator[Any]:
+        try:
+            if conn is None:
+                async with self.pool.connection() as own, own.cursor() as cur:
+                    yield cur
+            else:
+                async with conn.cursor() as cur:
+                    yield cur
+        except Exception as exc:
+            wrapped = wrap_error(exc)
+            if wrapped is None:
+                raise
+            raise wrapped from exc
+
+    async def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
+        async with self._cursor(conn) as cur:
+            await cur.execute(QUERIES[name], params)
+            return _rows(cur.description, await cur.fetchall() if cur.description else [])
+
+    async def _tuples(self, name: LiteralString, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        async with self._cursor() as cur:
+            await cur.execute(QUERIES[name], params)
+            return list(await cur.fetchall()) if cur.description else []
+
+    async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
+        if not specs:
+            return []
+        async with self._cursor(conn) as cur:
+            for _ in range(5):
+                await cur.execute(QUERIES["job_insert_many"], insert_params(specs))
+                inserted = _rows(cur.description, await cur.fetchall())
+                taken = _keys_taken(inserted)
+                if not taken:
+                    return [r["id"] for r in inserted]
+                await cur.execute(QUERIES["job_find_unique"], {"unique_keys": taken})
+                existing = {r[0]: r[1] for r in await cur.fetchall()}
+                if set(taken) <= set(existing):
+                    return _ids_in_order(inserted, existing)
+                if conn is None:
+                    await cur.connection.commit()
+        raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
+
+    async def job_get(self, job_id: int, conn: Any = None) -> Job | None:
+        rows = await self._run("job_get", {"id": job_id}, conn)
+        return Job.from_row(rows[0]) if rows else None
+
+    async def job_outcome(self, job_id: int) -> Row | None:
+        rows = await self._run("job_outcome", {"id": job_id})
+        return rows[0] if rows else None
+
+    async def job_cancel(
+        self, job_id: int, reason: str | None = None, conn: Any = None
+    ) -> str | None:
+        rows = await self._run("job_cancel", {"id": job_id, "reason": reason}, conn)
+        return rows[0]["state"] if rows else None
+
+    async def job_retry(self, job_id: int, conn: Any = None) -> bool:
+        return bool(await self._run("job_retry", {"id": job_id}, conn))
+
+    async def schema_version(self) -> str | None:
+        rows = await self._run("schema_version", {})
+        return rows[0]["version_num"] if rows else None
+
+    # The worker's queries: tuples, not dicts, on the hot path.
+
+    async def job_claim(
+        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
+    ) -> list[tuple[Any, ...]]:
+        params = {"worker_id": worker_id, "queues": queues, "limit": limit, "now": now}
+        return await self._tuples("job_claim", params)
+
+    async def job_next_run_at(
+        self, queues: Sequence[str] | None, now: datetime | None = None
+    ) -> float | None:
+        rows = await self._tuples("job_next_run_at", {"queues": queues, "now": now})
+        return rows[0][0] if rows else None
+
+    async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> set[int]:
+        """Write outcomes; returns the ids whose outcome was applied."""
+        result = await self._tuples("job_finish_many", finish_params(worker_id, rows))
+        return {r[0] for r in result}
+
+    async def worker_register(
+        self, worker_id: UUID, host: str, pid: int, queues: Sequence[str] | None,
+        concurrency: int, lease: float,
+    ) -> None:
+        params = {
+            "id": worker_id, "host": host, "pid": pid, "queues": list(queues or ["*"]),
+            "concurrency": concurrency, "lease": lease,
+        }
+        await self._tuples("worker_register", params)
+
+    async def worker_heartbeat(self, worker_id: UUID) -> bool:
+        return bool(await self._tuples("worker_heartbeat", {"id": worker_id}))
+
+    async def worker_unregister(self, worker_id: UUID) -> None:
+        await self._tuples("worker_unregister", {"id": worker_id})
+
+
+def dumps(value: Any) -> str:
+    """JSON text for PostgreSQL's jsonb: strict (no NaN), compact."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))

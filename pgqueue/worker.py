@@ -1,0 +1,332 @@
+"""The worker: claims jobs, runs them with bounded concurrency, records outcomes, and stops
+gracefully. Written once, for asyncio; sync handlers run in a thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import UUID, uuid4
+
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from pgqueue.app import App
+from pgqueue.completer import Completer, outcome_row
+from pgqueue.context import JobContext
+from pgqueue.errors import DatabaseUnavailable, SchemaNotMigrated
+from pgqueue.execute import Runner
+from pgqueue.job import Cancelled, Failed, Job, JobState, Outcome, Released, Snoozed, Succeeded
+from pgqueue.notify import Listener
+from pgqueue.settings import WorkerSettings
+from pgqueue.store import AsyncJobStore
+
+log = logging.getLogger("pgqueue.worker")
+job_log = logging.getLogger("pgqueue.job")
+
+
+def job_from_claim(row: tuple[Any, ...], worker_id: UUID) -> Job:
+    (job_id, queue, task, args, kwargs, priority, run_at, attempts, max_attempts, unique_key,
+     timeout, created_at, started_at) = row
+    return Job(
+        id=job_id, queue=queue, task=task, args=args, kwargs=kwargs, state=JobState.RUNNING,
+        priority=priority, run_at=run_at, attempts=attempts, max_attempts=max_attempts,
+        unique_key=unique_key, timeout=timeout, last_error=None, errors=[], result=None,
+        worker_id=worker_id, created_at=created_at, started_at=started_at, finished_at=None,
+    )
+
+
+class Worker:
+    """One worker process's engine. `await run()` until `stop()` is called (or a signal)."""
+
+    def __init__(self, app: App, settings: WorkerSettings | None = None,
+                 dsn: str | None = None) -> None:
+        self.app = app
+        self.settings = settings or WorkerSettings()
+        self.dsn = dsn if dsn is not None else app.dsn
+        self.id = uuid4()
+        self.queues = list(self.settings.queues) if self.settings.queues else None
+        self.active: dict[int, asyncio.Task[None]] = {}
+        self.contexts: dict[int, JobContext] = {}
+        self.cancel_requested: set[int] = set()
+        self.shutting_down: set[int] = set()
+        self.processed = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self.threads = ThreadPoolExecutor(
+            max_workers=self.settings.concurrency, thread_name_prefix="pgqueue-job"
+        )
+
+    # -- control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to shut down gracefully; safe from any thread or signal handler."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None:
+            return
+        if loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            stop.set()
+        else:
+            loop.call_soon_threadsafe(stop.set)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """For tests and embedding: block until the worker is registered and listening."""
+        return self._started.wait(timeout)
+
+    @property
+    def stuck_threads(self) -> int:
+        """Sync attempts still running in threads although their jobs were given up."""
+        return len(self.runner.stuck) if hasattr(self, "runner") else 0
+
+    # -- main -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.slot_freed = asyncio.Event()
+        s = self.settings
+        pool = AsyncConnectionPool(
+            self.dsn, min_size=2, max_size=4, open=False, name="pgqueue-worker",
+            kwargs={"autocommit": True}, reconnect_timeout=0,
+        )
+        self.store = AsyncJobStore(pool)
+        self.runner = Runner(self.app, self.threads)
+        self.completer = Completer(self.store, self.id, s.outcome_batch)
+        try:
+            if not await self._connect(pool):
+                return
+            listener = Listener(self.dsn, self.queues, self.wake, self._on_cancel)
+            helpers = [
+                asyncio.create_task(listener.run(), name="pgqueue-listener"),
+                asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
+                asyncio.create_task(self._heartbeat(), name="pgqueue-heartbeat"),
+            ]
+            await asyncio.wait_for(listener.connected.wait(), timeout=10)
+            log.info("worker %s started: queues=%s concurrency=%d pid=%d", self.id,
+                     ",".join(self.queues) if self.queues else "*", s.concurrency, os.getpid())
+            self._started.set()
+            try:
+                await self._claim_loop()
+            finally:
+                await self._shutdown()
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+                try:
+                    await self.store.worker_unregister(self.id)
+                except DatabaseUnavailable:
+                    pass
+        finally:
+            self._started.set()
+            await pool.close()
+            self.threads.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped after %d job(s)", self.id, self.processed)
+
+    async def _connect(self, pool: AsyncConnectionPool) -> bool:
+        """Open the pool and register, retrying while the database is away. False if stopped."""
+        assert self._stop is not None
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                if pool.closed:
+                    await pool.open(wait=True, timeout=5)
+                if await self.store.schema_version() is None:
+                    raise SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
+                await self.store.worker_register(
+                    self.id, socket.gethostname(), os.getpid(), self.queues,
+                    self.settings.concurrency, self.settings.lease,
+                )
+                return True
+            except (DatabaseUnavailable, PoolTimeout) as exc:
+                reason = str(exc) if isinstance(exc, DatabaseUnavailable) else "database unavailable"
+                log.warning("%s; retrying in %.1fs", reason, backoff)
+                await pool.close()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+        return False
+
+    async def _sleep(self, seconds: float, *events: asyncio.Event) -> None:
+        """Sleep, cut short by a stop request or any of `events`."""
+        assert self._stop is not None
+        waiters = [asyncio.create_task(e.wait()) for e in (self._stop, *events)]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        assert self._stop is not None
+        s = self.settings
+        backoff = 0.1
+        while not self._stop.is_set():
+            free = s.concurrency - len(self.active)
+            if free <= 0:
+                self.slot_freed.clear()
+                await self._sleep(s.poll_interval, self.slot_freed)
+                continue
+            limit = min(free, s.claim_batch)
+            # Cleared before the claim: a notification that lands during it is not lost.
+            self.wake.clear()
+            try:
+                rows = await self.store.job_claim(self.id, self.queues, limit)
+                if len(rows) < limit:
+                    wait = await self.store.job_next_run_at(self.queues)
+            except DatabaseUnavailable as exc:
+                log.warning("%s; claiming again in %.1fs", exc, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if rows:
+                jobs = sorted((job_from_claim(r, self.id) for r in rows),
+                              key=lambda j: (-j.priority, j.run_at, j.id))
+                for job in jobs:
+                    self.active[job.id] = asyncio.create_task(self._execute(job))
+            if len(rows) < limit:
+                # Nothing more is due: sleep until a notification, the next due job, or the
+                # safety poll, whichever comes first.
+                delay = s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
+                await self._sleep(delay, self.wake)
+            elif len(self.active) >= s.concurrency:
+                # Let jobs that finish together free their slots before the next claim.
+                await asyncio.sleep(0)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def _execute(self, job: Job) -> None:
+        ctx = JobContext(job=job, attempt=job.attempts, logger=job_log)
+        self.contexts[job.id] = ctx
+        task = self.app.tasks.get(job.task)
+        timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
+        started = time.monotonic()
+        try:
+            try:
+                outcome: Outcome = await self.runner.run(job, ctx, timeout)
+            except asyncio.CancelledError:
+                outcome = (Released() if job.id in self.shutting_down
+                           else Cancelled("cancelled while running"))
+            if job.id in self.cancel_requested and not isinstance(outcome, Released):
+                outcome = Cancelled("cancelled while running")
+            self.completer.put(outcome_row(job, outcome))
+            self.processed += 1
+            self._log_outcome(job, outcome, time.monotonic() - started)
+            await self.runner.wait_thread(job.id)
+        finally:
+            self.active.pop(job.id, None)
+            self.contexts.pop(job.id, None)
+            self.cancel_requested.discard(job.id)
+            self.slot_freed.set()
+
+    def _log_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
+        where = f"job {job.id} {job.task} queue={job.queue} attempt={job.attempts} " \
+                f"duration={duration * 1000:.1f}ms"
+        match outcome:
+            case Succeeded():
+                if job_log.isEnabledFor(logging.DEBUG):
+                    job_log.debug("%s succeeded", where)
+            case Failed(error, None):
+                job_log.error("%s dead: %s", where, error["error"])
+            case Failed(error, retry_in):
+                job_log.warning("%s failed, retry in %.1fs: %s", where, retry_in, error["error"])
+            case Snoozed(delay):
+                job_log.info("%s snoozed for %.1fs", where, delay)
+            case Released():
+                job_log.info("%s released (shutdown)", where)
+            case Cancelled():
+                job_log.info("%s cancelled", where)
+
+    def _on_cancel(self, job_id: int) -> None:
+        task = self.active.get(job_id)
+        if task is None:
+            return
+        self.cancel_requested.add(job_id)
+        ctx = self.contexts.get(job_id)
+        if ctx is not None:
+            ctx._cancel.set()
+        handler = self.app.tasks.get(ctx.job.task) if ctx else None
+        # Async handlers are cancelled at their next await; sync ones see ctx.cancelled.
+        if handler is not None and handler.is_async:
+            task.cancel()
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.heartbeat_interval)
+            try:
+                if not await self.store.worker_heartbeat(self.id):
+                    log.warning("worker %s was declared lost; registering again", self.id)
+                    await self.store.worker_register(
+                        self.id, socket.gethostname(), os.getpid(), self.queues,
+                        s.concurrency, s.lease,
+                    )
+            except DatabaseUnavailable as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.shutdown_grace
+        if self.active:
+            log.info("stopping: waiting up to %gs for %d running job(s)", grace, len(self.active))
+            await asyncio.wait(list(self.active.values()), timeout=grace)
+        if self.active:
+            log.warning("grace period over: releasing %d job(s) back to the queue",
+                        len(self.active))
+            for job_id, task in list(self.active.items()):
+                self.shutting_down.add(job_id)
+                ctx = self.contexts.get(job_id)
+                if ctx is not None:
+                    ctx._cancel.set()
+                task.cancel()
+                self.runner.stuck.pop(job_id, None)
+            await asyncio.wait(list(self.active.values()), timeout=5)
+        if not await self.completer.flush(timeout=max(grace, 10)):
+            log.error("could not record %d outcome(s) before exiting; the rescue will handle "
+                      "those jobs", self.completer.backlog)
+
+
+def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Worker:
+    """Run a worker in this thread until SIGTERM/SIGINT (the CLI's `pgqueue work`)."""
+    import signal
+
+    worker = Worker(app, settings, dsn)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info("received %s: shutting down gracefully (again to exit at once)",
+                         signal.Signals(signum).name)
+                worker.stop()
+            else:
+                log.warning("received %s again: exiting now", signal.Signals(signum).name)
+                logging.shutdown()
+                os._exit(1)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        await worker.run()
+
+    asyncio.run(main())
+    return worker
