@@ -1,0 +1,151 @@
+"""A job exists exactly when the producer's transaction commits, and only then wakes anyone."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from pgqueue.migrate import sqlalchemy_url
+from tests import jobs
+
+
+def count_jobs(db: psycopg.Connection) -> int:
+    return db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0]
+
+
+class Listener:
+    """A separate connection LISTENing on the workers' channel."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute("LISTEN pgqueue_jobs")
+
+    def received(self, wait: float = 0.3) -> list[str]:
+        return [n.payload for n in self.conn.notifies(timeout=wait, stop_after=10)]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def listener(dsn: str):
+    lst = Listener(dsn)
+    yield lst
+    lst.close()
+
+
+def test_psycopg_rollback_leaves_nothing_and_commit_one(dsn, db, listener):
+    with psycopg.connect(dsn) as conn:
+        jobs.add.options(conn=conn).enqueue(1, 2)
+        conn.rollback()
+        assert count_jobs(db) == 0
+        assert listener.received() == []
+        job_id = jobs.add.options(conn=conn).enqueue(1, 2)
+        assert count_jobs(db) == 0, "not visible before commit"
+        conn.commit()
+    assert count_jobs(db) == 1
+    assert listener.received() == ["default"]
+    assert jobs.app.get_job(job_id).task == "add"
+
+
+def test_app_enqueue_by_name_in_transaction(dsn, db, listener):
+    with psycopg.connect(dsn) as conn:
+        jobs.app.enqueue("add", args=[1, 2], conn=conn)
+        conn.rollback()
+    assert count_jobs(db) == 0
+    assert listener.received() == []
+
+
+def test_sqlalchemy_session_rollback_and_commit(dsn, db, listener):
+    engine = create_engine(sqlalchemy_url(dsn))
+    try:
+        with Session(engine) as session:
+            session.execute(__import__("sqlalchemy").text("SELECT 1"))
+            jobs.add.options(conn=session).enqueue(2, 3)
+            session.rollback()
+        assert count_jobs(db) == 0
+        assert listener.received() == []
+        with Session(engine) as session, session.begin():
+            jobs.add.options(conn=session).enqueue(2, 3)
+        assert count_jobs(db) == 1
+        assert listener.received() == ["default"]
+        with engine.connect() as conn:
+            jobs.app.enqueue("add", args=[1, 1], conn=conn)
+            conn.rollback()
+        assert count_jobs(db) == 1
+    finally:
+        engine.dispose()
+
+
+def test_psycopg_async_rollback_and_commit(dsn, db, listener):
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            await jobs.add.options(conn=conn).enqueue_async(1, 2)
+            await conn.rollback()
+            assert count_jobs(db) == 0
+            await jobs.add.options(conn=conn).enqueue_async(1, 2)
+            await conn.commit()
+
+    asyncio.run(scenario())
+    assert count_jobs(db) == 1
+    assert listener.received() == ["default"]
+
+
+def test_sqlalchemy_async_session_rollback_and_commit(dsn, db, listener):
+    async def scenario() -> None:
+        engine = create_async_engine(sqlalchemy_url(dsn))
+        try:
+            async with AsyncSession(engine) as session:
+                await jobs.add.options(conn=session).enqueue_async(1, 2)
+                await session.rollback()
+            assert count_jobs(db) == 0
+            assert listener.received() == []
+            async with AsyncSession(engine) as session, session.begin():
+                await jobs.app.enqueue_async("add", args=[5, 5], conn=session)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    assert count_jobs(db) == 1
+    assert listener.received() == ["default"]
+
+
+def test_unserialisable_args_raise_and_insert_nothing(dsn, db):
+    with pytest.raises(jobs.pgqueue.SerializationError, match="not JSON-serialisable"):
+        jobs.add.enqueue(object(), 1)
+    with pytest.raises(jobs.pgqueue.SerializationError):
+        jobs.app.enqueue_many([{"task": "add", "args": [1, 2]}, {"task": "add", "args": [{1, 2}]}])
+    assert count_jobs(db) == 0
+
+
+def test_bulk_insert_notifies_once_per_queue(dsn, db, listener):
+    ids = jobs.app.enqueue_many(
+        [{"task": "add", "args": [i, i]} for i in range(500)]
+        + [{"task": "add", "args": [1, 1], "queue": "other"}]
+    )
+    assert len(ids) == 501 and ids == sorted(ids)
+    assert sorted(listener.received()) == ["default", "other"]
+
+
+def test_plain_sql_insert_wakes_workers(dsn, db, listener):
+    db.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[1, 2]')")
+    assert listener.received() == ["default"]
+
+
+def test_unique_key_returns_existing_id(dsn, db):
+    first = jobs.add.options(unique_key="k1").enqueue(1, 2)
+    second = jobs.add.options(unique_key="k1").enqueue(1, 2)
+    ids = jobs.app.enqueue_many(
+        [{"task": "add", "args": [1, 2], "unique_key": "k1"},
+         {"task": "add", "args": [1, 2], "unique_key": "k2"},
+         {"task": "add", "args": [1, 2], "unique_key": "k2"}]
+    )
+    assert first == second == ids[0]
+    assert ids[1] == ids[2] != first
+    assert count_jobs(db) == 2

@@ -1,0 +1,134 @@
+"""Tasks used by the tests, importable by worker subprocesses as `tests.jobs:app`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+import pgqueue
+
+app = pgqueue.App()  # DSN from PGQUEUE_DSN, set by the fixtures
+fast = pgqueue.RetryPolicy(base=0.05, factor=2, jitter=0)
+
+# What in-process handlers saw, in order.
+calls: list[tuple[str, Any]] = []
+_lock = threading.Lock()
+counters: dict[int, int] = {}
+
+
+def reset() -> None:
+    calls.clear()
+    counters.clear()
+
+
+def record(name: str, value: Any) -> None:
+    with _lock:
+        calls.append((name, value))
+
+
+def effect(job_id: int, attempt: int, note: str = "") -> None:
+    """Record in the database that this attempt ran (for multi-process tests)."""
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO public.effects (job_id, attempt, pid, note) VALUES (%s, %s, %s, %s)",
+            (job_id, attempt, os.getpid(), note),
+        )
+
+
+@app.task(name="add")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task(name="echo")
+async def echo(value: Any) -> Any:
+    return value
+
+
+@app.task(name="note")
+def note(label: str) -> None:
+    record("note", label)
+
+
+@app.task(name="stamp")
+async def stamp(label: str) -> None:
+    record("stamp", (label, time.time()))
+
+
+@app.task(name="flaky", max_attempts=3, retry=fast)
+def flaky(fail_times: int) -> str:
+    ctx = pgqueue.context()
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"failure {ctx.attempt}")
+    return f"ok after {ctx.attempt}"
+
+
+@app.task(name="always_fails", max_attempts=3, retry=fast)
+async def always_fails() -> None:
+    raise ValueError("it never works")
+
+
+@app.task(name="snooze")
+def snooze(times: int, ctx: pgqueue.JobContext) -> int:
+    with _lock:
+        counters[ctx.job.id] = counters.get(ctx.job.id, 0) + 1
+        seen = counters[ctx.job.id]
+    if seen <= times:
+        raise pgqueue.Retry(delay=0.05)
+    return seen
+
+
+@app.task(name="discard", max_attempts=5)
+def discard() -> None:
+    raise pgqueue.Discard("not worth it")
+
+
+class Exploding(BaseException):
+    """Not an Exception: handlers raising these must not take the worker down."""
+
+
+@app.task(name="base_exception", max_attempts=1)
+async def base_exception() -> None:
+    raise Exploding("kaboom")
+
+
+@app.task(name="system_exit", max_attempts=1)
+def system_exit() -> None:
+    raise SystemExit(3)
+
+
+@app.task(name="keyboard_interrupt", max_attempts=1)
+async def keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@app.task(name="bad_result", max_attempts=3)
+def bad_result() -> object:
+    return object()
+
+
+@app.task(name="sleep")
+def sleep(seconds: float) -> str:
+    ctx = pgqueue.context()
+    effect(ctx.job.id, ctx.attempt, "start")
+    time.sleep(seconds)
+    effect(ctx.job.id, ctx.attempt, "end")
+    return "slept"
+
+
+@app.task(name="async_sleep")
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@app.task(name="work_item", max_attempts=5)
+def work_item(n: int) -> int:
+    ctx = pgqueue.context()
+    effect(ctx.job.id, ctx.attempt)
+    return n
