@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import traceback
 from concurrent.futures import Executor
 from typing import Any
@@ -35,6 +36,13 @@ def dead(attempt: int, exc: BaseException | None, message: str | None = None) ->
     return Failed(error_record(attempt, exc, message), retry_in=None)
 
 
+def _plain(signature: inspect.Signature) -> str:
+    """A signature without annotations, for error messages: `(a, b=1, *rest)`."""
+    params = [p.replace(annotation=p.empty) for p in signature.parameters.values()
+              if p.name != "ctx"]
+    return str(signature.replace(parameters=params, return_annotation=signature.empty))
+
+
 class Runner:
     """Runs attempts for one worker: async handlers on the loop, sync ones in `threads`."""
 
@@ -56,7 +64,7 @@ class Runner:
         try:
             bound = task.signature.bind(*job.args, **kwargs)
         except TypeError as exc:
-            message = f"BadArguments: {task.name}{task.signature} cannot take them: {exc}"
+            message = f"BadArguments: {task.name}{_plain(task.signature)} cannot take them: {exc}"
             return None, None, dead(job.attempts, None, message)
         return task, bound, None
 

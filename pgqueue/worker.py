@@ -104,9 +104,11 @@ class Worker:
         self.store = AsyncJobStore(pool)
         self.runner = Runner(self.app, self.threads)
         self.completer = Completer(self.store, self.id, s.outcome_batch)
+        started = False
         try:
             if not await self._connect(pool):
                 return
+            started = True
             listener = Listener(self.dsn, self.queues, self.wake, self._on_cancel)
             helpers = [
                 asyncio.create_task(listener.run(), name="pgqueue-listener"),
@@ -132,7 +134,8 @@ class Worker:
             self._started.set()
             await pool.close()
             self.threads.shutdown(wait=False, cancel_futures=True)
-            log.info("worker %s stopped after %d job(s)", self.id, self.processed)
+            if started:
+                log.info("worker %s stopped after %d job(s)", self.id, self.processed)
 
     async def _connect(self, pool: AsyncConnectionPool) -> bool:
         """Open the pool and register, retrying while the database is away. False if stopped."""

@@ -74,6 +74,7 @@ PROCRASTINATE = System(
     worker=lambda t: [
         t.tool("procrastinate"),
         "--app=procrastinate_tasks.app",
+        "--log-level=warning",
         "worker",
         "--concurrency",
         str(t.concurrency),
@@ -104,8 +105,6 @@ PGQUEUER = System(
         str(_pgqueuer_batch(t.concurrency)),
         "--max-concurrent-tasks",
         str(max(t.concurrency, 2 * _pgqueuer_batch(t.concurrency))),
-        "--log-level",
-        "WARNING",
     ],
     settings=lambda c: (
         f"pgq run --max-concurrent-tasks {max(c, 2 * _pgqueuer_batch(c))} "

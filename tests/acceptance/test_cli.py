@@ -1,0 +1,93 @@
+"""The CLI end to end: one clear line on stderr for bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from tests.acceptance.conftest import run_cli
+from tests.server import with_database
+
+
+def assert_clean_error(result, fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pgqueue: error:")
+    assert fragment in lines[0], lines[0]
+
+
+def test_enqueue_and_stats(dsn, db):
+    result = run_cli("enqueue", "add", "--args", "[1, 2]", "--priority", "5", "--queue", "q1")
+    assert result.returncode == 0, result.stderr
+    job_id = int(result.stdout)
+    row = db.execute("SELECT task, args, priority, queue FROM pgqueue.jobs WHERE id = %s",
+                     (job_id,)).fetchone()
+    assert row == ("add", [1, 2], 5, "q1")
+    run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", "60")
+    stats = run_cli("stats", "--json")
+    assert stats.returncode == 0, stats.stderr
+    by_queue = {r["queue"]: r for r in json.loads(stats.stdout)}
+    assert by_queue["q1"]["queued"] == 1
+    assert by_queue["default"]["scheduled"] == 1 and by_queue["default"]["queued"] == 0
+    text = run_cli("stats")
+    assert "q1" in text.stdout and "QUEUED" in text.stdout
+
+
+def test_enqueue_checks_task_against_app(dsn, db):
+    ok = run_cli("enqueue", "add", "--args", "[1, 2]", "--app", "tests.jobs:app")
+    assert ok.returncode == 0, ok.stderr
+    bad = run_cli("enqueue", "nope", "--app", "tests.jobs:app")
+    assert_clean_error(bad, "unknown task 'nope'")
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["enqueue", "add", "--args", "[1,"], "--args is not valid JSON"),
+        (["enqueue", "add", "--args", "{}"], "--args must be a JSON array"),
+        (["enqueue", "add", "--kwargs", "[]"], "--kwargs must be a JSON object"),
+        (["enqueue", "add", "--delay", "-5"], "delay must be >= 0"),
+        (["work", "no_such_module:app"], "cannot import 'no_such_module'"),
+        (["work", "tests.jobs:nothing"], "is not a pgqueue.App"),
+        (["jobs", "show", "999999"], "no job with id 999999"),
+        (["jobs", "retry", "999999"], "is not dead or cancelled"),
+    ],
+)
+def test_bad_input_gets_one_line(dsn, args, fragment):
+    assert_clean_error(run_cli(*args), fragment)
+
+
+def test_unreachable_database(dsn):
+    for args in (["stats"], ["enqueue", "add"], ["migrate"], ["jobs", "show", "1"]):
+        result = run_cli(*args, "--dsn", "postgresql://nobody@127.0.0.1:1/none")
+        assert_clean_error(result, "database unavailable")
+
+
+def test_unmigrated_schema(server_dsn):
+    name = "pgqueue_test_unmigrated"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        empty = with_database(server_dsn, name)
+        for args in (["stats"], ["enqueue", "add"], ["work", "tests.jobs:app"]):
+            result = run_cli(*args, env={"PGQUEUE_DSN": empty}, timeout=30)
+            assert_clean_error(result, "not migrated: run `pgqueue migrate`")
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_jobs_show_cancel_retry(dsn, db):
+    job_id = int(run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", "60").stdout)
+    assert run_cli("jobs", "cancel", str(job_id)).returncode == 0
+    shown = json.loads(run_cli("jobs", "show", str(job_id), "--json").stdout)
+    assert shown["state"] == "cancelled" and shown["args"] == [1, 2]
+    assert run_cli("jobs", "retry", str(job_id)).returncode == 0
+    assert db.execute("SELECT state FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone()[0] \
+        == "queued"

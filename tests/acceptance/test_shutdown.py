@@ -1,0 +1,66 @@
+"""SIGTERM and SIGINT to a real `pgqueue work` process with jobs in flight."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests import jobs
+
+
+def wait_running(db, count: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = db.execute("SELECT count(*) FROM public.effects WHERE note = 'start'").fetchone()[0]
+        if n >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError("jobs did not start")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_lets_in_flight_job_finish_and_exits_zero(app, db, spawn_worker, signum):
+    worker = spawn_worker("--concurrency", "2", "--shutdown-grace", "10")
+    worker.wait_started()
+    job_id = jobs.sleep.enqueue(1.0)
+    wait_running(db, 1)
+    worker.signal(signum)
+    queued_later = jobs.add.enqueue(1, 2)
+    assert worker.wait(20) == 0, worker.output()
+    assert app.get_job(job_id).state == "succeeded"
+    later = app.get_job(queued_later)
+    assert later.state == "queued" and later.attempts == 0, "no claim after the signal"
+    workers = db.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0]
+    assert workers == 0, "a clean exit removes the worker's row"
+
+
+def test_grace_over_releases_unfinished_jobs_without_counting_an_attempt(app, db, spawn_worker):
+    worker = spawn_worker("--concurrency", "3", "--shutdown-grace", "0.5")
+    worker.wait_started()
+    ids = [jobs.sleep.enqueue(30) for _ in range(3)]
+    wait_running(db, 3)
+    t0 = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    assert time.monotonic() - t0 < 10, "sync threads stuck in sleep must not hold the exit"
+    for job_id in ids:
+        job = app.get_job(job_id)
+        assert job.state == "queued" and job.attempts == 0, job
+    assert "releasing 3 job(s)" in worker.output()
+
+
+def test_second_signal_exits_at_once(app, db, spawn_worker):
+    worker = spawn_worker("--concurrency", "1", "--shutdown-grace", "60")
+    worker.wait_started()
+    job_id = jobs.sleep.enqueue(30)
+    wait_running(db, 1)
+    worker.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) != 0
+    assert time.monotonic() - t0 < 5
+    # Left running: the rescue of a lost worker takes it from here.
+    assert app.get_job(job_id).state == "running"

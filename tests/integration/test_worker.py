@@ -1,0 +1,179 @@
+"""The worker on a real database: order, delays, retries, Retry/Discard, poison jobs."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import pgqueue
+from tests import jobs
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_runs_sync_and_async_handlers_and_stores_results(app, worker):
+    with worker(concurrency=4):
+        sync_id = jobs.add.enqueue(2, 3)
+        async_id = jobs.echo.enqueue({"nested": [1, "two"]})
+        assert app.wait(sync_id, timeout=10) == 5
+        assert app.wait(async_id, timeout=10) == {"nested": [1, "two"]}
+    job = app.get_job(sync_id)
+    assert job.state == "succeeded" and job.attempts == 1 and job.result == 5
+    assert job.started_at is not None and job.finished_at >= job.started_at
+
+
+def test_priority_order_with_concurrency_one(app, worker):
+    app.enqueue_many(
+        [{"task": "note", "args": [f"p{p}-{i}"], "priority": p} for i in range(3) for p in (0, 5, -2, 10)]
+    )
+    last = app.enqueue("note", args=["last"], priority=-100)
+    with worker(concurrency=1):
+        app.wait(last, timeout=20)
+    labels = [value for _, value in jobs.calls]
+    expected = [f"p{p}-{i}" for p in (10, 5, 0, -2) for i in range(3)] + ["last"]
+    assert labels == expected
+
+
+def test_delayed_job_waits_for_run_at_then_runs_promptly(app, worker, db):
+    with worker(concurrency=2, poll_interval=30):
+        enqueued = time.time()
+        job_id = jobs.stamp.options(delay=1.0).enqueue("late")
+        run_at = app.get_job(job_id).run_at
+        app.wait(job_id, timeout=10)
+    (_, (label, started)), = jobs.calls
+    assert started >= run_at.timestamp() - 0.01
+    assert started - enqueued >= 0.99
+    # The worker sleeps until run_at (not until the 30 s poll): it starts soon after.
+    assert started - run_at.timestamp() < 0.5
+
+
+def test_run_at_and_timedelta_delay(app, worker):
+    at = datetime.now(UTC) + timedelta(seconds=0.3)
+    a = jobs.stamp.options(run_at=at).enqueue("a")
+    b = jobs.stamp.options(delay=timedelta(milliseconds=300)).enqueue("b")
+    with worker():
+        app.wait(a, timeout=10)
+        app.wait(b, timeout=10)
+    assert app.get_job(a).started_at >= at
+
+
+def test_retries_with_backoff_then_success(app, worker):
+    job_id = jobs.flaky.enqueue(2)
+    with worker():
+        assert app.wait(job_id, timeout=10) == "ok after 3"
+    job = app.get_job(job_id)
+    assert job.attempts == 3 and job.state == "succeeded"
+    assert [e["attempt"] for e in job.errors] == [1, 2]
+    assert job.errors[0]["error"] == "RuntimeError: failure 1"
+    assert "Traceback" in job.errors[0]["traceback"]
+    at = [datetime.fromisoformat(e["at"]) for e in job.errors]
+    # Backoff grows: 0.05 s then 0.1 s (no jitter in this task's policy).
+    assert job.started_at - at[1] >= timedelta(seconds=0.09)
+
+
+def test_exhausted_attempts_end_dead_with_history(app, worker):
+    job_id = jobs.always_fails.enqueue()
+    with worker(), pytest.raises(pgqueue.JobFailed, match="it never works"):
+        app.wait(job_id, timeout=10)
+    job = app.get_job(job_id)
+    assert job.state == "dead" and job.attempts == 3 == job.max_attempts
+    assert job.last_error == "ValueError: it never works"
+    assert [e["attempt"] for e in job.errors] == [1, 2, 3]
+    assert job.finished_at is not None
+
+
+def test_retry_exception_reschedules_without_using_an_attempt(app, worker):
+    job_id = jobs.snooze.options(max_attempts=1).enqueue(3)
+    with worker():
+        assert app.wait(job_id, timeout=10) == 4
+    job = app.get_job(job_id)
+    assert job.attempts == 1 and job.errors == []
+
+
+def test_discard_goes_straight_to_dead(app, worker):
+    job_id = jobs.discard.enqueue()
+    with worker(), pytest.raises(pgqueue.JobFailed):
+        app.wait(job_id, timeout=10)
+    job = app.get_job(job_id)
+    assert job.state == "dead" and job.attempts == 1 and job.max_attempts == 5
+    assert job.last_error == "Discarded: not worth it"
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "error"),
+    [
+        ("no.such.task", [], "UnknownTask: no task named 'no.such.task'"),
+        ("add", [1], "BadArguments: add(a, b) cannot take them"),
+        ("add", [1, 2, 3], "BadArguments"),
+        ("base_exception", [], "Exploding: kaboom"),
+        ("system_exit", [], "SystemExit: 3"),
+        ("keyboard_interrupt", [], "KeyboardInterrupt"),
+        ("bad_result", [], "SerializationError: result of bad_result is not JSON-serialisable"),
+    ],
+)
+def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args, error):
+    poison = app.enqueue(task, args=args, max_attempts=3)
+    with worker(concurrency=2):
+        with pytest.raises(pgqueue.JobFailed):
+            app.wait(poison, timeout=10)
+        healthy = jobs.add.enqueue(1, 1)
+        assert app.wait(healthy, timeout=10) == 2
+    job = app.get_job(poison)
+    assert job.state == "dead"
+    assert job.last_error.startswith(error)
+    if task in ("no.such.task", "add", "bad_result"):
+        assert job.attempts == 1, "a job that can never work is not retried"
+
+
+def test_plain_sql_job_is_picked_up_within_milliseconds(app, worker, db):
+    with worker(poll_interval=30):
+        time.sleep(0.2)  # idle
+        t0 = time.time()
+        db.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('stamp', '[\"sql\"]')")
+        wait_for(lambda: jobs.calls, timeout=5, interval=0.001)
+    started = jobs.calls[0][1][1]
+    assert started - t0 < 0.5, "woken by NOTIFY, not by the 30 s poll"
+
+
+def test_cancel_queued_job_never_runs_and_retry_requeues(app, worker):
+    job_id = jobs.note.options(delay=0.5).enqueue("cancelled")
+    assert app.cancel(job_id)
+    assert app.get_job(job_id).state == "cancelled"
+    with pytest.raises(pgqueue.JobCancelled):
+        app.wait(job_id, timeout=1)
+    with worker():
+        time.sleep(1.0)
+        assert jobs.calls == []
+        assert app.retry(job_id)
+        app.wait(job_id, timeout=10)
+    assert jobs.calls == [("note", "cancelled")]
+
+
+def test_wait_times_out_and_unknown_job(app):
+    job_id = jobs.add.options(delay=60).enqueue(1, 2)
+    with pytest.raises(TimeoutError):
+        app.wait(job_id, timeout=0.2)
+    with pytest.raises(pgqueue.JobNotFound):
+        app.wait(10**12, timeout=0.2)
+    assert app.get_job(10**12) is None
+
+
+def test_context_gives_job_and_attempt(app, worker):
+    @app.task(name="ctx_probe")
+    def ctx_probe() -> dict:
+        ctx = pgqueue.context()
+        return {"id": ctx.job.id, "attempt": ctx.attempt, "cancelled": ctx.cancelled}
+
+    job_id = ctx_probe.enqueue()
+    with worker():
+        assert app.wait(job_id, timeout=10) == {"id": job_id, "attempt": 1, "cancelled": False}
