@@ -123,12 +123,17 @@ def build_spec(
     try:
         args_json, kwargs_json = dumps(args_list), dumps(kwargs_dict)
     except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            f"arguments of {task} are not JSON-serialisable: {exc}"
-        ) from None
+        raise SerializationError(f"arguments of {task} are not JSON-serialisable: {exc}") from None
     return JobSpec(
-        task=task, args_json=args_json, kwargs_json=kwargs_json, queue=queue, priority=priority,
-        max_attempts=max_attempts, delay=delay_s, run_at=run_at, unique_key=unique_key,
+        task=task,
+        args_json=args_json,
+        kwargs_json=kwargs_json,
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        delay=delay_s,
+        run_at=run_at,
+        unique_key=unique_key,
         timeout=timeout_s,
     )
 
@@ -183,18 +188,28 @@ class Task(Generic[P, R]):
     ) -> BoundTask[P, R]:
         """The same task with per-enqueue settings (connection, queue, delay, ...)."""
         opts = EnqueueOptions(
-            conn=conn, queue=queue, priority=priority, delay=delay, run_at=run_at,
-            unique_key=unique_key, max_attempts=max_attempts, timeout=timeout,
+            conn=conn,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+            timeout=timeout,
         )
         return BoundTask(self, opts)
 
     def spec(self, args: tuple[Any, ...], kwargs: dict[str, Any], opts: EnqueueOptions) -> JobSpec:
         return build_spec(
-            self.name, args, kwargs,
+            self.name,
+            args,
+            kwargs,
             queue=opts.queue if opts.queue is not None else self.queue,
             priority=opts.priority if opts.priority is not None else self.priority,
             max_attempts=opts.max_attempts if opts.max_attempts is not None else self.max_attempts,
-            delay=opts.delay, run_at=opts.run_at, unique_key=opts.unique_key,
+            delay=opts.delay,
+            run_at=opts.run_at,
+            unique_key=opts.unique_key,
             timeout=opts.timeout if opts.timeout is not None else self.timeout,
         )
 
@@ -280,7 +295,7 @@ class App:
         timeout: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(
+    def task(  # type: ignore[misc]
         self,
         fn: Callable[P, R] | None = None,
         /,
@@ -297,19 +312,23 @@ class App:
         def register(func: Callable[P, R]) -> Task[P, R]:
             task_name = name or f"{func.__module__}.{func.__qualname__}"
             t = Task(
-                self, func, name=task_name,
+                self,
+                func,
+                name=task_name,
                 queue=queue or self.default_queue,
                 priority=priority,
                 max_attempts=_positive_int(
                     max_attempts if max_attempts is not None else self.default_max_attempts,
-                    "max_attempts", 1,
+                    "max_attempts",
+                    1,
                 ),
                 retry=retry or self.default_retry,
                 timeout=_seconds(timeout, "timeout") if timeout is not None else None,
             )
             # Validate the defaults once, at import time, rather than at the first enqueue.
-            build_spec(t.name, (), {}, queue=t.queue, priority=t.priority,
-                       max_attempts=t.max_attempts)
+            build_spec(
+                t.name, (), {}, queue=t.queue, priority=t.priority, max_attempts=t.max_attempts
+            )
             if task_name in self.tasks and self.tasks[task_name].fn is not func:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
             self.tasks[task_name] = t
@@ -331,8 +350,12 @@ class App:
             if self._store is None:
                 probe(self.dsn)
                 self._pool = ConnectionPool(
-                    self.dsn, min_size=1, max_size=self.pool_size, open=True,
-                    kwargs={"autocommit": False}, name="pgqueue",
+                    self.dsn,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    open=True,
+                    kwargs={"autocommit": False},
+                    name="pgqueue",
                 )
                 self._store = JobStore(self._pool)
             return self._store
@@ -389,11 +412,20 @@ class App:
     # -- enqueue ----------------------------------------------------------------------------
 
     def _spec(
-        self, task: str, args: Iterable[Any] | None, kwargs: Mapping[str, Any] | None,
+        self,
+        task: str,
+        args: Iterable[Any] | None,
+        kwargs: Mapping[str, Any] | None,
         options: Mapping[str, Any],
     ) -> JobSpec:
         unknown = set(options) - {
-            "queue", "priority", "delay", "run_at", "unique_key", "max_attempts", "timeout"
+            "queue",
+            "priority",
+            "delay",
+            "run_at",
+            "unique_key",
+            "max_attempts",
+            "timeout",
         }
         if unknown:
             raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")
@@ -502,7 +534,9 @@ class App:
             time.sleep(pause)
             delay = min(delay * 1.5, 0.5)
 
-    async def wait_async(self, job_id: int, timeout: float | None = None, poll: float = 0.05) -> Any:
+    async def wait_async(
+        self, job_id: int, timeout: float | None = None, poll: float = 0.05
+    ) -> Any:
         """The asyncio twin of `wait`."""
         store = await self.async_store()
         deadline = None if timeout is None else time.monotonic() + timeout

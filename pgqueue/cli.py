@@ -20,11 +20,15 @@ from pgqueue.errors import ConfigurationError, PgQueueError, UnknownTask
 F = TypeVar("F", bound=Callable[..., Any])
 
 cli = typer.Typer(
-    name="pgqueue", help="A durable job queue on PostgreSQL.", no_args_is_help=True,
-    pretty_exceptions_enable=False, add_completion=False,
+    name="pgqueue",
+    help="A durable job queue on PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
-migrate_cli = typer.Typer(help="Apply pgqueue's schema migrations (alembic).",
-                          invoke_without_command=True)
+migrate_cli = typer.Typer(
+    help="Apply pgqueue's schema migrations (alembic).", invoke_without_command=True
+)
 jobs_cli = typer.Typer(help="Inspect and act on jobs.", no_args_is_help=True)
 queues_cli = typer.Typer(help="Pause and resume queues.", no_args_is_help=True)
 cli.add_typer(migrate_cli, name="migrate")
@@ -33,8 +37,12 @@ cli.add_typer(queues_cli, name="queues")
 
 Dsn = Annotated[
     str | None,
-    typer.Option("--dsn", envvar=["PGQUEUE_DSN", "DATABASE_URL"], show_envvar=True,
-                 help="PostgreSQL DSN or URL (else PGQUEUE_DSN, DATABASE_URL, libpq's PG*)."),
+    typer.Option(
+        "--dsn",
+        envvar=["PGQUEUE_DSN", "DATABASE_URL"],
+        show_envvar=True,
+        help="PostgreSQL DSN or URL (else PGQUEUE_DSN, DATABASE_URL, libpq's PG*).",
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
@@ -95,7 +103,9 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def migrate(
     ctx: typer.Context,
     dsn: Dsn = None,
-    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+    ] = False,
 ) -> None:
     """Migrate the pgqueue schema up to the latest version (or see `downgrade`)."""
     ctx.obj = dsn
@@ -140,10 +150,14 @@ def _setup_logging(level: str, fmt: str) -> None:
 def work(
     app_path: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Where your App is.")],
     dsn: Dsn = None,
-    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: all).")] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: all).")
+    ] = None,
     concurrency: Annotated[int, typer.Option(help="Jobs run at once per process.")] = 10,
     processes: Annotated[int, typer.Option(help="Worker processes to run.")] = 1,
-    shutdown_grace: Annotated[float, typer.Option(help="Seconds to finish jobs on SIGTERM.")] = 30.0,
+    shutdown_grace: Annotated[
+        float, typer.Option(help="Seconds to finish jobs on SIGTERM.")
+    ] = 30.0,
     heartbeat_interval: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 5.0,
     lease: Annotated[float, typer.Option(help="Seconds of silence before rescue.")] = 30.0,
     poll_interval: Annotated[float, typer.Option(help="Safety poll, in seconds.")] = 5.0,
@@ -158,8 +172,12 @@ def work(
     app = load_app(app_path)
     queue_list = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
     settings = WorkerSettings(
-        queues=queue_list, concurrency=concurrency, shutdown_grace=shutdown_grace,
-        heartbeat_interval=heartbeat_interval, lease=lease, poll_interval=poll_interval,
+        queues=queue_list,
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        heartbeat_interval=heartbeat_interval,
+        lease=lease,
+        poll_interval=poll_interval,
     )
     resolved = resolve_dsn(dsn) if dsn is not None else app.dsn
     if processes < 1:
@@ -169,8 +187,9 @@ def work(
 
         raise typer.Exit(supervise(processes))
     worker = run_worker(app, settings, resolved)
-    if worker.stuck_threads or any(t.name.startswith("pgqueue-job") and t.is_alive()
-                                   for t in threading.enumerate()):
+    if worker.stuck_threads or any(
+        t.name.startswith("pgqueue-job") and t.is_alive() for t in threading.enumerate()
+    ):
         # Threads of sync handlers that ignored the shutdown cannot be joined: leave now.
         logging.shutdown()
         os._exit(0)
@@ -190,7 +209,9 @@ def enqueue(
     delay: Annotated[float | None, typer.Option(help="Seconds from now.")] = None,
     unique_key: Annotated[str | None, typer.Option(help="At most one live job per key.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts before dead.")] = None,
-    app_path: Annotated[str | None, typer.Option("--app", help="MODULE:APP to check the task name against.")] = None,
+    app_path: Annotated[
+        str | None, typer.Option("--app", help="MODULE:APP to check the task name against.")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Insert a job; prints its id."""
@@ -201,13 +222,21 @@ def enqueue(
         if dsn is not None:
             app.dsn = resolve_dsn(dsn)
         if task not in app.tasks:
-            raise UnknownTask(f"unknown task {task!r}; known: {', '.join(sorted(app.tasks)) or 'none'}")
+            raise UnknownTask(
+                f"unknown task {task!r}; known: {', '.join(sorted(app.tasks)) or 'none'}"
+            )
     else:
         app = _app(dsn)
     with app:
         job_id = app.enqueue(
-            task, args_value, kwargs_value, queue=queue, priority=priority, delay=delay,
-            unique_key=unique_key, max_attempts=max_attempts,
+            task,
+            args_value,
+            kwargs_value,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
         )
     if as_json:
         _print_json({"id": job_id})
@@ -215,8 +244,17 @@ def enqueue(
         typer.echo(job_id)
 
 
-STATS_COLUMNS = ["queue", "queued", "scheduled", "running", "succeeded", "dead", "cancelled",
-                 "jobs_per_s", "oldest_queued_age"]
+STATS_COLUMNS = [
+    "queue",
+    "queued",
+    "scheduled",
+    "running",
+    "succeeded",
+    "dead",
+    "cancelled",
+    "jobs_per_s",
+    "oldest_queued_age",
+]
 
 
 @cli.command()

@@ -23,8 +23,9 @@ def outcome_row(job: Job, outcome: Outcome) -> OutcomeRow:
         case Failed(error, None):
             return OutcomeRow(job.id, job.attempts, "dead", error_json=dumps(error))
         case Failed(error, retry_in):
-            return OutcomeRow(job.id, job.attempts, "queued", error_json=dumps(error),
-                              delay=retry_in)
+            return OutcomeRow(
+                job.id, job.attempts, "queued", error_json=dumps(error), delay=retry_in
+            )
         case Snoozed(delay):
             return OutcomeRow(job.id, job.attempts, "queued", delay=delay, refund=1)
         case Released():
@@ -75,8 +76,9 @@ class Completer:
             try:
                 applied = await self.store.job_finish_many(self.worker_id, rows)
             except DatabaseUnavailable as exc:
-                log.warning("%s; %d outcome(s) kept, retrying in %.1fs",
-                            exc, len(self._pending), backoff)
+                log.warning(
+                    "%s; %d outcome(s) kept, retrying in %.1fs", exc, len(self._pending), backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -90,8 +92,11 @@ class Completer:
             if len(applied) != len(rows):
                 lost = [r.id for r in rows if r.id not in applied]
                 self.rejected += len(lost)
-                log.warning("outcome of job(s) %s not recorded: no longer running this "
-                            "attempt here (rescued or cancelled meanwhile)", lost)
+                log.warning(
+                    "outcome of job(s) %s not recorded: no longer running this "
+                    "attempt here (rescued or cancelled meanwhile)",
+                    lost,
+                )
 
     async def _one_by_one(self, rows: list[OutcomeRow]) -> set[int]:
         applied: set[int] = set()
@@ -99,8 +104,10 @@ class Completer:
             try:
                 applied |= await self.store.job_finish_many(self.worker_id, [row])
             except psycopg.DataError as exc:
-                error = {"attempt": row.attempt,
-                         "error": f"StorageError: the outcome could not be stored: {exc}"}
+                error = {
+                    "attempt": row.attempt,
+                    "error": f"StorageError: the outcome could not be stored: {exc}",
+                }
                 fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
                 applied |= await self.store.job_finish_many(self.worker_id, [fallback])
         return applied

@@ -52,16 +52,18 @@ class JobCancelled(PgQueueError):
         self.job_id = job_id
 
 
-class Retry(Exception):  # noqa: N818 - raised by handlers, read as a verb
+class Retry(Exception):
     """Raised by a handler: run the job again after `delay` seconds, without using an attempt."""
 
     def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
         super().__init__(reason or f"retry in {delay}s")
-        self.delay = float(delay.total_seconds()) if hasattr(delay, "total_seconds") else float(delay)
+        self.delay = (
+            float(delay.total_seconds()) if hasattr(delay, "total_seconds") else float(delay)
+        )
         self.reason = reason
 
 
-class Discard(Exception):  # noqa: N818 - raised by handlers, read as a verb
+class Discard(Exception):
     """Raised by a handler: the job goes straight to `dead`, whatever attempts are left."""
 
     def __init__(self, reason: str = "discarded") -> None:

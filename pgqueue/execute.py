@@ -19,11 +19,13 @@ from pgqueue.store import dumps
 MAX_TRACEBACK = 8000
 
 
-class AttemptTimeout(Exception):  # noqa: N818 - internal marker
+class AttemptTimeout(Exception):
     """The attempt ran over its timeout (distinct from a TimeoutError raised by the handler)."""
 
 
-def error_record(attempt: int, exc: BaseException | None, message: str | None = None) -> dict[str, Any]:
+def error_record(
+    attempt: int, exc: BaseException | None, message: str | None = None
+) -> dict[str, Any]:
     """One entry of a job's `errors` history (the database adds the time)."""
     text = message or f"{type(exc).__name__}: {exc}".rstrip(": ")
     record: dict[str, Any] = {"attempt": attempt, "error": text}
@@ -38,8 +40,9 @@ def dead(attempt: int, exc: BaseException | None, message: str | None = None) ->
 
 def _plain(signature: inspect.Signature) -> str:
     """A signature without annotations, for error messages: `(a, b=1, *rest)`."""
-    params = [p.replace(annotation=p.empty) for p in signature.parameters.values()
-              if p.name != "ctx"]
+    params = [
+        p.replace(annotation=p.empty) for p in signature.parameters.values() if p.name != "ctx"
+    ]
     return str(signature.replace(parameters=params, return_annotation=signature.empty))
 
 
@@ -85,20 +88,25 @@ class Runner:
         except AttemptTimeout:
             ctx._cancel.set()
             message = f"TimeoutError: the attempt ran over its {timeout:g}s timeout"
-            return Failed(error_record(attempt, None, message),
-                          task.retry.next_run_in(attempt, job.max_attempts))
+            return Failed(
+                error_record(attempt, None, message),
+                task.retry.next_run_in(attempt, job.max_attempts),
+            )
         except asyncio.CancelledError:
             raise  # the worker cancelled it (shutdown or cancel): the worker decides
-        except BaseException as exc:  # noqa: BLE001 - a handler's SystemExit must not stop the worker
-            return Failed(error_record(attempt, exc),
-                          task.retry.next_run_in(attempt, job.max_attempts))
+        except BaseException as exc:
+            return Failed(
+                error_record(attempt, exc), task.retry.next_run_in(attempt, job.max_attempts)
+            )
         try:
             return Succeeded(None if result is None else dumps(result))
         except (TypeError, ValueError) as exc:
             err = SerializationError(f"result of {task.name} is not JSON-serialisable: {exc}")
             return dead(attempt, err)
 
-    async def _run_async(self, task: Any, bound: Any, ctx: JobContext, timeout: float | None) -> Any:
+    async def _run_async(
+        self, task: Any, bound: Any, ctx: JobContext, timeout: float | None
+    ) -> Any:
         token = _current.set(ctx)
         try:
             if timeout is None:

@@ -52,7 +52,7 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
-        fields = {name: row[name] for name in cls.__slots__ if name in row}  # type: ignore[attr-defined]
+        fields = {name: row[name] for name in cls.__slots__ if name in row}
         fields["state"] = JobState(row["state"])
         return cls(**fields)
 

@@ -29,7 +29,8 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         raise ConfigurationError("--log-format must be text or json")
     handler = logging.StreamHandler()
     handler.setFormatter(
-        JsonFormatter() if fmt == "json"
+        JsonFormatter()
+        if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger("pgqueue")

@@ -43,8 +43,9 @@ class Listener:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             except psycopg.OperationalError as exc:
-                log.warning("listener: cannot connect (%s); retrying in %.1fs",
-                            _first_line(exc), backoff)
+                log.warning(
+                    "listener: cannot connect (%s); retrying in %.1fs", _first_line(exc), backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -61,8 +62,9 @@ class Listener:
                 async for note in conn.notifies():
                     self._dispatch(note.channel, note.payload)
             except psycopg.OperationalError as exc:
-                log.warning("listener: connection lost (%s); polling until it is back",
-                            _first_line(exc))
+                log.warning(
+                    "listener: connection lost (%s); polling until it is back", _first_line(exc)
+                )
                 backoff = 0.1 if backoff <= 0.1 else backoff
                 await asyncio.sleep(backoff)
                 backoff = 0.2

@@ -105,9 +105,7 @@ def _rows(description: Any, rows: Sequence[Sequence[Any]]) -> list[Row]:
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def _ids_in_order(
-    inserted: list[Row], existing: dict[str, int]
-) -> list[int]:
+def _ids_in_order(inserted: list[Row], existing: dict[str, int]) -> list[int]:
     """Ids for each input row: the new job's, or the existing holder of its unique_key."""
     ids: list[int] = []
     for row in inserted:
@@ -284,12 +282,21 @@ class AsyncJobStore:
         return {r[0] for r in result}
 
     async def worker_register(
-        self, worker_id: UUID, host: str, pid: int, queues: Sequence[str] | None,
-        concurrency: int, lease: float,
+        self,
+        worker_id: UUID,
+        host: str,
+        pid: int,
+        queues: Sequence[str] | None,
+        concurrency: int,
+        lease: float,
     ) -> None:
         params = {
-            "id": worker_id, "host": host, "pid": pid, "queues": list(queues or ["*"]),
-            "concurrency": concurrency, "lease": lease,
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "queues": list(queues or ["*"]),
+            "concurrency": concurrency,
+            "lease": lease,
         }
         await self._tuples("worker_register", params)
 

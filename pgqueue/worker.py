@@ -30,21 +30,50 @@ job_log = logging.getLogger("pgqueue.job")
 
 
 def job_from_claim(row: tuple[Any, ...], worker_id: UUID) -> Job:
-    (job_id, queue, task, args, kwargs, priority, run_at, attempts, max_attempts, unique_key,
-     timeout, created_at, started_at) = row
+    (
+        job_id,
+        queue,
+        task,
+        args,
+        kwargs,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        unique_key,
+        timeout,
+        created_at,
+        started_at,
+    ) = row
     return Job(
-        id=job_id, queue=queue, task=task, args=args, kwargs=kwargs, state=JobState.RUNNING,
-        priority=priority, run_at=run_at, attempts=attempts, max_attempts=max_attempts,
-        unique_key=unique_key, timeout=timeout, last_error=None, errors=[], result=None,
-        worker_id=worker_id, created_at=created_at, started_at=started_at, finished_at=None,
+        id=job_id,
+        queue=queue,
+        task=task,
+        args=args,
+        kwargs=kwargs,
+        state=JobState.RUNNING,
+        priority=priority,
+        run_at=run_at,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        unique_key=unique_key,
+        timeout=timeout,
+        last_error=None,
+        errors=[],
+        result=None,
+        worker_id=worker_id,
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=None,
     )
 
 
 class Worker:
     """One worker process's engine. `await run()` until `stop()` is called (or a signal)."""
 
-    def __init__(self, app: App, settings: WorkerSettings | None = None,
-                 dsn: str | None = None) -> None:
+    def __init__(
+        self, app: App, settings: WorkerSettings | None = None, dsn: str | None = None
+    ) -> None:
         self.app = app
         self.settings = settings or WorkerSettings()
         self.dsn = dsn if dsn is not None else app.dsn
@@ -98,8 +127,13 @@ class Worker:
         self.slot_freed = asyncio.Event()
         s = self.settings
         pool = AsyncConnectionPool(
-            self.dsn, min_size=2, max_size=4, open=False, name="pgqueue-worker",
-            kwargs={"autocommit": True}, reconnect_timeout=0,
+            self.dsn,
+            min_size=2,
+            max_size=4,
+            open=False,
+            name="pgqueue-worker",
+            kwargs={"autocommit": True},
+            reconnect_timeout=0,
         )
         self.store = AsyncJobStore(pool)
         self.runner = Runner(self.app, self.threads)
@@ -116,8 +150,13 @@ class Worker:
                 asyncio.create_task(self._heartbeat(), name="pgqueue-heartbeat"),
             ]
             await asyncio.wait_for(listener.connected.wait(), timeout=10)
-            log.info("worker %s started: queues=%s concurrency=%d pid=%d", self.id,
-                     ",".join(self.queues) if self.queues else "*", s.concurrency, os.getpid())
+            log.info(
+                "worker %s started: queues=%s concurrency=%d pid=%d",
+                self.id,
+                ",".join(self.queues) if self.queues else "*",
+                s.concurrency,
+                os.getpid(),
+            )
             self._started.set()
             try:
                 await self._claim_loop()
@@ -146,14 +185,22 @@ class Worker:
                 if pool.closed:
                     await pool.open(wait=True, timeout=5)
                 if await self.store.schema_version() is None:
-                    raise SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
+                    raise SchemaNotMigrated(
+                        "the pgqueue schema is not migrated: run `pgqueue migrate`"
+                    )
                 await self.store.worker_register(
-                    self.id, socket.gethostname(), os.getpid(), self.queues,
-                    self.settings.concurrency, self.settings.lease,
+                    self.id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    self.queues,
+                    self.settings.concurrency,
+                    self.settings.lease,
                 )
                 return True
             except (DatabaseUnavailable, PoolTimeout) as exc:
-                reason = str(exc) if isinstance(exc, DatabaseUnavailable) else "database unavailable"
+                reason = (
+                    str(exc) if isinstance(exc, DatabaseUnavailable) else "database unavailable"
+                )
                 log.warning("%s; retrying in %.1fs", reason, backoff)
                 await pool.close()
                 await self._sleep(backoff)
@@ -196,8 +243,10 @@ class Worker:
                 continue
             backoff = 0.1
             if rows:
-                jobs = sorted((job_from_claim(r, self.id) for r in rows),
-                              key=lambda j: (-j.priority, j.run_at, j.id))
+                jobs = sorted(
+                    (job_from_claim(r, self.id) for r in rows),
+                    key=lambda j: (-j.priority, j.run_at, j.id),
+                )
                 for job in jobs:
                     self.active[job.id] = asyncio.create_task(self._execute(job))
             if len(rows) < limit:
@@ -221,8 +270,11 @@ class Worker:
             try:
                 outcome: Outcome = await self.runner.run(job, ctx, timeout)
             except asyncio.CancelledError:
-                outcome = (Released() if job.id in self.shutting_down
-                           else Cancelled("cancelled while running"))
+                outcome = (
+                    Released()
+                    if job.id in self.shutting_down
+                    else Cancelled("cancelled while running")
+                )
             if job.id in self.cancel_requested and not isinstance(outcome, Released):
                 outcome = Cancelled("cancelled while running")
             self.completer.put(outcome_row(job, outcome))
@@ -236,8 +288,10 @@ class Worker:
             self.slot_freed.set()
 
     def _log_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
-        where = f"job {job.id} {job.task} queue={job.queue} attempt={job.attempts} " \
-                f"duration={duration * 1000:.1f}ms"
+        where = (
+            f"job {job.id} {job.task} queue={job.queue} attempt={job.attempts} "
+            f"duration={duration * 1000:.1f}ms"
+        )
         match outcome:
             case Succeeded():
                 if job_log.isEnabledFor(logging.DEBUG):
@@ -276,8 +330,12 @@ class Worker:
                 if not await self.store.worker_heartbeat(self.id):
                     log.warning("worker %s was declared lost; registering again", self.id)
                     await self.store.worker_register(
-                        self.id, socket.gethostname(), os.getpid(), self.queues,
-                        s.concurrency, s.lease,
+                        self.id,
+                        socket.gethostname(),
+                        os.getpid(),
+                        self.queues,
+                        s.concurrency,
+                        s.lease,
                     )
             except DatabaseUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
@@ -290,8 +348,9 @@ class Worker:
             log.info("stopping: waiting up to %gs for %d running job(s)", grace, len(self.active))
             await asyncio.wait(list(self.active.values()), timeout=grace)
         if self.active:
-            log.warning("grace period over: releasing %d job(s) back to the queue",
-                        len(self.active))
+            log.warning(
+                "grace period over: releasing %d job(s) back to the queue", len(self.active)
+            )
             for job_id, task in list(self.active.items()):
                 self.shutting_down.add(job_id)
                 ctx = self.contexts.get(job_id)
@@ -301,8 +360,10 @@ class Worker:
                 self.runner.stuck.pop(job_id, None)
             await asyncio.wait(list(self.active.values()), timeout=5)
         if not await self.completer.flush(timeout=max(grace, 10)):
-            log.error("could not record %d outcome(s) before exiting; the rescue will handle "
-                      "those jobs", self.completer.backlog)
+            log.error(
+                "could not record %d outcome(s) before exiting; the rescue will handle those jobs",
+                self.completer.backlog,
+            )
 
 
 def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Worker:
@@ -319,8 +380,10 @@ def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Wo
             nonlocal signals
             signals += 1
             if signals == 1:
-                log.info("received %s: shutting down gracefully (again to exit at once)",
-                         signal.Signals(signum).name)
+                log.info(
+                    "received %s: shutting down gracefully (again to exit at once)",
+                    signal.Signals(signum).name,
+                )
                 worker.stop()
             else:
                 log.warning("received %s again: exiting now", signal.Signals(signum).name)

@@ -18,9 +18,9 @@ def _docker_answers() -> bool:
     try:
         if host.startswith("unix://"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address: object = host[len("unix://"):]
+            address: object = host[len("unix://") :]
         elif host.startswith("tcp://"):
-            hostname, _, port = host[len("tcp://"):].partition(":")
+            hostname, _, port = host[len("tcp://") :].partition(":")
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             address = (hostname, int(port or 2375))
         else:

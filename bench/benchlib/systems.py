@@ -91,7 +91,7 @@ PROCRASTINATE = System(
 PGQUEUER = System(
     name="pgqueuer",
     label="PgQueuer 1.6.0",
-    requirements=("pgqueuer==1.6.0", "asyncpg"),
+    requirements=("pgqueuer==1.6.0", "asyncpg", "typer<0.29"),
     module="pgqueuer_tasks",
     schema=lambda t: [
         [t.tool("pgq"), "--pg-dsn", t.dsn, "install"],

@@ -70,9 +70,7 @@ def upgrade() -> None:
     # The next due time (an idle worker's timer) and the oldest waiting job, without a scan.
     op.execute("CREATE INDEX jobs_run_at_idx ON pgqueue.jobs (run_at) WHERE state = 'queued'")
     # Rescue and shutdown look up a worker's running jobs.
-    op.execute(
-        "CREATE INDEX jobs_running_idx ON pgqueue.jobs (worker_id) WHERE state = 'running'"
-    )
+    op.execute("CREATE INDEX jobs_running_idx ON pgqueue.jobs (worker_id) WHERE state = 'running'")
     # At most one queued-or-running job per unique_key; enqueue uses ON CONFLICT on it.
     op.execute(
         "CREATE UNIQUE INDEX jobs_unique_key_idx ON pgqueue.jobs (unique_key) "

@@ -27,7 +27,10 @@ class WorkerProcess:
         env = {**os.environ, "PGQUEUE_DSN": dsn, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             pgqueue_cmd("work", "tests.jobs:app", *args),
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def output(self) -> str:
@@ -72,6 +75,10 @@ def spawn_worker(dsn, tmp_path):
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
     return subprocess.run(
-        pgqueue_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        pgqueue_cmd(*args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )

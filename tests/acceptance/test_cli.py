@@ -24,8 +24,9 @@ def test_enqueue_and_stats(dsn, db):
     result = run_cli("enqueue", "add", "--args", "[1, 2]", "--priority", "5", "--queue", "q1")
     assert result.returncode == 0, result.stderr
     job_id = int(result.stdout)
-    row = db.execute("SELECT task, args, priority, queue FROM pgqueue.jobs WHERE id = %s",
-                     (job_id,)).fetchone()
+    row = db.execute(
+        "SELECT task, args, priority, queue FROM pgqueue.jobs WHERE id = %s", (job_id,)
+    ).fetchone()
     assert row == ("add", [1, 2], 5, "q1")
     run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", "60")
     stats = run_cli("stats", "--json")
@@ -89,5 +90,7 @@ def test_jobs_show_cancel_retry(dsn, db):
     shown = json.loads(run_cli("jobs", "show", str(job_id), "--json").stdout)
     assert shown["state"] == "cancelled" and shown["args"] == [1, 2]
     assert run_cli("jobs", "retry", str(job_id)).returncode == 0
-    assert db.execute("SELECT state FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone()[0] \
+    assert (
+        db.execute("SELECT state FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone()[0]
         == "queued"
+    )

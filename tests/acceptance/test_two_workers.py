@@ -15,9 +15,9 @@ def test_two_processes_run_every_job_exactly_once(app, db, spawn_worker):
         w.wait_started()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        done = db.execute(
-            "SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'"
-        ).fetchone()[0]
+        done = db.execute("SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'").fetchone()[
+            0
+        ]
         if done == len(ids):
             break
         time.sleep(0.2)

@@ -40,8 +40,10 @@ def test_up_down_up(server_dsn):
             migrate.upgrade(dsn)
             assert {"jobs", "workers", "queues"} <= pgqueue_tables(conn)
             # The application's own alembic history is untouched.
-            assert conn.execute("SELECT version_num FROM public.alembic_version").fetchone()[0] \
+            assert (
+                conn.execute("SELECT version_num FROM public.alembic_version").fetchone()[0]
                 == "the_apps_own"
+            )
             conn.execute("INSERT INTO pgqueue.jobs (task) VALUES ('x')")
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import select
 
 import psycopg
 import pytest
@@ -142,9 +141,11 @@ def test_unique_key_returns_existing_id(dsn, db):
     first = jobs.add.options(unique_key="k1").enqueue(1, 2)
     second = jobs.add.options(unique_key="k1").enqueue(1, 2)
     ids = jobs.app.enqueue_many(
-        [{"task": "add", "args": [1, 2], "unique_key": "k1"},
-         {"task": "add", "args": [1, 2], "unique_key": "k2"},
-         {"task": "add", "args": [1, 2], "unique_key": "k2"}]
+        [
+            {"task": "add", "args": [1, 2], "unique_key": "k1"},
+            {"task": "add", "args": [1, 2], "unique_key": "k2"},
+            {"task": "add", "args": [1, 2], "unique_key": "k2"},
+        ]
     )
     assert first == second == ids[0]
     assert ids[1] == ids[2] != first

@@ -34,7 +34,11 @@ def test_runs_sync_and_async_handlers_and_stores_results(app, worker):
 
 def test_priority_order_with_concurrency_one(app, worker):
     app.enqueue_many(
-        [{"task": "note", "args": [f"p{p}-{i}"], "priority": p} for i in range(3) for p in (0, 5, -2, 10)]
+        [
+            {"task": "note", "args": [f"p{p}-{i}"], "priority": p}
+            for i in range(3)
+            for p in (0, 5, -2, 10)
+        ]
     )
     last = app.enqueue("note", args=["last"], priority=-100)
     with worker(concurrency=1):
@@ -50,7 +54,7 @@ def test_delayed_job_waits_for_run_at_then_runs_promptly(app, worker, db):
         job_id = jobs.stamp.options(delay=1.0).enqueue("late")
         run_at = app.get_job(job_id).run_at
         app.wait(job_id, timeout=10)
-    (_, (label, started)), = jobs.calls
+    ((_, (_label, started)),) = jobs.calls
     assert started >= run_at.timestamp() - 0.01
     assert started - enqueued >= 0.99
     # The worker sleeps until run_at (not until the 30 s poll): it starts soon after.

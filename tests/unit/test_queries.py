@@ -12,12 +12,14 @@ STORE = Path(__file__).resolve().parents[2] / "pgqueue" / "store.py"
 
 def test_every_query_is_used_and_every_use_exists():
     source = STORE.read_text()
-    used = set(re.findall(r'"(\w+)"', source)) & (set(QUERIES) | {n for n in re.findall(
-        r'QUERIES\["(\w+)"\]', source)})
+    used = set(re.findall(r'"(\w+)"', source)) & (
+        set(QUERIES) | {n for n in re.findall(r'QUERIES\["(\w+)"\]', source)}
+    )
     used |= set(re.findall(r'_(?:run|tuples)\("(\w+)"', source))
     assert set(QUERIES) - used == set(), "queries nobody runs"
     named = set(re.findall(r'QUERIES\["(\w+)"\]', source)) | set(
-        re.findall(r'_(?:run|tuples)\("(\w+)"', source))
+        re.findall(r'_(?:run|tuples)\("(\w+)"', source)
+    )
     assert named - set(QUERIES) == set(), "store names queries that do not exist"
 
 

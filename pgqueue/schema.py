@@ -1,0 +1,70 @@
+"""pgqueue's tables as SQLAlchemy metadata, for queries and joins from an application.
+
+The schema itself is created by the alembic migrations (`pgqueue migrate`), not from this
+metadata; keep `include_schemas` off for the `pgqueue` schema in your own autogenerate.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+SCHEMA = "pgqueue"
+metadata = MetaData(schema=SCHEMA)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("queue", Text, nullable=False, server_default="default"),
+    Column("task", Text, nullable=False),
+    Column("args", JSONB, nullable=False, server_default="[]"),
+    Column("kwargs", JSONB, nullable=False, server_default="{}"),
+    Column("state", Text, nullable=False, server_default="queued"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("run_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False, server_default="3"),
+    Column("unique_key", Text),
+    Column("timeout", Float),
+    Column("last_error", Text),
+    Column("errors", JSONB, nullable=False, server_default="[]"),
+    Column("result", JSONB),
+    Column("worker_id", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", ARRAY(Text), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("lease", Float, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default="false"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
