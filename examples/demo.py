@@ -53,11 +53,15 @@ def main() -> int:
 
     jobs = (
         [{"task": "send_receipt", "args": [i, f"customer{i}@example.com"]} for i in range(200)]
-        + [{"task": "resize_image", "args": [f"img/{i}.png", [64, 256]], "priority": 5}
-           for i in range(60)]
+        + [
+            {"task": "resize_image", "args": [f"img/{i}.png", [64, 256]], "priority": 5}
+            for i in range(60)
+        ]
         + [{"task": "charge_card", "args": [i, 1000 + i], "priority": 10} for i in range(30)]
-        + [{"task": "import_feed", "args": [f"https://feeds.example.com/{i}.xml"]}
-           for i in range(5)]
+        + [
+            {"task": "import_feed", "args": [f"https://feeds.example.com/{i}.xml"]}
+            for i in range(5)
+        ]
         + [{"task": "wait_for_stock", "args": [f"SKU-{i}"]} for i in range(5)]
         + [{"task": "send_receipt", "args": [999, "late@example.com"], "delay": 2.0}]
         + [{"task": "no_such_task", "args": []}]
@@ -65,18 +69,29 @@ def main() -> int:
     )
     started = time.monotonic()
     ids = app.enqueue_many(jobs)
-    print(f"Enqueued {len(ids)} jobs in one statement in {time.monotonic() - started:.3f}s: "
-          "receipts (sync), image resizes (async), flaky payments (retried), feed imports "
-          "(always fail), stock checks (snooze with Retry), one delayed by 2s, two poison jobs.")
+    print(
+        f"Enqueued {len(ids)} jobs in one statement in {time.monotonic() - started:.3f}s: "
+        "receipts (sync), image resizes (async), flaky payments (retried), feed imports "
+        "(always fail), stock checks (snooze with Retry), one delayed by 2s, two poison jobs."
+    )
 
     log_path = (DEMO_DIR if embedded else ROOT) / "demo-worker.log"
     DEMO_DIR.mkdir(exist_ok=True)
     print(f"Starting `pgqueue work examples.shop:app --concurrency 20` (log: {log_path}) ...")
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "pgqueue.cli", "work", "examples.shop:app",
-             "--concurrency", "20"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "pgqueue.cli",
+                "work",
+                "examples.shop:app",
+                "--concurrency",
+                "20",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             finished = wait_final(app, ids, timeout=120)
@@ -90,10 +105,10 @@ def main() -> int:
 
 
 def wait_final(app: object, ids: list[int], timeout: float) -> bool:
-    from pgqueue.schema import jobs as t
     from sqlalchemy import create_engine, func, select
 
     from pgqueue.migrate import sqlalchemy_url
+    from pgqueue.schema import jobs as t
 
     engine = create_engine(sqlalchemy_url(os.environ["PGQUEUE_DSN"]))
     deadline = time.monotonic() + timeout
@@ -101,9 +116,9 @@ def wait_final(app: object, ids: list[int], timeout: float) -> bool:
         while time.monotonic() < deadline:
             with engine.connect() as conn:
                 left = conn.execute(
-                    select(func.count()).select_from(t).where(
-                        t.c.id.in_(ids), t.c.state.in_(["queued", "running"])
-                    )
+                    select(func.count())
+                    .select_from(t)
+                    .where(t.c.id.in_(ids), t.c.state.in_(["queued", "running"]))
                 ).scalar_one()
             print(f"\r  {len(ids) - left}/{len(ids)} jobs final", end="", flush=True)
             if left == 0:
