@@ -281,6 +281,13 @@ class AsyncJobStore:
         result = await self._tuples("job_finish_many", finish_params(worker_id, rows))
         return {r[0] for r in result}
 
+    async def job_rescue_lost(self, now: datetime | None = None) -> list[tuple[Any, ...]]:
+        """Rescue the jobs of lost workers; returns (id, new state, _) per job."""
+        return await self._tuples("job_rescue_lost", {"now": now})
+
+    async def worker_prune(self, now: datetime | None = None) -> int:
+        return len(await self._tuples("worker_prune", {"now": now}))
+
     async def worker_register(
         self,
         worker_id: UUID,

@@ -21,6 +21,7 @@ from pgqueue.context import JobContext
 from pgqueue.errors import DatabaseUnavailable, SchemaNotMigrated
 from pgqueue.execute import Runner
 from pgqueue.job import Cancelled, Failed, Job, JobState, Outcome, Released, Snoozed, Succeeded
+from pgqueue.maintenance import rescue_lost_jobs
 from pgqueue.notify import Listener
 from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore
@@ -337,6 +338,7 @@ class Worker:
                         s.concurrency,
                         s.lease,
                     )
+                await rescue_lost_jobs(self.store)
             except DatabaseUnavailable as exc:
                 log.warning("heartbeat failed: %s", exc)
 

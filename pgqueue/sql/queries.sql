@@ -115,6 +115,47 @@ SELECT u.id, u.state,
         FROM (SELECT DISTINCT queue FROM updated WHERE state = 'queued') AS q) AS woken
 FROM updated AS u;
 
+-- name: job_rescue_lost
+-- Jobs running for a worker whose heartbeat is older than its lease (or whose row is gone)
+-- go back to queued with the attempt counted and a backoff of 2^(attempts-1) seconds, or to
+-- dead when attempts are used up. Safe to run on every node at once: rows are locked with
+-- SKIP LOCKED and the update re-checks that each job is still running.
+WITH lost AS (
+    SELECT j.id FROM pgqueue.jobs AS j
+    WHERE j.state = 'running'
+      AND NOT EXISTS (
+          SELECT 1 FROM pgqueue.workers AS w
+          WHERE w.id = j.worker_id
+            AND w.heartbeat_at > coalesce(%(now)s::timestamptz, now())
+                                 - make_interval(secs => w.lease))
+    FOR UPDATE OF j SKIP LOCKED
+), rescued AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+        run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at
+                      ELSE now() + make_interval(secs => least(power(2, j.attempts - 1), 3600))
+                 END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+        last_error = 'WorkerLost: the worker running this attempt stopped heartbeating',
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'at', now(), 'worker_id', j.worker_id,
+            'error', 'WorkerLost: the worker running this attempt stopped heartbeating'))
+    FROM lost
+    WHERE j.id = lost.id AND j.state = 'running'
+    RETURNING j.id, j.state, j.queue
+)
+SELECT r.id, r.state,
+       (SELECT count(pg_notify('pgqueue_jobs', q.queue))
+        FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'queued') AS q) AS woken
+FROM rescued AS r;
+
+-- name: worker_prune
+-- Forget workers silent past their lease (run right after job_rescue_lost took their jobs;
+-- a worker that was only slow registers again at its next heartbeat).
+DELETE FROM pgqueue.workers
+WHERE heartbeat_at <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => lease)
+RETURNING id;
+
 -- name: job_get
 -- One job, every column.
 SELECT * FROM pgqueue.jobs WHERE id = %(id)s::bigint;

@@ -1,0 +1,24 @@
+"""Rescue: jobs of workers that stopped heartbeating go back to the queue (or to dead).
+
+No leader is needed: the rescue query locks the rows it changes with SKIP LOCKED and
+re-checks that each job is still running, so every worker may run it at any time and a job is
+rescued once. It runs on each worker's heartbeat tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from pgqueue.store import AsyncJobStore
+
+log = logging.getLogger("pgqueue.maintenance")
+
+
+async def rescue_lost_jobs(store: AsyncJobStore, now: datetime | None = None) -> int:
+    """Rescue what lost workers held, forget those workers; returns the jobs rescued."""
+    rescued = await store.job_rescue_lost(now)
+    for job_id, state, _ in rescued:
+        log.warning("job %d rescued from a lost worker: now %s", job_id, state)
+    await store.worker_prune(now)
+    return len(rescued)

@@ -1,0 +1,83 @@
+"""Rescue of jobs held by lost workers, and guarded outcomes: a late worker never overwrites."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from psycopg_pool import AsyncConnectionPool
+
+from pgqueue.maintenance import rescue_lost_jobs
+from pgqueue.store import AsyncJobStore, OutcomeRow
+from tests import jobs
+
+
+async def with_store(dsn, body):
+    pool = AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False,
+                               kwargs={"autocommit": True})
+    await pool.open()
+    try:
+        return await body(AsyncJobStore(pool))
+    finally:
+        await pool.close()
+
+
+def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
+    job_id = jobs.add.enqueue(1, 2)
+    worker_a, worker_b = uuid.uuid4(), uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.worker_register(worker_a, "host", 1, None, 1, 2.0)
+        await store.worker_register(worker_b, "host", 2, None, 1, 2.0)
+        (claimed,) = await store.job_claim(worker_a, None, 10)
+        assert claimed[0] == job_id
+        # Worker A goes silent past its lease.
+        db.execute("UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour' "
+                   "WHERE id = %s", (worker_a,))
+        assert await rescue_lost_jobs(store) == 1
+        assert await rescue_lost_jobs(store) == 0, "rescued once"
+        assert app.get_job(job_id).state == "queued"
+        late = OutcomeRow(job_id, 1, "succeeded", result_json="3")
+        assert await store.job_finish_many(worker_a, [late]) == set()
+        job = app.get_job(job_id)
+        assert job.state == "queued" and job.attempts == 1
+        assert job.last_error.startswith("WorkerLost")
+        # Worker B takes attempt 2; A's outcome for attempt 1 still cannot land.
+        db.execute("UPDATE pgqueue.jobs SET run_at = now() WHERE id = %s", (job_id,))
+        (again,) = await store.job_claim(worker_b, None, 10)
+        assert again[7] == 2
+        assert await store.job_finish_many(worker_a, [late]) == set()
+        done = OutcomeRow(job_id, 2, "succeeded", result_json="3")
+        assert await store.job_finish_many(worker_b, [done]) == {job_id}
+        assert await store.job_finish_many(worker_b, [done]) == set(), "succeeded at most once"
+
+    asyncio.run(with_store(dsn, scenario))
+    job = app.get_job(job_id)
+    assert job.state == "succeeded" and job.result == 3 and job.attempts == 2
+
+
+def test_rescue_of_last_attempt_is_dead(dsn, app, db):
+    job_id = jobs.add.options(max_attempts=1).enqueue(1, 2)
+    lost = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.job_claim(lost, None, 10)  # a worker that never registered
+        assert await rescue_lost_jobs(store) == 1
+
+    asyncio.run(with_store(dsn, scenario))
+    job = app.get_job(job_id)
+    assert job.state == "dead" and job.finished_at is not None
+    assert job.errors[-1]["error"].startswith("WorkerLost")
+
+
+def test_live_worker_jobs_are_not_rescued(dsn, app):
+    job_id = jobs.add.enqueue(1, 2)
+    alive = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.worker_register(alive, "host", 1, None, 1, 30.0)
+        await store.job_claim(alive, None, 10)
+        assert await rescue_lost_jobs(store) == 0
+
+    asyncio.run(with_store(dsn, scenario))
+    assert app.get_job(job_id).state == "running"
