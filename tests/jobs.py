@@ -132,3 +132,27 @@ def work_item(n: int) -> int:
     ctx = pgqueue.context()
     effect(ctx.job.id, ctx.attempt)
     return n
+
+
+@app.task(name="cooperative")
+def cooperative(limit: float) -> str:
+    """A sync handler that checks ctx.cancelled, as long-running sync handlers should."""
+    ctx = pgqueue.context()
+    effect(ctx.job.id, ctx.attempt, "start")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ctx.cancelled:
+            return "stopped early"
+        time.sleep(0.01)
+    return "ran to the end"
+
+
+@app.task(name="async_forever", timeout=0.3, max_attempts=1)
+async def async_forever() -> None:
+    await asyncio.sleep(3600)
+
+
+@app.task(name="sync_slow", timeout=0.3, max_attempts=2, retry=fast)
+def sync_slow(seconds: float) -> str:
+    time.sleep(seconds)
+    return "done"

@@ -33,5 +33,6 @@ def test_sigkill_mid_job_is_rescued_and_succeeds_once(app, db, spawn_worker):
     assert effects == [(1, "start"), (2, "start"), (2, "end")]
     rescuer.signal(signal.SIGTERM)
     assert rescuer.wait(20) == 0
-    assert db.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] == 0, \
+    assert db.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] == 0, (
         "the dead worker's row is pruned"
+    )

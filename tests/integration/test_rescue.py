@@ -13,8 +13,7 @@ from tests import jobs
 
 
 async def with_store(dsn, body):
-    pool = AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False,
-                               kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
     await pool.open()
     try:
         return await body(AsyncJobStore(pool))
@@ -32,8 +31,10 @@ def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
         (claimed,) = await store.job_claim(worker_a, None, 10)
         assert claimed[0] == job_id
         # Worker A goes silent past its lease.
-        db.execute("UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour' "
-                   "WHERE id = %s", (worker_a,))
+        db.execute(
+            "UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+            (worker_a,),
+        )
         assert await rescue_lost_jobs(store) == 1
         assert await rescue_lost_jobs(store) == 0, "rescued once"
         assert app.get_job(job_id).state == "queued"
