@@ -13,7 +13,7 @@ from tests import jobs
 def test_async_handler_over_its_timeout_is_cancelled(app, worker):
     job_id = jobs.async_forever.enqueue()
     t0 = time.monotonic()
-    with worker(), pytest.raises(pgqueue.JobFailed, match="ran over its 0.3s timeout"):
+    with worker(), pytest.raises(pgqueue.JobFailed, match=r"ran over its 0\.3s timeout"):
         app.wait(job_id, timeout=10)
     assert time.monotonic() - t0 < 5
 
