@@ -39,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--latency-jobs", type=int, default=200, help="single jobs for latency")
     p.add_argument("--latency-interval", type=float, default=0.02, help="seconds between them")
     p.add_argument("--warmup-jobs", type=int, default=5, help="single no-op jobs sent first")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per scenario")
+    p.add_argument("--timeout", type=float, default=200.0, help="seconds per scenario")
     p.add_argument("--keep-dbs", action="store_true", help="leave the bench_* databases")
     p.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "latest.json")
     return p.parse_args(argv)

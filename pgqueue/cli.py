@@ -274,6 +274,36 @@ def stats(dsn: Dsn = None, as_json: Json = False) -> None:
         _table(rows, STATS_COLUMNS)
 
 
+WORKER_COLUMNS = [
+    "id",
+    "host",
+    "pid",
+    "queues",
+    "concurrency",
+    "running",
+    "heartbeat_age",
+    "alive",
+    "started_at",
+]
+
+
+@cli.command()
+def workers(dsn: Dsn = None, as_json: Json = False) -> None:
+    """Registered worker processes and their heartbeats."""
+    with _app(dsn) as app:
+        rows = app.store.worker_list()
+    for row in rows:
+        row["id"] = str(row["id"])
+        row["heartbeat_age"] = round(row["heartbeat_age"], 1)
+        row["queues"] = ",".join(row["queues"])
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no workers")
+    else:
+        _table(rows, WORKER_COLUMNS)
+
+
 @jobs_cli.command("show")
 def jobs_show(job_id: int, dsn: Dsn = None, as_json: Json = False) -> None:
     """Everything about one job, with its error history."""

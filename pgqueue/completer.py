@@ -85,7 +85,21 @@ class Completer:
             except psycopg.DataError:
                 # One row the database refuses (say a NUL character in a result) must not
                 # block the others: write them one by one, and the bad one as a failure.
-                applied = await self._one_by_one(rows)
+                try:
+                    applied = await self._one_by_one(rows)
+                except (DatabaseUnavailable, psycopg.OperationalError):
+                    await asyncio.sleep(backoff)
+                    continue
+            except psycopg.Error as exc:
+                log.warning(
+                    "recording outcomes failed (%s); %d kept, retrying in %.1fs",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    len(self._pending),
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             backoff = 0.05
             del self._pending[: len(rows)]
             self.written += len(applied)

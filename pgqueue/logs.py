@@ -9,6 +9,17 @@ import time
 from pgqueue.errors import ConfigurationError
 
 
+class OneLine(logging.Filter):
+    """Fold multi-line messages (libpq's errors span lines) into one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message:
+            record.msg = " | ".join(part.strip() for part in message.splitlines() if part.strip())
+            record.args = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -33,7 +44,13 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(OneLine())
     root = logging.getLogger("pgqueue")
     root.handlers[:] = [handler]
     root.setLevel(level_no)
     root.propagate = False
+    # psycopg's pool reports reconnect attempts; keep them, one line each, at WARNING and up.
+    driver = logging.getLogger("psycopg")
+    driver.handlers[:] = [handler]
+    driver.setLevel(max(level_no, logging.WARNING))
+    driver.propagate = False

@@ -18,7 +18,13 @@ log = logging.getLogger("pgqueue.maintenance")
 async def rescue_lost_jobs(store: AsyncJobStore, now: datetime | None = None) -> int:
     """Rescue what lost workers held, forget those workers; returns the jobs rescued."""
     rescued = await store.job_rescue_lost(now)
-    for job_id, state, _ in rescued:
-        log.warning("job %d rescued from a lost worker: now %s", job_id, state)
+    if rescued:
+        dead = [job_id for job_id, state, _ in rescued if state == "dead"]
+        log.warning(
+            "rescued %d job(s) from lost workers: %s%s",
+            len(rescued),
+            ",".join(str(job_id) for job_id, _, _ in rescued[:50]),
+            f" ({len(dead)} dead, out of attempts)" if dead else "",
+        )
     await store.worker_prune(now)
     return len(rescued)

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from pgqueue.errors import DatabaseUnavailable, PgQueueError, SchemaNotMigrated
 from pgqueue.job import Job
@@ -85,6 +85,8 @@ def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]
 
 def wrap_error(exc: Exception) -> PgQueueError | None:
     """The pgqueue error a driver error stands for, or None to let it through."""
+    if isinstance(exc, PoolTimeout):
+        return DatabaseUnavailable("database unavailable: no connection could be had in time")
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
         return SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
     if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown):
@@ -186,6 +188,9 @@ class JobStore:
 
     def queue_stats(self) -> list[Row]:
         return self._run("queue_stats", {})
+
+    def worker_list(self) -> list[Row]:
+        return self._run("worker_list", {})
 
     def schema_version(self) -> str | None:
         rows = self._run("schema_version", {})

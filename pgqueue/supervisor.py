@@ -53,7 +53,11 @@ def supervise(processes: int, argv: list[str] | None = None) -> int:
     while True:
         if stopping:
             codes = [c.wait() for c in children]
-            return 0 if all(code == 0 for code in codes) else 1
+            # A child still starting up when the signal came dies of it before it has
+            # claimed anything (it installs its handlers before its first claim): that is
+            # a clean stop too.
+            clean = (0, -signal.SIGTERM, -signal.SIGINT)
+            return 0 if all(code in clean for code in codes) else 1
         for i, child in enumerate(children):
             code = child.poll()
             if code is None or stopping:

@@ -4,6 +4,7 @@ gracefully. Written once, for asyncio; sync handlers run in a thread pool."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID, uuid4
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgqueue.app import App
@@ -28,6 +30,11 @@ from pgqueue.store import AsyncJobStore
 
 log = logging.getLogger("pgqueue.worker")
 job_log = logging.getLogger("pgqueue.job")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def job_from_claim(row: tuple[Any, ...], worker_id: UUID) -> Job:
@@ -127,22 +134,21 @@ class Worker:
         self.wake = asyncio.Event()
         self.slot_freed = asyncio.Event()
         s = self.settings
-        pool = AsyncConnectionPool(
-            self.dsn,
-            min_size=2,
-            max_size=4,
-            open=False,
-            name="pgqueue-worker",
-            kwargs={"autocommit": True},
-            reconnect_timeout=0,
-        )
-        self.store = AsyncJobStore(pool)
         self.runner = Runner(self.app, self.threads)
-        self.completer = Completer(self.store, self.id, s.outcome_batch)
         started = False
         try:
-            if not await self._connect(pool):
-                return
+            pool = await self._connect()
+        except BaseException:
+            self._started.set()  # wait_started() returns on failure too
+            self.threads.shutdown(wait=False)
+            raise
+        if pool is None:
+            self._started.set()
+            self.threads.shutdown(wait=False)
+            return
+        self.store = AsyncJobStore(pool)
+        self.completer = Completer(self.store, self.id, s.outcome_batch)
+        try:
             started = True
             listener = Listener(self.dsn, self.queues, self.wake, self._on_cancel)
             helpers = [
@@ -150,7 +156,9 @@ class Worker:
                 asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
                 asyncio.create_task(self._heartbeat(), name="pgqueue-heartbeat"),
             ]
-            await asyncio.wait_for(listener.connected.wait(), timeout=10)
+            # Start without notifications if need be: the safety poll covers until they work.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.connected.wait(), timeout=10)
             log.info(
                 "worker %s started: queues=%s concurrency=%d pid=%d",
                 self.id,
@@ -177,19 +185,35 @@ class Worker:
             if started:
                 log.info("worker %s stopped after %d job(s)", self.id, self.processed)
 
-    async def _connect(self, pool: AsyncConnectionPool) -> bool:
-        """Open the pool and register, retrying while the database is away. False if stopped."""
+    def _new_pool(self) -> AsyncConnectionPool:
+        # Few connections: claims, outcomes and heartbeats are batched, never one per job.
+        return AsyncConnectionPool(
+            self.dsn,
+            min_size=2,
+            max_size=4,
+            open=False,
+            name="pgqueue-worker",
+            kwargs={"autocommit": True},
+            timeout=5.0,
+        )
+
+    async def _connect(self) -> AsyncConnectionPool | None:
+        """Open a pool and register, retrying while the database is away. None if stopped."""
         assert self._stop is not None
         backoff = 0.5
         while not self._stop.is_set():
+            pool = self._new_pool()
+            store = AsyncJobStore(pool)
             try:
-                if pool.closed:
-                    await pool.open(wait=True, timeout=5)
-                if await self.store.schema_version() is None:
+                # One direct attempt first: it fails fast, with libpq's reason, in one line.
+                probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
+                await probe.close()
+                await pool.open(wait=True, timeout=5)
+                if await store.schema_version() is None:
                     raise SchemaNotMigrated(
                         "the pgqueue schema is not migrated: run `pgqueue migrate`"
                     )
-                await self.store.worker_register(
+                await store.worker_register(
                     self.id,
                     socket.gethostname(),
                     os.getpid(),
@@ -197,16 +221,17 @@ class Worker:
                     self.settings.concurrency,
                     self.settings.lease,
                 )
-                return True
-            except (DatabaseUnavailable, PoolTimeout) as exc:
-                reason = (
-                    str(exc) if isinstance(exc, DatabaseUnavailable) else "database unavailable"
-                )
-                log.warning("%s; retrying in %.1fs", reason, backoff)
+                return pool
+            except (DatabaseUnavailable, PoolTimeout, psycopg.OperationalError) as exc:
+                reason = str(exc) if isinstance(exc, DatabaseUnavailable) else _one_line(exc)
+                log.warning("database unavailable (%s); retrying in %.1fs", reason, backoff)
                 await pool.close()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-        return False
+            except BaseException:
+                await pool.close()
+                raise
+        return None
 
     async def _sleep(self, seconds: float, *events: asyncio.Event) -> None:
         """Sleep, cut short by a stop request or any of `events`."""
@@ -237,8 +262,8 @@ class Worker:
                 rows = await self.store.job_claim(self.id, self.queues, limit)
                 if len(rows) < limit:
                     wait = await self.store.job_next_run_at(self.queues)
-            except DatabaseUnavailable as exc:
-                log.warning("%s; claiming again in %.1fs", exc, backoff)
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                log.warning("%s; claiming again in %.1fs", _one_line(exc), backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -339,8 +364,8 @@ class Worker:
                         s.lease,
                     )
                 await rescue_lost_jobs(self.store)
-            except DatabaseUnavailable as exc:
-                log.warning("heartbeat failed: %s", exc)
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                log.warning("heartbeat failed: %s", _one_line(exc))
 
     # -- shutdown ---------------------------------------------------------------------------
 

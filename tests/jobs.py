@@ -156,3 +156,29 @@ async def async_forever() -> None:
 def sync_slow(seconds: float) -> str:
     time.sleep(seconds)
     return "done"
+
+
+_local = threading.local()
+
+
+def _effects_conn() -> psycopg.Connection:
+    conn = getattr(_local, "conn", None)
+    if conn is None or conn.closed or conn.broken:
+        conn = _local.conn = psycopg.connect(app.dsn, autocommit=True, connect_timeout=5)
+    return conn
+
+
+@app.task(name="chaos_item", max_attempts=50, retry=pgqueue.RetryPolicy(base=0.1, jitter=0.5))
+def chaos_item(n: int) -> int:
+    """Records (job id, attempt) on a per-thread connection, then does a little work."""
+    ctx = pgqueue.context()
+    try:
+        _effects_conn().execute(
+            "INSERT INTO public.effects (job_id, attempt, pid) VALUES (%s, %s, %s)",
+            (ctx.job.id, ctx.attempt, os.getpid()),
+        )
+    except psycopg.OperationalError:
+        _local.conn = None
+        raise
+    time.sleep(0.002)
+    return n

@@ -209,6 +209,16 @@ FROM pgqueue.jobs
 GROUP BY queue
 ORDER BY queue;
 
+-- name: worker_list
+-- Registered workers, with how long ago each heartbeat was and the jobs each is running.
+SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.lease, w.started_at, w.heartbeat_at,
+       extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
+       extract(epoch FROM now() - w.heartbeat_at)::float8 < w.lease AS alive,
+       (SELECT count(*) FROM pgqueue.jobs AS j
+        WHERE j.state = 'running' AND j.worker_id = w.id) AS running
+FROM pgqueue.workers AS w
+ORDER BY w.host, w.started_at;
+
 -- name: worker_register
 -- Announce a worker process.
 INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease)

@@ -1,0 +1,48 @@
+"""`pgqueue work --processes N`: a supervisor that replaces dead children and stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from tests import jobs
+from tests.acceptance.chaos import children_of
+
+
+def wait_children(pid: int, count: int, timeout: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = children_of(pid)
+        if len(kids) == count:
+            return kids
+        time.sleep(0.05)
+    raise AssertionError(f"expected {count} children, have {children_of(pid)}")
+
+
+def registered(db) -> int:
+    return db.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0]
+
+
+def test_supervisor_replaces_dead_child_and_stops_all(app, db, spawn_worker):
+    sup = spawn_worker("--processes", "3", "--concurrency", "2")
+    first = wait_children(sup.proc.pid, 3)
+    deadline = time.monotonic() + 30
+    while registered(db) < 3:
+        assert time.monotonic() < deadline, sup.output()
+        time.sleep(0.05)
+    os.kill(first[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while True:
+        kids = children_of(sup.proc.pid)
+        if len(kids) == 3 and first[0] not in kids:
+            break
+        assert time.monotonic() < deadline, sup.output()
+        time.sleep(0.05)
+    ids = app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(50)])
+    assert app.wait(ids[-1], timeout=30) == 98
+    sup.signal(signal.SIGTERM)
+    assert sup.wait(30) == 0, sup.output()
+    assert children_of(sup.proc.pid) == []
+    assert "starting a new one" in sup.output()
+    assert jobs.app.get_job(ids[0]).state == "succeeded"

@@ -1,0 +1,59 @@
+"""A database that is down when the worker starts, or restarts under it: the worker waits,
+reconnects and carries on, with one log line per event."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+
+from tests.acceptance.chaos import own_server
+from tests.acceptance.conftest import ROOT
+
+
+def test_worker_waits_for_database_then_works(tmp_path):
+    with own_server() as server:
+        server.stop()
+        log_path = tmp_path / "worker.log"
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "pgqueue.cli",
+                    "work",
+                    "tests.jobs:app",
+                    "--poll-interval",
+                    "1",
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PGQUEUE_DSN": server.dsn},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                time.sleep(2.5)
+                assert worker.poll() is None, log_path.read_text()
+                server.restart_stopped()
+                with psycopg.connect(server.dsn, autocommit=True) as conn:
+                    conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[2, 2]')")
+                    deadline = time.monotonic() + 30
+                    while (
+                        conn.execute("SELECT state FROM pgqueue.jobs").fetchone()[0] != "succeeded"
+                    ):
+                        assert time.monotonic() < deadline, log_path.read_text()
+                        time.sleep(0.05)
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(20) == 0
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        output = log_path.read_text()
+        assert "Traceback" not in output
+        retries = [line for line in output.splitlines() if "retrying in" in line]
+        assert len(retries) >= 2
+        assert all(line.startswith("20") for line in output.splitlines()), output
