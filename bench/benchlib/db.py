@@ -46,11 +46,21 @@ def _count(conn: psycopg.Connection[Any], query: str) -> int:
 
 @dataclass
 class Progress:
-    """What a poll loop saw: when the target was reached and when the first job finished."""
+    """What a poll loop saw: when the first job and the last one finished, peak in flight."""
 
-    done: int
-    first_done_at: float | None
-    finished_at: float | None
+    done: int = 0
+    peak_in_flight: int = 0
+    first_done_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The counters polled while a worker runs, each a `SELECT count(*)` on the system's tables."""
+
+    done_sql: str
+    in_flight_sql: str
+    failed_sql: str
 
 
 class ScenarioError(RuntimeError):
@@ -59,26 +69,33 @@ class ScenarioError(RuntimeError):
 
 def wait_for_count(
     dsn: str,
-    done_sql: str,
-    failed_sql: str,
+    probe: Probe,
     target: int,
     timeout: float,
     alive: Callable[[], bool],
     interval: float = 0.05,
 ) -> Progress:
-    """Poll `done_sql` every `interval` seconds until it reaches `target`."""
+    """Poll every `interval` seconds until `probe.done_sql` reaches `target`.
+
+    Failures and the worker's liveness are checked about once a second.
+    """
     deadline = time.monotonic() + timeout
-    progress = Progress(done=0, first_done_at=None, finished_at=None)
+    progress = Progress()
     with psycopg.connect(dsn, autocommit=True) as conn:
+        tick = 0
         while True:
-            progress.done = _count(conn, done_sql)
+            progress.done = _count(conn, probe.done_sql)
             now = time.monotonic()
             if progress.done > 0 and progress.first_done_at is None:
                 progress.first_done_at = now
             if progress.done >= target:
                 progress.finished_at = now
                 return progress
-            _check_health(conn, failed_sql, alive, progress, now > deadline, timeout)
+            in_flight = _count(conn, probe.in_flight_sql)
+            progress.peak_in_flight = max(progress.peak_in_flight, in_flight)
+            if tick % 20 == 0 or now > deadline:
+                _check_health(conn, probe.failed_sql, alive, progress, now > deadline, timeout)
+            tick += 1
             time.sleep(interval)
 
 

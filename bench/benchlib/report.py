@@ -57,8 +57,8 @@ def _extras(results: list[Result]) -> str:
         lines.append(
             f"  {r.label}: enqueue {_fmt(r.enqueue_seconds, 2)} s, processing "
             f"{_fmt(r.process_seconds, 2)} s (first job done after "
-            f"{_fmt(r.first_job_done_s, 2)} s), latency max {_fmt(r.latency_max_ms)} ms "
-            f"over {r.latency_samples} jobs"
+            f"{_fmt(r.first_job_done_s, 2)} s, peak {r.peak_in_flight} jobs in flight), "
+            f"latency max {_fmt(r.latency_max_ms)} ms over {r.latency_samples} jobs"
         )
         lines.append(f"    settings: {r.settings}")
         lines.extend(f"    ERROR: {e}" for e in r.errors)

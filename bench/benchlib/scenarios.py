@@ -46,6 +46,7 @@ class Result:
     process_seconds: float | None = None
     process_jobs_per_s: float | None = None
     first_job_done_s: float | None = None
+    peak_in_flight: int | None = None
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     latency_max_ms: float | None = None
@@ -73,7 +74,6 @@ def _prepare(system: System, cfg: Config) -> tuple[Target, dict[str, str]]:
         bin_dir = own_bin_dir()
         _check_importable(bin_dir, system.name, cfg)
     else:
-        print(f"  [{system.name}] preparing virtualenv", flush=True)
         bin_dir = ensure_venv(cfg.bench_dir / ".venvs" / system.name, system.requirements)
     dsn = db.recreate_database(cfg.server_dsn, system.database)
     target = Target(bin_dir=bin_dir, dsn=dsn, concurrency=cfg.concurrency)
@@ -144,13 +144,12 @@ def _process_and_latency(
 
 
 def _process(system: System, target: Target, cfg: Config, worker: Worker, result: Result) -> None:
-    progress = db.wait_for_count(
-        target.dsn, system.done_sql, system.failed_sql, cfg.jobs, cfg.timeout, worker.alive
-    )
+    progress = db.wait_for_count(target.dsn, system.probe, cfg.jobs, cfg.timeout, worker.alive)
     assert progress.finished_at is not None and progress.first_done_at is not None
     result.process_seconds = progress.finished_at - worker.started_at
     result.process_jobs_per_s = cfg.jobs / result.process_seconds
     result.first_job_done_s = progress.first_done_at - worker.started_at
+    result.peak_in_flight = progress.peak_in_flight
 
 
 def _latency(

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchlib.db import Probe
+
 
 @dataclass(frozen=True)
 class Target:
@@ -32,6 +34,11 @@ class System:
     rows_sql: str  # every job row present after the bulk enqueue
     done_sql: str  # jobs finished successfully
     failed_sql: str  # jobs that ended in failure
+    in_flight_sql: str  # jobs claimed by a worker and not yet recorded as finished
+
+    @property
+    def probe(self) -> Probe:
+        return Probe(self.done_sql, self.in_flight_sql, self.failed_sql)
 
     @property
     def database(self) -> str:
@@ -61,6 +68,7 @@ PGQUEUE = System(
     rows_sql="SELECT count(*) FROM pgqueue.jobs",
     done_sql="SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'",
     failed_sql="SELECT count(*) FROM pgqueue.jobs WHERE state IN ('dead', 'cancelled')",
+    in_flight_sql="SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'",
 )
 
 PROCRASTINATE = System(
@@ -86,6 +94,7 @@ PROCRASTINATE = System(
     rows_sql="SELECT count(*) FROM procrastinate_jobs",
     done_sql="SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
     failed_sql="SELECT count(*) FROM procrastinate_jobs WHERE status IN ('failed', 'aborted')",
+    in_flight_sql="SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'",
 )
 
 PGQUEUER = System(
@@ -115,6 +124,7 @@ PGQUEUER = System(
     rows_sql="SELECT count(*) FROM pgqueuer",
     done_sql="SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
     failed_sql="SELECT count(*) FROM pgqueuer_log WHERE status IN ('exception', 'failed')",
+    in_flight_sql="SELECT count(*) FROM pgqueuer WHERE status = 'picked'",
 )
 
 ALL = (PGQUEUE, PROCRASTINATE, PGQUEUER)

@@ -19,6 +19,7 @@ def ensure_venv(root: Path, requirements: tuple[str, ...]) -> Path:
     marker = root / MARKER
     if marker.exists() and marker.read_text() == wanted:
         return root / "bin"
+    print(f"  building virtualenv {root.name}: {' '.join(requirements)}", flush=True)
     _run([_base_python(), "-m", "venv", "--clear", str(root)])
     _run([str(root / "bin" / "python"), "-m", "pip", "install", "--quiet", *requirements])
     marker.write_text(wanted)
