@@ -223,9 +223,11 @@ class AsyncJobStore:
             await cur.execute(QUERIES[name], params)
             return _rows(cur.description, await cur.fetchall() if cur.description else [])
 
-    async def _tuples(self, name: LiteralString, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    async def _tuples(
+        self, name: LiteralString, params: dict[str, Any], prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
         async with self._cursor() as cur:
-            await cur.execute(QUERIES[name], params)
+            await cur.execute(QUERIES[name], params, prepare=prepare)
             return list(await cur.fetchall()) if cur.description else []
 
     async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
@@ -283,7 +285,11 @@ class AsyncJobStore:
 
     async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> set[int]:
         """Write outcomes; returns the ids whose outcome was applied."""
-        result = await self._tuples("job_finish_many", finish_params(worker_id, rows))
+        # Never a prepared (generic) plan here: it cannot see the batch size and picks a
+        # nested loop that rescans the whole batch for every running job (quadratic).
+        result = await self._tuples(
+            "job_finish_many", finish_params(worker_id, rows), prepare=False
+        )
         return {r[0] for r in result}
 
     async def job_rescue_lost(self, now: datetime | None = None) -> list[tuple[Any, ...]]:
