@@ -354,7 +354,8 @@ class App:
                     min_size=1,
                     max_size=self.pool_size,
                     open=True,
-                    kwargs={"autocommit": False},
+                    # Each of the app's own statements is its own transaction: one round trip.
+                    kwargs={"autocommit": True},
                     name="pgqueue",
                 )
                 self._store = JobStore(self._pool)
@@ -367,7 +368,12 @@ class App:
         if store is None:
             await asyncio.to_thread(probe, self.dsn)
             pool = AsyncConnectionPool(
-                self.dsn, min_size=1, max_size=self.pool_size, open=False, name="pgqueue-async"
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                open=False,
+                name="pgqueue-async",
+                kwargs={"autocommit": True},
             )
             store = self._async_stores[loop] = AsyncJobStore(pool)
             await pool.open()

@@ -70,6 +70,28 @@ def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
     }
 
 
+def insert_one_params(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "queue": spec.queue,
+        "task": spec.task,
+        "args": spec.args_json,
+        "kwargs": spec.kwargs_json,
+        "priority": spec.priority,
+        "run_at": spec.run_at,
+        "delay": spec.delay,
+        "max_attempts": spec.max_attempts,
+        "unique_key": spec.unique_key,
+        "timeout": spec.timeout,
+    }
+
+
+def insert_query(specs: Sequence[JobSpec]) -> tuple[LiteralString, dict[str, Any]]:
+    """One job: a plain INSERT; several: one unnest statement. Both return (id, unique_key)."""
+    if len(specs) == 1:
+        return QUERIES["job_insert"], insert_one_params(specs[0])
+    return QUERIES["job_insert_many"], insert_params(specs)
+
+
 def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:
     return {
         "worker_id": worker_id,
@@ -118,6 +140,13 @@ def _ids_in_order(inserted: list[Row], existing: dict[str, int]) -> list[int]:
     return ids
 
 
+def _inserted(specs: Sequence[JobSpec], rows: list[Row]) -> list[Row]:
+    """job_insert returns no row on a unique conflict: make it look like job_insert_many's."""
+    if len(specs) == 1 and not rows:
+        return [{"id": None, "unique_key": specs[0].unique_key}]
+    return rows
+
+
 def _keys_taken(inserted: list[Row]) -> list[str]:
     return sorted({r["unique_key"] for r in inserted if r["id"] is None})
 
@@ -158,8 +187,8 @@ class JobStore:
             # Unique-key holders are looked up in the same transaction; if one finished in
             # between, the insert is simply tried again.
             for _ in range(5):
-                cur.execute(QUERIES["job_insert_many"], insert_params(specs))
-                inserted = _rows(cur.description, cur.fetchall())
+                cur.execute(*insert_query(specs))
+                inserted = _inserted(specs, _rows(cur.description, cur.fetchall()))
                 taken = _keys_taken(inserted)
                 if not taken:
                     return [r["id"] for r in inserted]
@@ -167,8 +196,6 @@ class JobStore:
                 existing = {r[0]: r[1] for r in cur.fetchall()}
                 if set(taken) <= set(existing):
                     return _ids_in_order(inserted, existing)
-                if conn is None:
-                    cur.connection.commit()
         raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
 
     def job_get(self, job_id: int, conn: Any = None) -> Job | None:
@@ -235,8 +262,8 @@ class AsyncJobStore:
             return []
         async with self._cursor(conn) as cur:
             for _ in range(5):
-                await cur.execute(QUERIES["job_insert_many"], insert_params(specs))
-                inserted = _rows(cur.description, await cur.fetchall())
+                await cur.execute(*insert_query(specs))
+                inserted = _inserted(specs, _rows(cur.description, await cur.fetchall()))
                 taken = _keys_taken(inserted)
                 if not taken:
                     return [r["id"] for r in inserted]
@@ -244,8 +271,6 @@ class AsyncJobStore:
                 existing = {r[0]: r[1] for r in await cur.fetchall()}
                 if set(taken) <= set(existing):
                     return _ids_in_order(inserted, existing)
-                if conn is None:
-                    await cur.connection.commit()
         raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
 
     async def job_get(self, job_id: int, conn: Any = None) -> Job | None:

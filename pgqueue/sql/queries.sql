@@ -29,6 +29,20 @@ SELECT inserted.id, input.unique_key
 FROM input LEFT JOIN inserted USING (id)
 ORDER BY input.ord;
 
+-- name: job_insert
+-- Insert one job (the common case, lighter than job_insert_many); no row if its unique_key
+-- is taken.
+INSERT INTO pgqueue.jobs
+    (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout)
+VALUES (
+    %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s::int,
+    coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
+    %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8
+)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
+DO NOTHING
+RETURNING id, unique_key;
+
 -- name: job_find_unique
 -- The queued-or-running job holding each of these unique keys.
 SELECT unique_key, id FROM pgqueue.jobs
