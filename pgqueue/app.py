@@ -522,6 +522,46 @@ class App:
         """Queue a dead or cancelled job again, now; False if it is in another state."""
         return self.store.job_retry(job_id)
 
+    # -- queues -----------------------------------------------------------------------------
+
+    def pause_queue(self, name: str) -> None:
+        """Stop claiming from `name` on every node (running jobs finish)."""
+        self.store.queue_set(_queue_name(name), paused=True)
+
+    def resume_queue(self, name: str) -> None:
+        """Start claiming from `name` again on every node."""
+        self.store.queue_set(_queue_name(name), paused=False)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = _UNSET,
+        rate: int | None = _UNSET,
+        per: float | None = None,
+    ) -> None:
+        """Cluster-wide limits for a queue: at most `concurrency` jobs running at once, at
+        most `rate` starts per `per` seconds (a sliding window). None removes a limit;
+        an omitted argument leaves it as it is."""
+        settings: dict[str, Any] = {}
+        if concurrency is not _UNSET:
+            if concurrency is not None:
+                _positive_int(concurrency, "concurrency", 0)
+            settings["concurrency_limit"] = concurrency
+        if rate is not _UNSET:
+            if rate is not None:
+                _positive_int(rate, "rate", 0)
+            settings["rate_limit"] = rate
+        if per is not None:
+            settings["rate_period"] = _seconds(per, "per")
+            if settings["rate_period"] == 0:
+                raise ConfigurationError("per must be positive")
+        self.store.queue_set(_queue_name(name), **settings)
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Queues with settings (paused, limits)."""
+        return self.store.queue_config()
+
     def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.05) -> Any:
         """Block until the job is final; return its result.
 
@@ -555,6 +595,12 @@ class App:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+
+def _queue_name(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError("queue name must be a non-empty string")
+    return name
 
 
 def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:

@@ -304,6 +304,61 @@ def workers(dsn: Dsn = None, as_json: Json = False) -> None:
         _table(rows, WORKER_COLUMNS)
 
 
+@queues_cli.command("pause")
+def queues_pause(name: str, dsn: Dsn = None) -> None:
+    """Stop claiming from a queue on every node; running jobs finish."""
+    with _app(dsn) as app:
+        app.pause_queue(name)
+    typer.echo(f"queue {name} paused")
+
+
+@queues_cli.command("resume")
+def queues_resume(name: str, dsn: Dsn = None) -> None:
+    """Start claiming from a queue again."""
+    with _app(dsn) as app:
+        app.resume_queue(name)
+    typer.echo(f"queue {name} resumed")
+
+
+@queues_cli.command("limit")
+def queues_limit(
+    name: str,
+    dsn: Dsn = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Most jobs running at once, cluster-wide.")
+    ] = None,
+    rate: Annotated[int | None, typer.Option(help="Most starts per --per seconds.")] = None,
+    per: Annotated[float | None, typer.Option(help="Rate window in seconds (1).")] = None,
+    clear: Annotated[bool, typer.Option(help="Remove both limits.")] = False,
+) -> None:
+    """Set cluster-wide limits on a queue."""
+    kwargs: dict[str, Any] = {}
+    if clear:
+        kwargs = {"concurrency": None, "rate": None}
+    if concurrency is not None:
+        kwargs["concurrency"] = concurrency
+    if rate is not None:
+        kwargs["rate"] = rate
+    if not kwargs and per is None:
+        fail("give --concurrency, --rate (with --per) or --clear")
+    with _app(dsn) as app:
+        app.set_queue_limits(name, per=per, **kwargs)
+    typer.echo(f"queue {name} limits set")
+
+
+@queues_cli.command("list")
+def queues_list(dsn: Dsn = None, as_json: Json = False) -> None:
+    """Queues with settings: paused, concurrency and rate limits."""
+    with _app(dsn) as app:
+        rows = app.queues()
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no queue settings")
+    else:
+        _table(rows, ["name", "paused", "concurrency_limit", "rate_limit", "rate_period"])
+
+
 @jobs_cli.command("show")
 def jobs_show(job_id: int, dsn: Dsn = None, as_json: Json = False) -> None:
     """Everything about one job, with its error history."""

@@ -49,6 +49,7 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    depends_on: list[int] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

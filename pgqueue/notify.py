@@ -15,6 +15,7 @@ import psycopg
 
 JOBS_CHANNEL = "pgqueue_jobs"
 CANCEL_CHANNEL = "pgqueue_cancel"
+QUEUES_CHANNEL = "pgqueue_queues"
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -28,11 +29,13 @@ class Listener:
         queues: Sequence[str] | None,
         wake: asyncio.Event,
         on_cancel: Callable[[int], None],
+        on_queue_change: Callable[[str], None] = lambda queue: None,
     ) -> None:
         self.dsn = dsn
         self.queues = frozenset(queues) if queues else None
         self.wake = wake
         self.on_cancel = on_cancel
+        self.on_queue_change = on_queue_change
         self.connected = asyncio.Event()
         self._conn: psycopg.AsyncConnection[object] | None = None
 
@@ -53,6 +56,7 @@ class Listener:
             try:
                 await conn.execute(f"LISTEN {JOBS_CHANNEL}")
                 await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                await conn.execute(f"LISTEN {QUEUES_CHANNEL}")
                 self.connected.set()
                 if backoff > 0.1:
                     log.info("listener: reconnected")
@@ -77,6 +81,8 @@ class Listener:
         if channel == JOBS_CHANNEL:
             if self.queues is None or payload in self.queues:
                 self.wake.set()
+        elif channel == QUEUES_CHANNEL:
+            self.on_queue_change(payload)
         elif channel == CANCEL_CHANNEL:
             try:
                 job_id = int(payload)

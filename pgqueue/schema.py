@@ -46,6 +46,7 @@ jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    Column("depends_on", ARRAY(BigInteger)),
 )
 
 workers = Table(
@@ -66,5 +67,33 @@ queues = Table(
     metadata,
     Column("name", Text, primary_key=True),
     Column("paused", Boolean, nullable=False, server_default="false"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("concurrency_limit", Integer),
+    Column("rate_limit", Integer),
+    Column("rate_period", Float, nullable=False, server_default="1"),
+)
+
+queue_starts = Table(
+    "queue_starts",
+    metadata,
+    Column("queue", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("n", Integer, nullable=False),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("task", Text, nullable=False),
+    Column("cron", Text, nullable=False),
+    Column("timezone", Text, nullable=False, server_default="UTC"),
+    Column("args", JSONB, nullable=False, server_default="[]"),
+    Column("kwargs", JSONB, nullable=False, server_default="{}"),
+    Column("queue", Text),
+    Column("priority", Integer),
+    Column("last_fire_at", DateTime(timezone=True)),
+    Column("last_job_id", BigInteger),
+    Column("next_fire_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -216,6 +216,21 @@ class JobStore:
     def queue_stats(self) -> list[Row]:
         return self._run("queue_stats", {})
 
+    def queue_set(self, name: str, **settings: Any) -> Row:
+        params = {
+            "name": name,
+            "paused": settings.get("paused"),
+            "concurrency_limit": settings.get("concurrency_limit"),
+            "set_concurrency": "concurrency_limit" in settings,
+            "rate_limit": settings.get("rate_limit"),
+            "set_rate": "rate_limit" in settings,
+            "rate_period": settings.get("rate_period"),
+        }
+        return self._run("queue_set", params)[0]
+
+    def queue_config(self) -> list[Row]:
+        return self._run("queue_config", {})
+
     def worker_list(self) -> list[Row]:
         return self._run("worker_list", {})
 
@@ -301,6 +316,28 @@ class AsyncJobStore:
     ) -> list[tuple[Any, ...]]:
         params = {"worker_id": worker_id, "queues": queues, "limit": limit, "now": now}
         return await self._tuples("job_claim", params)
+
+    async def job_claim_limited(
+        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Claim from queues with cluster-wide limits: lock them, then claim within budget."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
+                names = [r[0] for r in await cur.fetchall()]
+                if not names:
+                    return []
+                params = {"worker_id": worker_id, "queues": names, "limit": limit, "now": now}
+                await cur.execute(QUERIES["job_claim_limited"], params)
+                return list(await cur.fetchall())
+        except Exception as exc:
+            wrapped = wrap_error(exc)
+            if wrapped is None:
+                raise
+            raise wrapped from exc
+
+    async def queue_config(self) -> list[tuple[Any, ...]]:
+        return await self._tuples("queue_config", {})
 
     async def job_next_run_at(
         self, queues: Sequence[str] | None, now: datetime | None = None

@@ -29,6 +29,7 @@ from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore
 
 log = logging.getLogger("pgqueue.worker")
+LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
 job_log = logging.getLogger("pgqueue.job")
 
 
@@ -92,6 +93,9 @@ class Worker:
         self.cancel_requested: set[int] = set()
         self.shutting_down: set[int] = set()
         self.processed = 0
+        self.limited: list[str] = []
+        self.config_at = 0.0
+        self.config_stale = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
@@ -150,7 +154,9 @@ class Worker:
         self.completer = Completer(self.store, self.id, s.outcome_batch)
         try:
             started = True
-            listener = Listener(self.dsn, self.queues, self.wake, self._on_cancel)
+            listener = Listener(
+                self.dsn, self.queues, self.wake, self._on_cancel, self._on_queue_change
+            )
             helpers = [
                 asyncio.create_task(listener.run(), name="pgqueue-listener"),
                 asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
@@ -245,12 +251,51 @@ class Worker:
 
     # -- claiming ---------------------------------------------------------------------------
 
+    def _free_slots(self) -> int:
+        """Slots to fill. Finished jobs whose outcome is not written yet count too, beyond a
+        batch's worth, so a slow database cannot make the worker claim far ahead."""
+        c = self.settings.concurrency
+        running = len(self.active)
+        return min(c - running, 2 * c - running - self.completer.backlog)
+
+    async def _refresh_config(self) -> None:
+        """Which of our queues have cluster-wide limits (claimed through the limited path)."""
+        rows = await self.store.queue_config()
+        ours = set(self.queues) if self.queues else None
+        self.limited = sorted(
+            name
+            for name, paused, conc, rate, *_ in rows
+            if not paused
+            and (conc is not None or rate is not None)
+            and (ours is None or name in ours)
+        )
+        self.config_at = time.monotonic()
+        self.config_stale = False
+
+    async def _claim(self, limit: int) -> tuple[list[tuple[Any, ...]], float | None]:
+        """Claim up to `limit` jobs; also the seconds until the next one is due if that was
+        all there is (None: nothing scheduled)."""
+        s = self.settings
+        if self.config_stale or time.monotonic() - self.config_at > s.poll_interval:
+            await self._refresh_config()
+        rows = await self.store.job_claim(self.id, self.queues, limit)
+        if self.limited and len(rows) < limit:
+            rows += await self.store.job_claim_limited(self.id, self.limited, limit - len(rows))
+        wait = None
+        if len(rows) < limit:
+            wait = await self.store.job_next_run_at(self.queues)
+            if self.limited:
+                # A limited queue's budget comes back as jobs finish and starts slide out of
+                # the window: look again soon rather than at the next notification.
+                wait = LIMITED_POLL if wait is None else min(wait, LIMITED_POLL)
+        return rows, wait
+
     async def _claim_loop(self) -> None:
         assert self._stop is not None
         s = self.settings
         backoff = 0.1
         while not self._stop.is_set():
-            free = s.concurrency - len(self.active)
+            free = self._free_slots()
             if free <= 0:
                 self.slot_freed.clear()
                 await self._sleep(s.poll_interval, self.slot_freed)
@@ -259,9 +304,7 @@ class Worker:
             # Cleared before the claim: a notification that lands during it is not lost.
             self.wake.clear()
             try:
-                rows = await self.store.job_claim(self.id, self.queues, limit)
-                if len(rows) < limit:
-                    wait = await self.store.job_next_run_at(self.queues)
+                rows, wait = await self._claim(limit)
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("%s; claiming again in %.1fs", _one_line(exc), backoff)
                 await self._sleep(backoff)
@@ -332,6 +375,11 @@ class Worker:
                 job_log.info("%s released (shutdown)", where)
             case Cancelled():
                 job_log.info("%s cancelled", where)
+
+    def _on_queue_change(self, queue: str) -> None:
+        if self.queues is None or queue in self.queues:
+            self.config_stale = True
+            self.wake.set()
 
     def _on_cancel(self, job_id: int) -> None:
         task = self.active.get(job_id)

@@ -51,8 +51,8 @@ def dsn(db_dsn: str) -> str:
     """The test database, emptied."""
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE pgqueue.jobs, pgqueue.workers, pgqueue.queues, public.effects "
-            "RESTART IDENTITY"
+            "TRUNCATE pgqueue.jobs, pgqueue.workers, pgqueue.queues, pgqueue.queue_starts, "
+            "pgqueue.schedules, public.effects RESTART IDENTITY"
         )
     jobs.reset()
     return db_dsn

@@ -182,3 +182,13 @@ def chaos_item(n: int) -> int:
         raise
     time.sleep(0.002)
     return n
+
+
+@app.task(name="nap", queue="limited")
+async def nap(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@app.task(name="tick", queue="rated")
+async def tick(i: int) -> int:
+    return i

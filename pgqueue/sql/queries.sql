@@ -75,7 +75,11 @@ WITH RECURSIVE known_queues AS (
         LIMIT %(limit)s::int
         FOR UPDATE SKIP LOCKED
     ) AS c
-    WHERE NOT EXISTS (SELECT 1 FROM pgqueue.queues AS q WHERE q.name = w.queue AND q.paused)
+    -- Paused queues are skipped, and queues with limits go through job_claim_limited.
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pgqueue.queues AS q
+        WHERE q.name = w.queue
+          AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
     ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s::int
 )
@@ -88,6 +92,100 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
           j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at;
+
+-- name: queue_lock_limited
+-- First statement of a limited claim: lock the limited queues of `queues` (NULL: all), so
+-- that claimers of one limited queue take turns. The counts are read by the next statement,
+-- which sees every claim committed before the lock was granted.
+SELECT q.name FROM pgqueue.queues AS q
+WHERE (%(queues)s::text[] IS NULL OR q.name = ANY(%(queues)s::text[]))
+  AND NOT q.paused
+  AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL)
+ORDER BY q.name
+FOR UPDATE;
+
+-- name: job_claim_limited
+-- Second statement of a limited claim: for each locked queue, the budget is what its
+-- concurrency limit (running jobs) and rate limit (starts in the sliding window) leave;
+-- claim up to that, record the starts, and forget starts that slid out of the window.
+WITH budget AS (
+    SELECT q.name AS queue, q.rate_limit,
+           least(
+               %(limit)s::int,
+               coalesce(q.concurrency_limit - (
+                   SELECT count(*) FROM pgqueue.jobs AS r
+                   WHERE r.state = 'running' AND r.queue = q.name), %(limit)s::int),
+               coalesce(q.rate_limit - (
+                   SELECT coalesce(sum(s.n), 0) FROM pgqueue.queue_starts AS s
+                   WHERE s.queue = q.name
+                     AND s.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
+               ), %(limit)s::int)
+           ) AS n
+    FROM pgqueue.queues AS q
+    WHERE q.name = ANY(%(queues)s::text[])
+), picked AS (
+    SELECT c.id
+    FROM budget AS b
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = b.queue
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT greatest(b.n, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT %(limit)s::int
+), claimed AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'running',
+        attempts = j.attempts + 1,
+        worker_id = %(worker_id)s::uuid,
+        started_at = coalesce(%(now)s::timestamptz, now())
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
+              j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at
+), recorded AS (
+    INSERT INTO pgqueue.queue_starts (queue, started_at, n)
+    SELECT c.queue, clock_timestamp(), count(*)
+    FROM claimed AS c JOIN budget AS b ON b.queue = c.queue
+    WHERE b.rate_limit IS NOT NULL
+    GROUP BY c.queue
+), forgotten AS (
+    DELETE FROM pgqueue.queue_starts AS s
+    USING pgqueue.queues AS q
+    WHERE s.queue = q.name AND q.name = ANY(%(queues)s::text[])
+      AND s.started_at < clock_timestamp() - make_interval(secs => q.rate_period)
+)
+SELECT * FROM claimed;
+
+-- name: queue_config
+-- Queues with settings: paused, and cluster-wide limits.
+SELECT name, paused, concurrency_limit, rate_limit, rate_period, updated_at
+FROM pgqueue.queues
+ORDER BY name;
+
+-- name: queue_set
+-- Create or change a queue's settings; every worker is told.
+WITH upserted AS (
+    INSERT INTO pgqueue.queues AS q (name, paused, concurrency_limit, rate_limit, rate_period)
+    VALUES (%(name)s::text, coalesce(%(paused)s::boolean, false),
+            %(concurrency_limit)s::int, %(rate_limit)s::int,
+            coalesce(%(rate_period)s::float8, 1))
+    ON CONFLICT (name) DO UPDATE SET
+        paused = coalesce(%(paused)s::boolean, q.paused),
+        concurrency_limit = CASE WHEN %(set_concurrency)s::boolean
+                                 THEN %(concurrency_limit)s::int ELSE q.concurrency_limit END,
+        rate_limit = CASE WHEN %(set_rate)s::boolean
+                          THEN %(rate_limit)s::int ELSE q.rate_limit END,
+        rate_period = coalesce(%(rate_period)s::float8, q.rate_period),
+        updated_at = now()
+    RETURNING q.name, q.paused
+)
+SELECT name, paused, pg_notify('pgqueue_queues', name) AS told,
+       CASE WHEN NOT paused THEN pg_notify('pgqueue_jobs', name) END AS woken
+FROM upserted;
 
 -- name: job_next_run_at
 -- Seconds until the next queued job of `queues` (NULL: every queue) becomes due, if any.
@@ -122,6 +220,7 @@ WITH o AS (
     FROM o
     WHERE j.id = o.id AND j.state = 'running' AND j.attempts = o.attempt
       AND j.worker_id = %(worker_id)s::uuid
+      AND j.id = ANY(%(id)s::bigint[])  -- steers the plan to the primary key
     RETURNING j.id, j.state, j.queue
 )
 SELECT u.id, u.state,
