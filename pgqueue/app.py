@@ -164,6 +164,14 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.wants_ctx = "ctx" in self.signature.parameters
+        # Handlers taking plain positional parameters (no defaults, no ctx, no *args) are
+        # called without Signature.bind when the job's args match: the common, hot case.
+        params = list(self.signature.parameters.values())
+        plain = all(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            for p in params
+        )
+        self.plain_arity = len(params) if plain and not self.wants_ctx else -1
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__wrapped__ = fn

@@ -13,7 +13,6 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from pgqueue import migrate as migrations
 from pgqueue.app import App, resolve_dsn
 from pgqueue.errors import ConfigurationError, PgQueueError, UnknownTask
 
@@ -108,6 +107,8 @@ def migrate(
     ] = False,
 ) -> None:
     """Migrate the pgqueue schema up to the latest version (or see `downgrade`)."""
+    from pgqueue import migrate as migrations  # alembic is slow to import: only here
+
     ctx.obj = dsn
     if ctx.invoked_subcommand is not None:
         return
@@ -125,6 +126,8 @@ def migrate_downgrade(
     dsn: Dsn = None,
 ) -> None:
     """Migrate the pgqueue schema down to REVISION."""
+    from pgqueue import migrate as migrations
+
     migrations.downgrade(_check_db(dsn or ctx.obj), revision)
     typer.echo(f"pgqueue schema downgraded to {revision}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from uuid import UUID
 
 import psycopg
@@ -44,8 +45,15 @@ class Completer:
     is back; outcomes are never dropped while the process lives.
     """
 
-    def __init__(self, store: AsyncJobStore, worker_id: UUID, batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: AsyncJobStore,
+        worker_id: UUID,
+        batch: int = 500,
+        on_written: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
+        self.on_written = on_written
         self.worker_id = worker_id
         self.batch = batch
         self._pending: list[OutcomeRow] = []
@@ -103,6 +111,7 @@ class Completer:
             backoff = 0.05
             del self._pending[: len(rows)]
             self.written += len(applied)
+            self.on_written()
             if len(applied) != len(rows):
                 lost = [r.id for r in rows if r.id not in applied]
                 self.rejected += len(lost)

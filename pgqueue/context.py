@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -18,12 +17,17 @@ class JobContext:
     job: Job
     attempt: int
     logger: logging.Logger
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A plain flag: set on the worker's loop, read by the handler's thread (one bool store
+    # is atomic), and cheaper than a threading.Event for every job.
+    _cancelled: bool = field(default=False, repr=False)
 
     @property
     def cancelled(self) -> bool:
         """True once the job was cancelled or the worker gave it up; check it in long loops."""
-        return self._cancel.is_set()
+        return self._cancelled
+
+    def _cancel(self) -> None:
+        self._cancelled = True
 
 
 _current: ContextVar[JobContext] = ContextVar("pgqueue_job_context")

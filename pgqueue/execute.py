@@ -38,6 +38,16 @@ def dead(attempt: int, exc: BaseException | None, message: str | None = None) ->
     return Failed(error_record(attempt, exc, message), retry_in=None)
 
 
+class _Call:
+    """Call arguments already known to fit (what Signature.bind would return)."""
+
+    __slots__ = ("args",)
+    kwargs: dict[str, Any] = {}  # noqa: RUF012 - shared and never mutated
+
+    def __init__(self, args: list[Any]) -> None:
+        self.args = args
+
+
 def _plain(signature: inspect.Signature) -> str:
     """A signature without annotations, for error messages: `(a, b=1, *rest)`."""
     params = [
@@ -61,6 +71,8 @@ class Runner:
         if task is None:
             message = f"UnknownTask: no task named {job.task!r} is registered in this worker"
             return None, None, dead(job.attempts, None, message)
+        if not job.kwargs and len(job.args) == task.plain_arity:
+            return task, _Call(job.args), None
         kwargs = dict(job.kwargs)
         if task.wants_ctx:
             kwargs["ctx"] = ctx
@@ -86,7 +98,7 @@ class Runner:
         except Discard as exc:
             return dead(attempt, exc, f"Discarded: {exc.reason}")
         except AttemptTimeout:
-            ctx._cancel.set()
+            ctx._cancel()
             message = f"TimeoutError: the attempt ran over its {timeout:g}s timeout"
             return Failed(
                 error_record(attempt, None, message),

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
@@ -93,16 +94,21 @@ def insert_query(specs: Sequence[JobSpec]) -> tuple[LiteralString, dict[str, Any
 
 
 def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:
-    return {
-        "worker_id": worker_id,
-        "id": [r.id for r in rows],
-        "attempt": [r.attempt for r in rows],
-        "state": [r.state for r in rows],
-        "result": [r.result_json for r in rows],
-        "error": [r.error_json for r in rows],
-        "delay": [r.delay for r in rows],
-        "refund": [r.refund for r in rows],
-    }
+    """The batch as one JSON document: much cheaper to send than seven typed arrays."""
+    fragment = orjson.Fragment
+    batch = [
+        {
+            "id": r.id,
+            "attempt": r.attempt,
+            "state": r.state,
+            "result": None if r.result_json is None else fragment(r.result_json),
+            "error": None if r.error_json is None else fragment(r.error_json),
+            "delay": r.delay,
+            "refund": r.refund,
+        }
+        for r in rows
+    ]
+    return {"worker_id": worker_id, "outcomes": orjson.dumps(batch).decode()}
 
 
 def wrap_error(exc: Exception) -> PgQueueError | None:

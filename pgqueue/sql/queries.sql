@@ -199,11 +199,10 @@ WHERE state = 'queued'
 -- Record a batch of attempt outcomes. Each row is applied only if the job is still running
 -- the same attempt for the same worker, so a late outcome never overwrites a rescue or a
 -- cancel. `refund` gives the attempt back (Retry, shutdown). Re-queued jobs wake workers.
-WITH o AS (
-    SELECT * FROM unnest(
-        %(id)s::bigint[], %(attempt)s::int[], %(state)s::text[], %(result)s::jsonb[],
-        %(error)s::jsonb[], %(delay)s::float8[], %(refund)s::int[]
-    ) AS o(id, attempt, state, result, error, delay, refund)
+WITH o AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+        AS o(id bigint, attempt int, state text, result jsonb, error jsonb, delay float8,
+             refund int)
 ), updated AS (
     UPDATE pgqueue.jobs AS j
     SET state = o.state,
@@ -220,7 +219,6 @@ WITH o AS (
     FROM o
     WHERE j.id = o.id AND j.state = 'running' AND j.attempts = o.attempt
       AND j.worker_id = %(worker_id)s::uuid
-      AND j.id = ANY(%(id)s::bigint[])  -- steers the plan to the primary key
     RETURNING j.id, j.state, j.queue
 )
 SELECT u.id, u.state,
