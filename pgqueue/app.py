@@ -26,6 +26,7 @@ from pgqueue.errors import (
 from pgqueue.integrations.sqlalchemy import async_connection, sync_connection
 from pgqueue.job import Job
 from pgqueue.retry import DEFAULT_RETRY, RetryPolicy
+from pgqueue.schedule import Schedule
 from pgqueue.store import AsyncJobStore, JobSpec, JobStore, dumps, wrap_error
 
 P = ParamSpec("P")
@@ -280,7 +281,7 @@ class App:
         self.default_max_attempts = _positive_int(default_max_attempts, "max_attempts", 1)
         self.default_retry = default_retry
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self.periodic_tasks: list[Any] = []
+        self.schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._store: JobStore | None = None
@@ -343,6 +344,70 @@ class App:
             return t
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        *,
+        cron: str,
+        timezone: str = "UTC",
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        max_attempts: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a task that the scheduler enqueues on every fire time of `cron`.
+
+        Five cron fields, or six with leading seconds; fire times are read in `timezone`.
+        """
+        # Check the cron expression and time zone before anything is registered.
+        Schedule(name=name or "periodic", task=name or "periodic", cron=cron, timezone=timezone)
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            task = self.task(
+                name=name,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                retry=retry,
+                timeout=timeout,
+            )(fn)
+            self.schedule(task.name, cron=cron, timezone=timezone, args=args, kwargs=kwargs)
+            return task
+
+        return register
+
+    def schedule(
+        self,
+        task: str | Task[Any, Any],
+        *,
+        cron: str,
+        timezone: str = "UTC",
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Schedule:
+        """Enqueue `task` on every fire time of `cron` (see `periodic`). Several schedules
+        of one task need distinct `name`s."""
+        task_name = task.name if isinstance(task, Task) else task
+        sched = Schedule(
+            name=name or task_name,
+            task=task_name,
+            cron=cron,
+            timezone=timezone,
+            args=list(args or ()),
+            kwargs=dict(kwargs or {}),
+        )
+        self._spec(task_name, sched.args, sched.kwargs, {})  # arguments must serialise now
+        self.schedules[sched.name] = sched
+        return sched
+
+    def schedule_specs(self) -> list[tuple[Schedule, JobSpec]]:
+        """Each schedule with the job it enqueues (the task's current defaults)."""
+        return [(s, self._spec(s.task, s.args, s.kwargs, {})) for s in self.schedules.values()]
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

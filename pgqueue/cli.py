@@ -166,6 +166,9 @@ def work(
     poll_interval: Annotated[float, typer.Option(help="Safety poll, in seconds.")] = 5.0,
     log_level: Annotated[str, typer.Option(help="DEBUG logs every job outcome.")] = "INFO",
     log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    scheduler: Annotated[
+        bool, typer.Option(help="Enqueue the app's periodic jobs (safe on every node).")
+    ] = True,
 ) -> None:
     """Run a worker daemon until SIGTERM/SIGINT."""
     from pgqueue.settings import WorkerSettings
@@ -181,6 +184,7 @@ def work(
         heartbeat_interval=heartbeat_interval,
         lease=lease,
         poll_interval=poll_interval,
+        scheduler=scheduler,
     )
     resolved = resolve_dsn(dsn) if dsn is not None else app.dsn
     if processes < 1:
@@ -275,6 +279,22 @@ def stats(dsn: Dsn = None, as_json: Json = False) -> None:
         typer.echo("no jobs")
     else:
         _table(rows, STATS_COLUMNS)
+
+
+@cli.command()
+def schedules(dsn: Dsn = None, as_json: Json = False) -> None:
+    """Periodic schedules: cron, last and next fire time, last job."""
+    with _app(dsn) as app:
+        rows = app.store.schedule_list()
+    if as_json:
+        _print_json(rows)
+    elif not rows:
+        typer.echo("no schedules (they appear when a worker with periodic tasks starts)")
+    else:
+        _table(
+            rows,
+            ["name", "task", "cron", "timezone", "last_fire_at", "next_fire_at", "last_job_id"],
+        )
 
 
 WORKER_COLUMNS = [

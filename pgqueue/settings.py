@@ -27,6 +27,8 @@ class WorkerSettings:
     """Most jobs taken by one claim query. Defaults to 100."""
     outcome_batch: int = 500
     """Most outcomes written by one statement. Defaults to 500."""
+    scheduler: bool = True
+    """Run the periodic-job scheduler in this worker (safe on every node). Defaults to True."""
 
     def __post_init__(self) -> None:
         if self.queues is not None and (not self.queues or not all(self.queues)):

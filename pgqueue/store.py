@@ -237,6 +237,9 @@ class JobStore:
     def queue_config(self) -> list[Row]:
         return self._run("queue_config", {})
 
+    def schedule_list(self) -> list[Row]:
+        return self._run("schedule_list", {})
+
     def worker_list(self) -> list[Row]:
         return self._run("worker_list", {})
 
@@ -336,6 +339,44 @@ class AsyncJobStore:
                 params = {"worker_id": worker_id, "queues": names, "limit": limit, "now": now}
                 await cur.execute(QUERIES["job_claim_limited"], params)
                 return list(await cur.fetchall())
+        except Exception as exc:
+            wrapped = wrap_error(exc)
+            if wrapped is None:
+                raise
+            raise wrapped from exc
+
+    async def schedule_register(
+        self, sched: Any, last_fire_at: datetime, next_fire_at: datetime
+    ) -> None:
+        params = {
+            "name": sched.name,
+            "task": sched.task,
+            "cron": sched.cron,
+            "timezone": sched.timezone,
+            "args": dumps(sched.args),
+            "kwargs": dumps(sched.kwargs),
+            "queue": sched.queue,
+            "priority": sched.priority,
+            "last_fire_at": last_fire_at,
+            "next_fire_at": next_fire_at,
+        }
+        await self._tuples("schedule_register", params)
+
+    async def schedule_fire(
+        self, name: str, fire_at: datetime, next_fire_at: datetime, spec: JobSpec
+    ) -> int | None:
+        """Enqueue `spec` for this fire time unless some node already did; the job id."""
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                params = {"name": name, "fire_at": fire_at, "next_fire_at": next_fire_at}
+                await cur.execute(QUERIES["schedule_claim_fire"], params)
+                if not await cur.fetchall():
+                    return None
+                await cur.execute(QUERIES["job_insert"], insert_one_params(spec))
+                row = await cur.fetchone()
+                job_id: int | None = row[0] if row else None
+                await cur.execute(QUERIES["schedule_set_job"], {"name": name, "job_id": job_id})
+                return job_id
         except Exception as exc:
             wrapped = wrap_error(exc)
             if wrapped is None:

@@ -27,6 +27,7 @@ from pgqueue.execute import Runner
 from pgqueue.job import Cancelled, Failed, Job, JobState, Outcome, Released, Snoozed, Succeeded
 from pgqueue.maintenance import rescue_lost_jobs
 from pgqueue.notify import Listener
+from pgqueue.schedule import run_scheduler
 from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore
 
@@ -171,6 +172,13 @@ class Worker:
                 asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
                 asyncio.create_task(self._heartbeat(), name="pgqueue-heartbeat"),
             ]
+            if s.scheduler and self.app.schedules:
+                helpers.append(
+                    asyncio.create_task(
+                        run_scheduler(self.store, self.app.schedule_specs(), self._stop),
+                        name="pgqueue-scheduler",
+                    )
+                )
             # Start without notifications if need be: the safety poll covers until they work.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.connected.wait(), timeout=10)
