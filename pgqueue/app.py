@@ -65,6 +65,7 @@ class EnqueueOptions:
     unique_key: str | None = None
     max_attempts: int | None = None
     timeout: float | None = None
+    depends_on: Iterable[int] | None = None
 
 
 def _seconds(value: float | timedelta, what: str) -> float:
@@ -94,6 +95,7 @@ def build_spec(
     run_at: datetime | None = None,
     unique_key: str | None = None,
     timeout: float | None = None,
+    depends_on: Iterable[int] | None = None,
 ) -> JobSpec:
     """Validate and serialise one job; raises before anything touches the database."""
     if not isinstance(task, str) or not task:
@@ -113,6 +115,15 @@ def build_spec(
     if unique_key is not None and not isinstance(unique_key, str):
         raise ConfigurationError("unique_key must be a string")
     timeout_s = _seconds(timeout, "timeout") if timeout is not None else None
+    parents = None
+    if depends_on is not None:
+        if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Iterable):
+            raise ConfigurationError("depends_on must be a list of job ids")
+        parents = tuple(depends_on)
+        if not parents or not all(
+            isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in parents
+        ):
+            raise ConfigurationError("depends_on must be a non-empty list of job ids")
     if timeout_s == 0:
         raise ConfigurationError("timeout must be positive")
     if isinstance(args, str | bytes) or (args is not None and not isinstance(args, Iterable)):
@@ -136,6 +147,7 @@ def build_spec(
         run_at=run_at,
         unique_key=unique_key,
         timeout=timeout_s,
+        depends_on=parents,
     )
 
 
@@ -194,6 +206,7 @@ class Task(Generic[P, R]):
         unique_key: str | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        depends_on: Iterable[int] | None = None,
     ) -> BoundTask[P, R]:
         """The same task with per-enqueue settings (connection, queue, delay, ...)."""
         opts = EnqueueOptions(
@@ -205,6 +218,7 @@ class Task(Generic[P, R]):
             unique_key=unique_key,
             max_attempts=max_attempts,
             timeout=timeout,
+            depends_on=depends_on,
         )
         return BoundTask(self, opts)
 
@@ -220,6 +234,7 @@ class Task(Generic[P, R]):
             run_at=opts.run_at,
             unique_key=opts.unique_key,
             timeout=opts.timeout if opts.timeout is not None else self.timeout,
+            depends_on=opts.depends_on,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
@@ -505,6 +520,7 @@ class App:
             "unique_key",
             "max_attempts",
             "timeout",
+            "depends_on",
         }
         if unknown:
             raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import psycopg
 
 from pgqueue.errors import DatabaseUnavailable
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
-from pgqueue.store import AsyncJobStore, OutcomeRow, dumps
+from pgqueue.store import AsyncJobStore, JobSpec, OutcomeRow, dumps
 
 log = logging.getLogger("pgqueue.worker")
+FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
 
-def outcome_row(job: Job, outcome: Outcome) -> OutcomeRow:
-    """The database change an outcome stands for."""
+def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
+    """The database change an outcome stands for (follow-ups only go with a success)."""
     match outcome:
         case Succeeded(result_json):
-            return OutcomeRow(job.id, job.attempts, "succeeded", result_json=result_json)
+            return OutcomeRow(
+                job.id,
+                job.attempts,
+                "succeeded",
+                result_json=result_json,
+                followups=tuple(followups),
+            )
         case Failed(error, None):
             return OutcomeRow(job.id, job.attempts, "dead", error_json=dumps(error))
         case Failed(error, retry_in):
@@ -112,6 +119,7 @@ class Completer:
             del self._pending[: len(rows)]
             self.written += len(applied)
             self.on_written()
+            await self._settle_children(applied)
             if len(applied) != len(rows):
                 lost = [r.id for r in rows if r.id not in applied]
                 self.rejected += len(lost)
@@ -121,18 +129,29 @@ class Completer:
                     lost,
                 )
 
-    async def _one_by_one(self, rows: list[OutcomeRow]) -> set[int]:
-        applied: set[int] = set()
+    async def _settle_children(self, applied: dict[int, str]) -> None:
+        """Free or cancel jobs that depend on the ones that just finished. If this fails
+        the maintenance sweep does it a little later."""
+        finished = [job_id for job_id, state in applied.items() if state in FINAL]
+        if not finished:
+            return
+        try:
+            await self.store.job_settle_children(finished)
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("dependent jobs will be settled by the sweep: %s", exc)
+
+    async def _one_by_one(self, rows: list[OutcomeRow]) -> dict[int, str]:
+        applied: dict[int, str] = {}
         for row in rows:
             try:
-                applied |= await self.store.job_finish_many(self.worker_id, [row])
+                applied.update(await self.store.job_finish_many(self.worker_id, [row]))
             except psycopg.DataError as exc:
                 error = {
                     "attempt": row.attempt,
                     "error": f"StorageError: the outcome could not be stored: {exc}",
                 }
                 fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
-                applied |= await self.store.job_finish_many(self.worker_id, [fallback])
+                applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
         return applied
 
     async def flush(self, timeout: float | None = None) -> bool:

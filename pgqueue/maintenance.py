@@ -18,8 +18,8 @@ log = logging.getLogger("pgqueue.maintenance")
 async def rescue_lost_jobs(store: AsyncJobStore, now: datetime | None = None) -> int:
     """Rescue what lost workers held, forget those workers; returns the jobs rescued."""
     rescued = await store.job_rescue_lost(now)
+    dead = [job_id for job_id, state, _ in rescued if state == "dead"]
     if rescued:
-        dead = [job_id for job_id, state, _ in rescued if state == "dead"]
         log.warning(
             "rescued %d job(s) from lost workers: %s%s",
             len(rescued),
@@ -27,4 +27,14 @@ async def rescue_lost_jobs(store: AsyncJobStore, now: datetime | None = None) ->
             f" ({len(dead)} dead, out of attempts)" if dead else "",
         )
     await store.worker_prune(now)
+    if dead:
+        await store.job_settle_children(dead)
     return len(rescued)
+
+
+async def settle_waiting_jobs(store: AsyncJobStore) -> None:
+    """The sweep: a child whose parents finished while it was being enqueued (so nobody saw
+    it yet) is freed or cancelled here."""
+    cancelled, released = await store.job_settle_children(None)
+    if cancelled or released:
+        log.info("dependency sweep: %d job(s) freed, %d cancelled", released, cancelled)

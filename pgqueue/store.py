@@ -20,7 +20,12 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from pgqueue.errors import DatabaseUnavailable, PgQueueError, SchemaNotMigrated
+from pgqueue.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    PgQueueError,
+    SchemaNotMigrated,
+)
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 
@@ -41,6 +46,7 @@ class JobSpec:
     run_at: datetime | None = None
     unique_key: str | None = None
     timeout: float | None = None
+    depends_on: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,7 @@ class OutcomeRow:
     error_json: str | None = None
     delay: float | None = None
     refund: int = 0
+    followups: tuple[JobSpec, ...] = ()
 
 
 def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
@@ -68,6 +75,7 @@ def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
         "max_attempts": [s.max_attempts for s in specs],
         "unique_key": [s.unique_key for s in specs],
         "timeout": [s.timeout for s in specs],
+        "depends_on": [None if s.depends_on is None else dumps(s.depends_on) for s in specs],
     }
 
 
@@ -83,6 +91,7 @@ def insert_one_params(spec: JobSpec) -> dict[str, Any]:
         "max_attempts": spec.max_attempts,
         "unique_key": spec.unique_key,
         "timeout": spec.timeout,
+        "depends_on": None if spec.depends_on is None else list(spec.depends_on),
     }
 
 
@@ -146,6 +155,14 @@ def _ids_in_order(inserted: list[Row], existing: dict[str, int]) -> list[int]:
     return ids
 
 
+def _parents(specs: Sequence[JobSpec]) -> list[int]:
+    return sorted({p for s in specs for p in (s.depends_on or ())})
+
+
+def _missing_error(missing: list[int]) -> ConfigurationError:
+    return ConfigurationError(f"depends_on names unknown job(s): {missing}")
+
+
 def _inserted(specs: Sequence[JobSpec], rows: list[Row]) -> list[Row]:
     """job_insert returns no row on a unique conflict: make it look like job_insert_many's."""
     if len(specs) == 1 and not rows:
@@ -189,12 +206,20 @@ class JobStore:
     def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
         if not specs:
             return []
+        parents = _parents(specs)
         with self._cursor(conn) as cur:
+            if parents:
+                cur.execute(QUERIES["job_missing"], {"ids": parents})
+                if missing := [r[0] for r in cur.fetchall()]:
+                    raise _missing_error(missing)
             # Unique-key holders are looked up in the same transaction; if one finished in
             # between, the insert is simply tried again.
             for _ in range(5):
                 cur.execute(*insert_query(specs))
                 inserted = _inserted(specs, _rows(cur.description, cur.fetchall()))
+                if parents:
+                    # Parents that already finished free (or cancel) their children now.
+                    cur.execute(QUERIES["job_settle_children"], {"parents": parents})
                 taken = _keys_taken(inserted)
                 if not taken:
                     return [r["id"] for r in inserted]
@@ -214,6 +239,8 @@ class JobStore:
 
     def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
         rows = self._run("job_cancel", {"id": job_id, "reason": reason}, conn)
+        if rows and rows[0]["state"] == "queued":
+            self._run("job_settle_children", {"parents": [job_id]}, conn)
         return rows[0]["state"] if rows else None
 
     def job_retry(self, job_id: int, conn: Any = None) -> bool:
@@ -284,10 +311,19 @@ class AsyncJobStore:
     async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
         if not specs:
             return []
+        parents = _parents(specs)
         async with self._cursor(conn) as cur:
+            if parents:
+                await cur.execute(QUERIES["job_missing"], {"ids": parents})
+                if missing := [r[0] for r in await cur.fetchall()]:
+                    raise _missing_error(missing)
             for _ in range(5):
                 await cur.execute(*insert_query(specs))
                 inserted = _inserted(specs, _rows(cur.description, await cur.fetchall()))
+                if parents:
+                    await cur.execute(
+                        QUERIES["job_settle_children"], {"parents": parents}, prepare=False
+                    )
                 taken = _keys_taken(inserted)
                 if not taken:
                     return [r["id"] for r in inserted]
@@ -309,6 +345,8 @@ class AsyncJobStore:
         self, job_id: int, reason: str | None = None, conn: Any = None
     ) -> str | None:
         rows = await self._run("job_cancel", {"id": job_id, "reason": reason}, conn)
+        if rows and rows[0]["state"] == "queued":
+            await self._run("job_settle_children", {"parents": [job_id]}, conn)
         return rows[0]["state"] if rows else None
 
     async def job_retry(self, job_id: int, conn: Any = None) -> bool:
@@ -392,14 +430,37 @@ class AsyncJobStore:
         rows = await self._tuples("job_next_run_at", {"queues": queues, "now": now})
         return rows[0][0] if rows else None
 
-    async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> set[int]:
-        """Write outcomes; returns the ids whose outcome was applied."""
+    async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[int, str]:
+        """Write outcomes; returns {id: new state} for those applied."""
         # Never a prepared (generic) plan here: it cannot see the batch size and picks a
         # nested loop that rescans the whole batch for every running job (quadratic).
-        result = await self._tuples(
-            "job_finish_many", finish_params(worker_id, rows), prepare=False
-        )
-        return {r[0] for r in result}
+        params = finish_params(worker_id, rows)
+        if not any(r.followups for r in rows):
+            result = await self._tuples("job_finish_many", params, prepare=False)
+            return {r[0]: r[1] for r in result}
+        # Follow-ups enqueued by handlers commit with their parent's success, or not at all.
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(QUERIES["job_finish_many"], params, prepare=False)
+                applied = {r[0]: r[1] for r in await cur.fetchall()}
+                specs = [
+                    spec for r in rows if applied.get(r.id) == "succeeded" for spec in r.followups
+                ]
+                if specs:
+                    await self.job_insert_many(specs, conn=conn)
+                return applied
+        except Exception as exc:
+            wrapped = wrap_error(exc)
+            if wrapped is None:
+                raise
+            raise wrapped from exc
+
+    async def job_settle_children(self, parents: Sequence[int] | None) -> tuple[int, int]:
+        """Free or cancel the children of these finished jobs (None: sweep every waiting
+        job); returns (cancelled, released)."""
+        params = {"parents": None if parents is None else list(parents)}
+        rows = await self._tuples("job_settle_children", params, prepare=False)
+        return (rows[0][0], rows[0][1]) if rows else (0, 0)
 
     async def job_rescue_lost(self, now: datetime | None = None) -> list[tuple[Any, ...]]:
         """Rescue the jobs of lost workers; returns (id, new state, _) per job."""

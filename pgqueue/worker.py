@@ -25,7 +25,7 @@ from pgqueue.context import JobContext
 from pgqueue.errors import DatabaseUnavailable, SchemaNotMigrated
 from pgqueue.execute import Runner
 from pgqueue.job import Cancelled, Failed, Job, JobState, Outcome, Released, Snoozed, Succeeded
-from pgqueue.maintenance import rescue_lost_jobs
+from pgqueue.maintenance import rescue_lost_jobs, settle_waiting_jobs
 from pgqueue.notify import Listener
 from pgqueue.schedule import run_scheduler
 from pgqueue.settings import WorkerSettings
@@ -348,7 +348,7 @@ class Worker:
     # -- running ----------------------------------------------------------------------------
 
     async def _execute(self, job: Job) -> None:
-        ctx = JobContext(job=job, attempt=job.attempts, logger=job_log)
+        ctx = JobContext(job=job, attempt=job.attempts, logger=job_log, _app=self.app)
         self.contexts[job.id] = ctx
         task = self.app.tasks.get(job.task)
         timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
@@ -364,7 +364,7 @@ class Worker:
                 )
             if job.id in self.cancel_requested and not isinstance(outcome, Released):
                 outcome = Cancelled("cancelled while running")
-            self.completer.put(outcome_row(job, outcome))
+            self.completer.put(outcome_row(job, outcome, ctx._followups))
             self.processed += 1
             self._log_outcome(job, outcome, time.monotonic() - started)
             await self.runner.wait_thread(job.id)
@@ -431,6 +431,7 @@ class Worker:
                         s.lease,
                     )
                 await rescue_lost_jobs(self.store)
+                await settle_waiting_jobs(self.store)
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("heartbeat failed: %s", _one_line(exc))
 

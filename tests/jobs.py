@@ -192,3 +192,19 @@ async def nap(seconds: float) -> None:
 @app.task(name="tick", queue="rated")
 async def tick(i: int) -> int:
     return i
+
+
+@app.task(name="step")
+def step(label: str) -> str:
+    record("step", label)
+    time.sleep(0.02)
+    return label
+
+
+@app.task(name="spawner", max_attempts=2, retry=fast)
+def spawner(fail_first: bool) -> str:
+    ctx = pgqueue.context()
+    ctx.enqueue("note", args=[f"follow-up of attempt {ctx.attempt}"])
+    if fail_first and ctx.attempt == 1:
+        raise RuntimeError("first attempt fails after enqueueing")
+    return "spawned"

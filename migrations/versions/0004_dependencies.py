@@ -1,4 +1,4 @@
-"""Job dependencies: a job waits (run_at = 'infinity') until every parent has succeeded.
+"""Job dependencies: a job waits (run_at 9999-12-31) until every parent has succeeded.
 
 Revision ID: 0004
 Revises: 0003

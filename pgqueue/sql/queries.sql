@@ -5,20 +5,28 @@
 
 -- name: job_insert_many
 -- Insert jobs in input order; a row whose unique_key is taken comes back with a NULL id.
+-- A job with depends_on waits (run_at 9999-12-31, a sentinel) until job_settle_children
+-- frees it
+-- (the parents' ids travel as JSON arrays: unnest cannot take an array of arrays).
 WITH input AS MATERIALIZED (
     SELECT nextval('pgqueue.jobs_id_seq') AS id, t.*
     FROM unnest(
         %(queue)s::text[], %(task)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
         %(priority)s::int[], %(run_at)s::timestamptz[], %(delay)s::float8[],
-        %(max_attempts)s::int[], %(unique_key)s::text[], %(timeout)s::float8[]
+        %(max_attempts)s::int[], %(unique_key)s::text[], %(timeout)s::float8[],
+        %(depends_on)s::jsonb[]
     ) WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay,
-                           max_attempts, unique_key, timeout, ord)
+                           max_attempts, unique_key, timeout, depends_on, ord)
 ), inserted AS (
     INSERT INTO pgqueue.jobs
-        (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout)
+        (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
+         depends_on)
     SELECT id, queue, task, args, kwargs, priority,
-           coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
-           max_attempts, unique_key, timeout
+           CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
+                ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
+           max_attempts, unique_key, timeout,
+           CASE WHEN depends_on IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
@@ -33,15 +41,62 @@ ORDER BY input.ord;
 -- Insert one job (the common case, lighter than job_insert_many); no row if its unique_key
 -- is taken.
 INSERT INTO pgqueue.jobs
-    (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout)
+    (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
+     depends_on)
 VALUES (
     %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s::int,
-    coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => coalesce(%(delay)s::float8, 0))),
-    %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8
+    CASE WHEN %(depends_on)s::bigint[] IS NOT NULL THEN '9999-12-31 00:00:00+00'
+         ELSE coalesce(%(run_at)s::timestamptz,
+                       now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) END,
+    %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8,
+    %(depends_on)s::bigint[]
 )
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
 DO NOTHING
 RETURNING id, unique_key;
+
+-- name: job_missing
+-- Which of these ids are not jobs (depends_on must name existing jobs).
+SELECT i FROM unnest(%(ids)s::bigint[]) AS i
+WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS j WHERE j.id = i);
+
+-- name: job_settle_children
+-- Children waiting on `parents` (NULL: every waiting job, the periodic sweep): a child all
+-- of whose parents succeeded becomes due now; a child with a dead or cancelled parent is
+-- cancelled, and so, in turn, are its own waiting children.
+WITH RECURSIVE waiting AS (
+    SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
+    WHERE c.state = 'queued' AND c.depends_on IS NOT NULL
+      AND c.run_at = '9999-12-31 00:00:00+00'
+      AND (%(parents)s::bigint[] IS NULL OR c.depends_on && %(parents)s::bigint[])
+), doomed AS (
+    SELECT w.id FROM waiting AS w
+    WHERE EXISTS (SELECT 1 FROM pgqueue.jobs AS p
+                  WHERE p.id = ANY(w.depends_on) AND p.state IN ('dead', 'cancelled'))
+    UNION
+    SELECT g.id FROM doomed AS d
+    JOIN pgqueue.jobs AS g
+      ON g.depends_on && ARRAY[d.id] AND g.state = 'queued' AND g.depends_on IS NOT NULL
+), cancelled AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'cancelled', finished_at = now(),
+        last_error = 'Cancelled: a job it depends on ended dead or cancelled'
+    FROM doomed
+    WHERE j.id = doomed.id AND j.state = 'queued'
+    RETURNING j.id
+), released AS (
+    UPDATE pgqueue.jobs AS j
+    SET run_at = now()
+    FROM waiting AS w
+    WHERE j.id = w.id
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS p
+                      WHERE p.id = ANY(w.depends_on) AND p.state <> 'succeeded')
+    RETURNING j.id, j.queue
+)
+SELECT (SELECT count(*) FROM cancelled) AS cancelled,
+       (SELECT count(*) FROM released) AS released,
+       (SELECT count(pg_notify('pgqueue_jobs', q.queue))
+        FROM (SELECT DISTINCT queue FROM released) AS q) AS woken;
 
 -- name: job_find_unique
 -- The queued-or-running job holding each of these unique keys.
@@ -141,7 +196,9 @@ WITH budget AS (
     SET state = 'running',
         attempts = j.attempts + 1,
         worker_id = %(worker_id)s::uuid,
-        started_at = coalesce(%(now)s::timestamptz, now())
+        -- The clock, not the transaction start: this transaction may have waited for the
+        -- queue lock, and started_at must agree with the sliding window.
+        started_at = coalesce(%(now)s::timestamptz, clock_timestamp())
     FROM picked
     WHERE j.id = picked.id
     RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,

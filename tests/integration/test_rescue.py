@@ -39,7 +39,7 @@ def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
         assert await rescue_lost_jobs(store) == 0, "rescued once"
         assert app.get_job(job_id).state == "queued"
         late = OutcomeRow(job_id, 1, "succeeded", result_json="3")
-        assert await store.job_finish_many(worker_a, [late]) == set()
+        assert await store.job_finish_many(worker_a, [late]) == {}
         job = app.get_job(job_id)
         assert job.state == "queued" and job.attempts == 1
         assert job.last_error.startswith("WorkerLost")
@@ -47,10 +47,10 @@ def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
         db.execute("UPDATE pgqueue.jobs SET run_at = now() WHERE id = %s", (job_id,))
         (again,) = await store.job_claim(worker_b, None, 10)
         assert again[7] == 2
-        assert await store.job_finish_many(worker_a, [late]) == set()
+        assert await store.job_finish_many(worker_a, [late]) == {}
         done = OutcomeRow(job_id, 2, "succeeded", result_json="3")
-        assert await store.job_finish_many(worker_b, [done]) == {job_id}
-        assert await store.job_finish_many(worker_b, [done]) == set(), "succeeded at most once"
+        assert await store.job_finish_many(worker_b, [done]) == {job_id: "succeeded"}
+        assert await store.job_finish_many(worker_b, [done]) == {}, "succeeded at most once"
 
     asyncio.run(with_store(dsn, scenario))
     job = app.get_job(job_id)
