@@ -290,23 +290,26 @@ class Worker:
         self.config_at = time.monotonic()
         self.config_stale = False
 
-    async def _claim(self, limit: int) -> tuple[list[tuple[Any, ...]], float | None]:
-        """Claim up to `limit` jobs; also the seconds until the next one is due if that was
-        all there is (None: nothing scheduled)."""
-        s = self.settings
-        if self.config_stale or time.monotonic() - self.config_at > s.poll_interval:
+    async def _claim(self, limit: int) -> list[tuple[Any, ...]]:
+        """Claim up to `limit` jobs, from limited queues too."""
+        if self.config_stale or time.monotonic() - self.config_at > self.settings.poll_interval:
             await self._refresh_config()
         rows = await self.store.job_claim(self.id, self.queues, limit)
         if self.limited and len(rows) < limit:
             rows += await self.store.job_claim_limited(self.id, self.limited, limit - len(rows))
-        wait = None
-        if len(rows) < limit:
-            wait = await self.store.job_next_run_at(self.queues)
-            if self.limited:
-                # A limited queue's budget comes back as jobs finish and starts slide out of
-                # the window: look again soon rather than at the next notification.
-                wait = LIMITED_POLL if wait is None else min(wait, LIMITED_POLL)
-        return rows, wait
+        return rows
+
+    async def _idle_delay(self) -> float:
+        """How long to sleep when nothing is due: until the next scheduled job, the safety
+        poll, or (with a limited queue) a short look again."""
+        s = self.settings
+        wait = await self.store.job_next_run_at(self.queues)
+        delay = s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
+        if self.limited:
+            # A limited queue's budget comes back as jobs finish and starts slide out of
+            # the window: look again soon rather than at the next notification.
+            delay = min(delay, LIMITED_POLL)
+        return delay
 
     async def _claim_loop(self) -> None:
         assert self._stop is not None
@@ -322,7 +325,7 @@ class Worker:
             # Cleared before the claim: a notification that lands during it is not lost.
             self.wake.clear()
             try:
-                rows, wait = await self._claim(limit)
+                rows = await self._claim(limit)
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("%s; claiming again in %.1fs", _one_line(exc), backoff)
                 await self._sleep(backoff)
@@ -337,9 +340,12 @@ class Worker:
                 for job in jobs:
                     self.active[job.id] = asyncio.create_task(self._execute(job))
             if len(rows) < limit:
-                # Nothing more is due: sleep until a notification, the next due job, or the
-                # safety poll, whichever comes first.
-                delay = s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
+                # Nothing more is due (the jobs above are already started): sleep until a
+                # notification, the next due job, or the safety poll.
+                try:
+                    delay = await self._idle_delay()
+                except (DatabaseUnavailable, psycopg.Error):
+                    delay = backoff
                 await self._sleep(delay, self.wake)
             elif len(self.active) >= s.concurrency:
                 # Let jobs that finish together free their slots before the next claim.
