@@ -66,6 +66,7 @@ class EnqueueOptions:
     max_attempts: int | None = None
     timeout: float | None = None
     depends_on: Iterable[int] | None = None
+    unique_for: float | timedelta | None = None
 
 
 def _seconds(value: float | timedelta, what: str) -> float:
@@ -96,6 +97,7 @@ def build_spec(
     unique_key: str | None = None,
     timeout: float | None = None,
     depends_on: Iterable[int] | None = None,
+    unique_for: float | timedelta | None = None,
 ) -> JobSpec:
     """Validate and serialise one job; raises before anything touches the database."""
     if not isinstance(task, str) or not task:
@@ -115,6 +117,9 @@ def build_spec(
     if unique_key is not None and not isinstance(unique_key, str):
         raise ConfigurationError("unique_key must be a string")
     timeout_s = _seconds(timeout, "timeout") if timeout is not None else None
+    unique_for_s = _seconds(unique_for, "unique_for") if unique_for is not None else None
+    if unique_for_s is not None and unique_key is None:
+        raise ConfigurationError("unique_for needs a unique_key")
     parents = None
     if depends_on is not None:
         if isinstance(depends_on, str | bytes) or not isinstance(depends_on, Iterable):
@@ -148,6 +153,7 @@ def build_spec(
         unique_key=unique_key,
         timeout=timeout_s,
         depends_on=parents,
+        unique_for=unique_for_s,
     )
 
 
@@ -207,6 +213,7 @@ class Task(Generic[P, R]):
         max_attempts: int | None = None,
         timeout: float | None = None,
         depends_on: Iterable[int] | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> BoundTask[P, R]:
         """The same task with per-enqueue settings (connection, queue, delay, ...)."""
         opts = EnqueueOptions(
@@ -219,6 +226,7 @@ class Task(Generic[P, R]):
             max_attempts=max_attempts,
             timeout=timeout,
             depends_on=depends_on,
+            unique_for=unique_for,
         )
         return BoundTask(self, opts)
 
@@ -235,6 +243,7 @@ class Task(Generic[P, R]):
             unique_key=opts.unique_key,
             timeout=opts.timeout if opts.timeout is not None else self.timeout,
             depends_on=opts.depends_on,
+            unique_for=opts.unique_for,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:
@@ -521,6 +530,7 @@ class App:
             "max_attempts",
             "timeout",
             "depends_on",
+            "unique_for",
         }
         if unknown:
             raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")

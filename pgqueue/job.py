@@ -50,6 +50,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     depends_on: list[int] | None = None
+    unique_for: float | None = None
+    unique_until: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

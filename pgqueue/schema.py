@@ -47,6 +47,8 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("depends_on", ARRAY(BigInteger)),
+    Column("unique_for", Float),
+    Column("unique_until", DateTime(timezone=True)),
 )
 
 workers = Table(

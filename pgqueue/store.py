@@ -47,6 +47,7 @@ class JobSpec:
     unique_key: str | None = None
     timeout: float | None = None
     depends_on: tuple[int, ...] | None = None
+    unique_for: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
         "unique_key": [s.unique_key for s in specs],
         "timeout": [s.timeout for s in specs],
         "depends_on": [None if s.depends_on is None else dumps(s.depends_on) for s in specs],
+        "unique_for": [s.unique_for for s in specs],
     }
 
 
@@ -92,6 +94,7 @@ def insert_one_params(spec: JobSpec) -> dict[str, Any]:
         "unique_key": spec.unique_key,
         "timeout": spec.timeout,
         "depends_on": None if spec.depends_on is None else list(spec.depends_on),
+        "unique_for": spec.unique_for,
     }
 
 
@@ -155,6 +158,10 @@ def _ids_in_order(inserted: list[Row], existing: dict[str, int]) -> list[int]:
     return ids
 
 
+def _unique_keys(specs: Sequence[JobSpec]) -> list[str]:
+    return sorted({s.unique_key for s in specs if s.unique_key is not None})
+
+
 def _parents(specs: Sequence[JobSpec]) -> list[int]:
     return sorted({p for s in specs for p in (s.depends_on or ())})
 
@@ -212,6 +219,8 @@ class JobStore:
                 cur.execute(QUERIES["job_missing"], {"ids": parents})
                 if missing := [r[0] for r in cur.fetchall()]:
                     raise _missing_error(missing)
+            if keys := _unique_keys(specs):
+                cur.execute(QUERIES["job_release_unique"], {"unique_keys": keys})
             # Unique-key holders are looked up in the same transaction; if one finished in
             # between, the insert is simply tried again.
             for _ in range(5):
@@ -317,6 +326,8 @@ class AsyncJobStore:
                 await cur.execute(QUERIES["job_missing"], {"ids": parents})
                 if missing := [r[0] for r in await cur.fetchall()]:
                     raise _missing_error(missing)
+            if keys := _unique_keys(specs):
+                await cur.execute(QUERIES["job_release_unique"], {"unique_keys": keys})
             for _ in range(5):
                 await cur.execute(*insert_query(specs))
                 inserted = _inserted(specs, _rows(cur.description, await cur.fetchall()))

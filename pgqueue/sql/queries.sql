@@ -14,22 +14,24 @@ WITH input AS MATERIALIZED (
         %(queue)s::text[], %(task)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
         %(priority)s::int[], %(run_at)s::timestamptz[], %(delay)s::float8[],
         %(max_attempts)s::int[], %(unique_key)s::text[], %(timeout)s::float8[],
-        %(depends_on)s::jsonb[]
+        %(depends_on)s::jsonb[], %(unique_for)s::float8[]
     ) WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay,
-                           max_attempts, unique_key, timeout, depends_on, ord)
+                           max_attempts, unique_key, timeout, depends_on, unique_for, ord)
 ), inserted AS (
     INSERT INTO pgqueue.jobs
         (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
-         depends_on)
+         depends_on, unique_for)
     SELECT id, queue, task, args, kwargs, priority,
            CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
                 ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
            max_attempts, unique_key, timeout,
            CASE WHEN depends_on IS NOT NULL
-                THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END
+                THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
+           unique_for
     FROM input
     ORDER BY ord
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+        AND (state IN ('queued', 'running') OR unique_until IS NOT NULL)
     DO NOTHING
     RETURNING id
 )
@@ -42,16 +44,17 @@ ORDER BY input.ord;
 -- is taken.
 INSERT INTO pgqueue.jobs
     (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
-     depends_on)
+     depends_on, unique_for)
 VALUES (
     %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s::int,
     CASE WHEN %(depends_on)s::bigint[] IS NOT NULL THEN '9999-12-31 00:00:00+00'
          ELSE coalesce(%(run_at)s::timestamptz,
                        now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) END,
     %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8,
-    %(depends_on)s::bigint[]
+    %(depends_on)s::bigint[], %(unique_for)s::float8
 )
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running')
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    AND (state IN ('queued', 'running') OR unique_until IS NOT NULL)
 DO NOTHING
 RETURNING id, unique_key;
 
@@ -98,10 +101,17 @@ SELECT (SELECT count(*) FROM cancelled) AS cancelled,
        (SELECT count(pg_notify('pgqueue_jobs', q.queue))
         FROM (SELECT DISTINCT queue FROM released) AS q) AS woken;
 
+-- name: job_release_unique
+-- Free unique keys whose unique_for window has passed, so an enqueue can take them.
+UPDATE pgqueue.jobs SET unique_until = NULL
+WHERE unique_key = ANY(%(unique_keys)s::text[])
+  AND unique_until IS NOT NULL AND unique_until <= now();
+
 -- name: job_find_unique
--- The queued-or-running job holding each of these unique keys.
+-- The job holding each of these unique keys (queued, running, or within its unique_for).
 SELECT unique_key, id FROM pgqueue.jobs
-WHERE unique_key = ANY(%(unique_keys)s::text[]) AND state IN ('queued', 'running');
+WHERE unique_key = ANY(%(unique_keys)s::text[])
+  AND (state IN ('queued', 'running') OR unique_until IS NOT NULL);
 
 -- name: job_claim
 -- Take up to `limit` due jobs from `queues` (NULL: every queue), best priority first, and mark
@@ -272,7 +282,9 @@ WITH o AS MATERIALIZED (
         errors = CASE WHEN o.error IS NULL THEN j.errors
                       ELSE j.errors || jsonb_build_array(
                           o.error || jsonb_build_object('at', now())) END,
-        finished_at = CASE WHEN o.state = 'queued' THEN NULL ELSE now() END
+        finished_at = CASE WHEN o.state = 'queued' THEN NULL ELSE now() END,
+        unique_until = CASE WHEN o.state <> 'queued' AND j.unique_for IS NOT NULL
+                            THEN now() + make_interval(secs => j.unique_for) END
     FROM o
     WHERE j.id = o.id AND j.state = 'running' AND j.attempts = o.attempt
       AND j.worker_id = %(worker_id)s::uuid

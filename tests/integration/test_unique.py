@@ -1,0 +1,60 @@
+"""Unique jobs: race-free across connections, and optionally held for a while after."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+import pgqueue
+from tests import jobs
+
+
+def test_twenty_threads_same_key_make_one_job(app, dsn, db):
+    barrier = threading.Barrier(20)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def enqueue() -> None:
+        try:
+            # Each thread on its own connection and transaction, released at once.
+            with psycopg.connect(dsn) as conn:
+                barrier.wait()
+                ids.append(jobs.add.options(conn=conn, unique_key="same").enqueue(1, 2))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=enqueue) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(ids) == 20 and len(set(ids)) == 1
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
+
+
+def test_key_is_free_again_once_the_job_finished(app, worker):
+    first = jobs.add.options(unique_key="k").enqueue(1, 2)
+    with worker():
+        app.wait(first, timeout=10)
+    second = jobs.add.options(unique_key="k").enqueue(1, 2)
+    assert second != first
+
+
+def test_unique_for_holds_the_key_after_the_job_finished(app, worker):
+    first = jobs.add.options(unique_key="hold", unique_for=1.0).enqueue(1, 2)
+    with worker():
+        app.wait(first, timeout=10)
+        assert jobs.add.options(unique_key="hold", unique_for=1.0).enqueue(1, 2) == first
+        time.sleep(1.1)
+        later = jobs.add.options(unique_key="hold", unique_for=1.0).enqueue(1, 2)
+    assert later != first
+    assert app.get_job(first).unique_until is None
+
+
+def test_unique_for_needs_a_key(app):
+    with pytest.raises(pgqueue.ConfigurationError, match="unique_for needs a unique_key"):
+        jobs.add.options(unique_for=5).enqueue(1, 2)
