@@ -657,6 +657,24 @@ class App:
                 raise ConfigurationError("per must be positive")
         self.store.queue_set(_queue_name(name), **settings)
 
+    def set_queue_retention(
+        self,
+        name: str,
+        *,
+        succeeded: float | timedelta | None = _UNSET,
+        dead: float | timedelta | None = _UNSET,
+        cancelled: float | timedelta | None = _UNSET,
+    ) -> None:
+        """How long finished jobs of a queue are kept, in seconds (0: deleted at completion;
+        None: the worker's default; omitted: unchanged)."""
+        settings: dict[str, Any] = {}
+        for state, value in (("succeeded", succeeded), ("dead", dead), ("cancelled", cancelled)):
+            if value is not _UNSET:
+                settings[f"retain_{state}"] = (
+                    None if value is None else _seconds(value, f"retention of {state}")
+                )
+        self.store.queue_set(_queue_name(name), **settings)
+
     def queues(self) -> list[dict[str, Any]]:
         """Queues with settings (paused, limits)."""
         return self.store.queue_config()

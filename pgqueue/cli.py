@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from pgqueue.app import App, resolve_dsn
+from pgqueue.durations import parse_duration
 from pgqueue.errors import ConfigurationError, PgQueueError, UnknownTask
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +45,7 @@ Dsn = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+STATES = ("queued", "running", "succeeded", "dead", "cancelled")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -87,12 +89,17 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, default=str, indent=2))
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, header_style="bold")
+    for column in columns:
+        numeric = bool(rows) and isinstance(rows[0].get(column), int | float)
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    Console(width=max(100, len(columns) * 14)).print(table)
 
 
 # -- migrate --------------------------------------------------------------------------------
@@ -169,6 +176,11 @@ def work(
     scheduler: Annotated[
         bool, typer.Option(help="Enqueue the app's periodic jobs (safe on every node).")
     ] = True,
+    retain_succeeded: Annotated[
+        str, typer.Option(help="Keep succeeded jobs this long (0: delete at completion).")
+    ] = "1d",
+    retain_cancelled: Annotated[str, typer.Option(help="Keep cancelled jobs this long.")] = "1d",
+    retain_dead: Annotated[str, typer.Option(help="Keep dead jobs this long.")] = "14d",
 ) -> None:
     """Run a worker daemon until SIGTERM/SIGINT."""
     from pgqueue.settings import WorkerSettings
@@ -185,6 +197,9 @@ def work(
         lease=lease,
         poll_interval=poll_interval,
         scheduler=scheduler,
+        retain_succeeded=parse_duration(retain_succeeded),
+        retain_cancelled=parse_duration(retain_cancelled),
+        retain_dead=parse_duration(retain_dead),
     )
     resolved = resolve_dsn(dsn) if dsn is not None else app.dsn
     if processes < 1:
@@ -259,26 +274,31 @@ STATS_COLUMNS = [
     "succeeded",
     "dead",
     "cancelled",
+    "succeeded_5m",
     "jobs_per_s",
     "oldest_queued_age",
+    "latency_p50",
+    "latency_p95",
 ]
 
 
 @cli.command()
 def stats(dsn: Dsn = None, as_json: Json = False) -> None:
-    """Per queue: queued, scheduled, running, dead, throughput, oldest waiting age."""
+    """Per queue: queued, scheduled, running, dead, cancelled, succeeded in the last 5 min,
+    jobs/s, oldest waiting job's age and p50/p95 enqueue-to-start latency (seconds)."""
     with _app(dsn) as app:
         rows = app.store.queue_stats()
     for row in rows:
-        row["jobs_per_s"] = round(row.pop("succeeded_last_minute") / 60, 2)
-        age = row["oldest_queued_age"]
-        row["oldest_queued_age"] = None if age is None else round(float(age), 3)
+        row["jobs_per_s"] = round(row["succeeded_5m"] / 300, 2)
+        for key in ("oldest_queued_age", "latency_p50", "latency_p95"):
+            if row[key] is not None:
+                row[key] = round(float(row[key]), 3)
     if as_json:
         _print_json(rows)
     elif not rows:
         typer.echo("no jobs")
     else:
-        _table(rows, STATS_COLUMNS)
+        _table(rows, STATS_COLUMNS, title="queues")
 
 
 @cli.command()
@@ -379,7 +399,19 @@ def queues_list(dsn: Dsn = None, as_json: Json = False) -> None:
     elif not rows:
         typer.echo("no queue settings")
     else:
-        _table(rows, ["name", "paused", "concurrency_limit", "rate_limit", "rate_period"])
+        _table(
+            rows,
+            [
+                "name",
+                "paused",
+                "concurrency_limit",
+                "rate_limit",
+                "rate_period",
+                "retain_succeeded",
+                "retain_dead",
+                "retain_cancelled",
+            ],
+        )
 
 
 @jobs_cli.command("show")
@@ -403,6 +435,60 @@ def jobs_show(job_id: int, dsn: Dsn = None, as_json: Json = False) -> None:
         typer.echo(f"  attempt {err.get('attempt')} at {err.get('at')}: {err.get('error')}")
 
 
+LIST_COLUMNS = [
+    "id",
+    "queue",
+    "task",
+    "state",
+    "attempts",
+    "priority",
+    "created_at",
+    "finished_at",
+    "last_error",
+]
+
+
+@jobs_cli.command("list")
+def jobs_list(
+    dsn: Dsn = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="queued, running, succeeded, dead or cancelled.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    since: Annotated[str | None, typer.Option(help="Created within this long, e.g. 1h.")] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page.")] = 50,
+    before_id: Annotated[int | None, typer.Option(help="Next page: the last id shown.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Jobs, newest first, with filters and paging."""
+    from datetime import UTC, datetime, timedelta
+
+    if state is not None and state not in STATES:
+        fail(f"unknown state {state!r}: one of {', '.join(STATES)}")
+    if limit < 1:
+        fail("--limit must be at least 1")
+    since_at = (
+        None if since is None else datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+    )
+    with _app(dsn) as app:
+        rows = app.store.job_list(
+            queue=queue, state=state, task=task, since=since_at, before_id=before_id, limit=limit
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        typer.echo("no jobs")
+        return
+    for row in rows:
+        if row["last_error"]:
+            row["last_error"] = row["last_error"][:60]
+    _table(rows, LIST_COLUMNS)
+    if len(rows) == limit:
+        typer.echo(f"next page: --before-id {rows[-1]['id']}")
+
+
 @jobs_cli.command("cancel")
 def jobs_cancel(job_id: int, dsn: Dsn = None) -> None:
     """Cancel a queued or running job."""
@@ -413,12 +499,87 @@ def jobs_cancel(job_id: int, dsn: Dsn = None) -> None:
 
 
 @jobs_cli.command("retry")
-def jobs_retry(job_id: int, dsn: Dsn = None) -> None:
-    """Queue a dead or cancelled job again."""
+def jobs_retry(
+    job_id: Annotated[int | None, typer.Argument(help="The job to retry.")] = None,
+    dsn: Dsn = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead job.")] = False,
+    queue: Annotated[str | None, typer.Option(help="With --all-dead: only this queue.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Queue a dead or cancelled job again, or every dead job (in batches)."""
+    if (job_id is None) == (not all_dead):
+        fail("give a job id or --all-dead")
     with _app(dsn) as app:
-        if not app.retry(job_id):
-            fail(f"job {job_id} is not dead or cancelled")
-    typer.echo(f"job {job_id} queued again")
+        if job_id is not None:
+            if not app.retry(job_id):
+                fail(f"job {job_id} is not dead or cancelled")
+            typer.echo(json.dumps({"retried": 1}) if as_json else f"job {job_id} queued again")
+            return
+        total = _batches(lambda: app.store.job_retry_dead(queue=queue), "retried", as_json)
+    if as_json:
+        _print_json({"retried": total})
+    else:
+        typer.echo(f"{total} dead job(s) queued again")
+
+
+@jobs_cli.command("purge")
+def jobs_purge(
+    dsn: Dsn = None,
+    state: Annotated[str, typer.Option(help="succeeded, dead or cancelled.")] = "succeeded",
+    older_than: Annotated[str, typer.Option(help="Finished before this long ago, e.g. 7d.")] = "7d",
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Delete finished jobs, in batches that never block workers."""
+    from datetime import UTC, datetime, timedelta
+
+    if state not in ("succeeded", "dead", "cancelled"):
+        fail("--state must be succeeded, dead or cancelled")
+    before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than))
+    with _app(dsn) as app:
+        total = _batches(lambda: app.store.job_purge(state, before, queue=queue), "purged", as_json)
+    if as_json:
+        _print_json({"purged": total})
+    else:
+        typer.echo(f"{total} {state} job(s) purged")
+
+
+def _batches(step: Callable[[], int], verb: str, quiet: bool) -> int:
+    """Run `step` (one short transaction) until it does nothing; progress on stderr."""
+    total = 0
+    while True:
+        done = step()
+        total += done
+        if not quiet and sys.stderr.isatty():
+            typer.echo(f"\r{verb} {total}...", err=True, nl=False)
+        if done == 0:
+            break
+    if not quiet and sys.stderr.isatty():
+        typer.echo("", err=True)
+    return total
+
+
+@queues_cli.command("retention")
+def queues_retention(
+    name: str,
+    dsn: Dsn = None,
+    succeeded: Annotated[str | None, typer.Option(help="Keep succeeded jobs this long.")] = None,
+    dead: Annotated[str | None, typer.Option(help="Keep dead jobs this long.")] = None,
+    cancelled: Annotated[str | None, typer.Option(help="Keep cancelled jobs this long.")] = None,
+    default: Annotated[bool, typer.Option(help="Back to the workers' defaults.")] = False,
+) -> None:
+    """How long a queue's finished jobs are kept (0: deleted at completion)."""
+    kwargs: dict[str, Any] = {}
+    if default:
+        kwargs = {"succeeded": None, "dead": None, "cancelled": None}
+    for key, value in (("succeeded", succeeded), ("dead", dead), ("cancelled", cancelled)):
+        if value is not None:
+            kwargs[key] = parse_duration(value)
+    if not kwargs:
+        fail("give --succeeded, --dead, --cancelled or --default")
+    with _app(dsn) as app:
+        app.set_queue_retention(name, **kwargs)
+    typer.echo(f"queue {name} retention set")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from uuid import UUID
 
 import psycopg
@@ -19,6 +20,10 @@ FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
 def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
     """The database change an outcome stands for (follow-ups only go with a success)."""
+    return replace(_outcome_row(job, outcome, followups), queue=job.queue)
+
+
+def _outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec]) -> OutcomeRow:
     match outcome:
         case Succeeded(result_json):
             return OutcomeRow(
@@ -58,8 +63,10 @@ class Completer:
         worker_id: UUID,
         batch: int = 500,
         on_written: Callable[[], None] = lambda: None,
+        delete_now: Callable[[str, str], bool] = lambda state, queue: False,
     ) -> None:
         self.store = store
+        self.delete_now = delete_now
         self.on_written = on_written
         self.worker_id = worker_id
         self.batch = batch
@@ -120,6 +127,7 @@ class Completer:
             self.written += len(applied)
             self.on_written()
             await self._settle_children(applied)
+            await self._delete_finished(rows, applied)
             if len(applied) != len(rows):
                 lost = [r.id for r in rows if r.id not in applied]
                 self.rejected += len(lost)
@@ -139,6 +147,19 @@ class Completer:
             await self.store.job_settle_children(finished)
         except (DatabaseUnavailable, psycopg.Error) as exc:
             log.warning("dependent jobs will be settled by the sweep: %s", exc)
+
+    async def _delete_finished(self, rows: list[OutcomeRow], applied: dict[int, str]) -> None:
+        """Retention 0: finished jobs of such queues go at once (else the pruner's job)."""
+        doomed = [
+            r.id
+            for r in rows
+            if applied.get(r.id) in FINAL and self.delete_now(applied[r.id], r.queue)
+        ]
+        if doomed:
+            try:
+                await self.store.job_delete_finished(doomed)
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                log.warning("finished jobs will be pruned later: %s", exc)
 
     async def _one_by_one(self, rows: list[OutcomeRow]) -> dict[int, str]:
         applied: dict[int, str] = {}

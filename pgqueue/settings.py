@@ -29,11 +29,22 @@ class WorkerSettings:
     """Most outcomes written by one statement. Defaults to 500."""
     scheduler: bool = True
     """Run the periodic-job scheduler in this worker (safe on every node). Defaults to True."""
+    retain_succeeded: float = 86400.0
+    """Seconds a succeeded job is kept (0: deleted at completion). Defaults to one day."""
+    retain_cancelled: float = 86400.0
+    """Seconds a cancelled job is kept. Defaults to one day."""
+    retain_dead: float = 14 * 86400.0
+    """Seconds a dead job is kept. Defaults to 14 days."""
+    prune_batch: int = 1000
+    """Finished jobs deleted per pruning statement (short, never blocking). Defaults to 1000."""
 
     def __post_init__(self) -> None:
         if self.queues is not None and (not self.queues or not all(self.queues)):
             raise ConfigurationError("queues must be non-empty names")
-        for name in ("concurrency", "claim_batch", "outcome_batch"):
+        for name in ("retain_succeeded", "retain_cancelled", "retain_dead"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0")
+        for name in ("concurrency", "claim_batch", "outcome_batch", "prune_batch"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name} must be at least 1")
         for name in ("heartbeat_interval", "lease", "poll_interval"):

@@ -62,6 +62,7 @@ class OutcomeRow:
     delay: float | None = None
     refund: int = 0
     followups: tuple[JobSpec, ...] = ()
+    queue: str = ""  # not written: for retention decisions after the write
 
 
 def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
@@ -258,6 +259,22 @@ class JobStore:
     def queue_stats(self) -> list[Row]:
         return self._run("queue_stats", {})
 
+    def job_list(self, **filters: Any) -> list[Row]:
+        params = {k: filters.get(k) for k in ("queue", "state", "task", "since", "before_id")}
+        params["limit"] = filters.get("limit", 50)
+        return self._run("job_list", params)
+
+    def job_purge(
+        self, state: str, before: datetime, queue: str | None = None, batch: int = 1000
+    ) -> int:
+        """Delete one batch; returns how many went (0: done)."""
+        params = {"state": state, "before": before, "queue": queue, "batch": batch}
+        return len(self._run("job_purge", params))
+
+    def job_retry_dead(self, queue: str | None = None, batch: int = 1000) -> int:
+        """Re-queue one batch of dead jobs; returns how many (0: done)."""
+        return len(self._run("job_retry_dead", {"queue": queue, "batch": batch}))
+
     def queue_set(self, name: str, **settings: Any) -> Row:
         params = {
             "name": name,
@@ -268,6 +285,9 @@ class JobStore:
             "set_rate": "rate_limit" in settings,
             "rate_period": settings.get("rate_period"),
         }
+        for state in ("succeeded", "dead", "cancelled"):
+            params[f"retain_{state}"] = settings.get(f"retain_{state}")
+            params[f"set_retain_{state}"] = f"retain_{state}" in settings
         return self._run("queue_set", params)[0]
 
     def queue_config(self) -> list[Row]:
@@ -472,6 +492,14 @@ class AsyncJobStore:
         params = {"parents": None if parents is None else list(parents)}
         rows = await self._tuples("job_settle_children", params, prepare=False)
         return (rows[0][0], rows[0][1]) if rows else (0, 0)
+
+    async def job_prune(self, retention: dict[str, float], horizon: float, batch: int) -> int:
+        """Delete one batch of jobs past their retention; returns how many."""
+        params = {**retention, "horizon": horizon, "batch": batch}
+        return len(await self._tuples("job_prune", params, prepare=False))
+
+    async def job_delete_finished(self, ids: Sequence[int]) -> None:
+        await self._tuples("job_delete_finished", {"ids": list(ids)})
 
     async def job_rescue_lost(self, now: datetime | None = None) -> list[tuple[Any, ...]]:
         """Rescue the jobs of lost workers; returns (id, new state, _) per job."""

@@ -102,6 +102,12 @@ class Worker:
         self.shutting_down: set[int] = set()
         self.processed = 0
         self.limited: list[str] = []
+        self.retention: dict[str, dict[str, float]] = {}
+        self.retention_default: dict[str, float] = {
+            "succeeded": self.settings.retain_succeeded,
+            "dead": self.settings.retain_dead,
+            "cancelled": self.settings.retain_cancelled,
+        }
         self.config_at = 0.0
         self.config_stale = True
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +166,11 @@ class Worker:
             return
         self.store = AsyncJobStore(pool)
         self.completer = Completer(
-            self.store, self.id, s.outcome_batch, on_written=self.slot_freed.set
+            self.store,
+            self.id,
+            s.outcome_batch,
+            on_written=self.slot_freed.set,
+            delete_now=self._delete_now,
         )
         try:
             started = True
@@ -280,6 +290,20 @@ class Worker:
         """Which of our queues have cluster-wide limits (claimed through the limited path)."""
         rows = await self.store.queue_config()
         ours = set(self.queues) if self.queues else None
+        s = self.settings
+        defaults = {
+            "succeeded": s.retain_succeeded,
+            "dead": s.retain_dead,
+            "cancelled": s.retain_cancelled,
+        }
+        self.retention = {
+            row[0]: {
+                state: value if value is not None else defaults[state]
+                for state, value in zip(("succeeded", "dead", "cancelled"), row[6:9], strict=True)
+            }
+            for row in rows
+        }
+        self.retention_default = defaults
         self.limited = sorted(
             name
             for name, paused, conc, rate, *_ in rows
@@ -401,6 +425,23 @@ class Worker:
             case Cancelled():
                 job_log.info("%s cancelled", where)
 
+    def _delete_now(self, state: str, queue: str) -> bool:
+        """Retention 0 for this queue and final state: delete at completion."""
+        return self.retention.get(queue, self.retention_default).get(state, 1.0) == 0
+
+    async def _prune(self) -> None:
+        """Delete finished jobs past their retention, a batch at a time, for at most about a
+        second per heartbeat; each batch is its own short transaction (SKIP LOCKED)."""
+        s = self.settings
+        values = [*self.retention_default.values()]
+        values += [v for per_queue in self.retention.values() for v in per_queue.values()]
+        horizon = min(values) if values else 0.0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            deleted = await self.store.job_prune(self.retention_default, horizon, s.prune_batch)
+            if deleted < s.prune_batch:
+                break
+
     def _on_queue_change(self, queue: str) -> None:
         if self.queues is None or queue in self.queues:
             self.config_stale = True
@@ -438,6 +479,7 @@ class Worker:
                     )
                 await rescue_lost_jobs(self.store)
                 await settle_waiting_jobs(self.store)
+                await self._prune()
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("heartbeat failed: %s", _one_line(exc))
 

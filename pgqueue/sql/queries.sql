@@ -228,18 +228,22 @@ WITH budget AS (
 SELECT * FROM claimed;
 
 -- name: queue_config
--- Queues with settings: paused, and cluster-wide limits.
-SELECT name, paused, concurrency_limit, rate_limit, rate_period, updated_at
+-- Queues with settings: paused, cluster-wide limits, retention overrides.
+SELECT name, paused, concurrency_limit, rate_limit, rate_period, updated_at,
+       retain_succeeded, retain_dead, retain_cancelled
 FROM pgqueue.queues
 ORDER BY name;
 
 -- name: queue_set
 -- Create or change a queue's settings; every worker is told.
 WITH upserted AS (
-    INSERT INTO pgqueue.queues AS q (name, paused, concurrency_limit, rate_limit, rate_period)
+    INSERT INTO pgqueue.queues AS q
+        (name, paused, concurrency_limit, rate_limit, rate_period, retain_succeeded,
+         retain_dead, retain_cancelled)
     VALUES (%(name)s::text, coalesce(%(paused)s::boolean, false),
             %(concurrency_limit)s::int, %(rate_limit)s::int,
-            coalesce(%(rate_period)s::float8, 1))
+            coalesce(%(rate_period)s::float8, 1), %(retain_succeeded)s::float8,
+            %(retain_dead)s::float8, %(retain_cancelled)s::float8)
     ON CONFLICT (name) DO UPDATE SET
         paused = coalesce(%(paused)s::boolean, q.paused),
         concurrency_limit = CASE WHEN %(set_concurrency)s::boolean
@@ -247,6 +251,12 @@ WITH upserted AS (
         rate_limit = CASE WHEN %(set_rate)s::boolean
                           THEN %(rate_limit)s::int ELSE q.rate_limit END,
         rate_period = coalesce(%(rate_period)s::float8, q.rate_period),
+        retain_succeeded = CASE WHEN %(set_retain_succeeded)s::boolean
+                                THEN %(retain_succeeded)s::float8 ELSE q.retain_succeeded END,
+        retain_dead = CASE WHEN %(set_retain_dead)s::boolean
+                           THEN %(retain_dead)s::float8 ELSE q.retain_dead END,
+        retain_cancelled = CASE WHEN %(set_retain_cancelled)s::boolean
+                                THEN %(retain_cancelled)s::float8 ELSE q.retain_cancelled END,
         updated_at = now()
     RETURNING q.name, q.paused
 )
@@ -336,6 +346,80 @@ DELETE FROM pgqueue.workers
 WHERE heartbeat_at <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => lease)
 RETURNING id;
 
+-- name: job_prune
+-- Delete up to `batch` finished jobs older than their retention (per queue, else the
+-- given defaults, in seconds), oldest first. `horizon` (the smallest retention in force)
+-- bounds the index scan. Jobs still holding a unique key are kept until it is released.
+WITH doomed AS (
+    SELECT j.id FROM pgqueue.jobs AS j
+    LEFT JOIN pgqueue.queues AS q ON q.name = j.queue
+    WHERE j.state IN ('succeeded', 'dead', 'cancelled')
+      AND j.finished_at < now() - make_interval(secs => %(horizon)s::float8)
+      AND j.finished_at < now() - make_interval(secs => CASE j.state
+              WHEN 'succeeded' THEN coalesce(q.retain_succeeded, %(succeeded)s::float8)
+              WHEN 'dead' THEN coalesce(q.retain_dead, %(dead)s::float8)
+              ELSE coalesce(q.retain_cancelled, %(cancelled)s::float8) END)
+      AND (j.unique_until IS NULL OR j.unique_until <= now())
+    ORDER BY j.finished_at
+    LIMIT %(batch)s::int
+    FOR UPDATE OF j SKIP LOCKED
+)
+DELETE FROM pgqueue.jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: job_delete_finished
+-- Retention 0: delete these jobs now that they finished.
+DELETE FROM pgqueue.jobs
+WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'dead', 'cancelled')
+  AND unique_until IS NULL;
+
+-- name: job_purge
+-- `pgqueue jobs purge`: delete up to `batch` jobs in `state` finished before `before`.
+WITH doomed AS (
+    SELECT id FROM pgqueue.jobs
+    WHERE state = %(state)s::text AND state IN ('succeeded', 'dead', 'cancelled')
+      AND finished_at < %(before)s::timestamptz
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    ORDER BY finished_at
+    LIMIT %(batch)s::int
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgqueue.jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;
+
+-- name: job_retry_dead
+-- `pgqueue jobs retry --all-dead`: re-queue up to `batch` dead jobs (of `queue`, if given).
+WITH picked AS (
+    SELECT id FROM pgqueue.jobs
+    WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    ORDER BY id
+    LIMIT %(batch)s::int
+    FOR UPDATE SKIP LOCKED
+), retried AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL,
+        max_attempts = greatest(j.max_attempts, j.attempts + 1)
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.queue
+)
+SELECT r.id,
+       (SELECT count(pg_notify('pgqueue_jobs', q.queue))
+        FROM (SELECT DISTINCT queue FROM retried) AS q) AS woken
+FROM retried AS r;
+
+-- name: job_list
+-- Jobs, newest first, filtered; page with `before_id` (the last id of the previous page).
+SELECT id, queue, task, state, priority, attempts, max_attempts, run_at, created_at,
+       started_at, finished_at, last_error
+FROM pgqueue.jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s::int;
+
 -- name: job_get
 -- One job, every column.
 SELECT * FROM pgqueue.jobs WHERE id = %(id)s::bigint;
@@ -373,7 +457,8 @@ WITH retried AS (
 SELECT id, queue, pg_notify('pgqueue_jobs', queue) FROM retried;
 
 -- name: queue_stats
--- Per queue: jobs by state, the scheduled ones, and the oldest due job's age in seconds.
+-- Per queue: jobs by state, the scheduled ones, throughput and enqueue-to-start latency over
+-- the last five minutes, and the oldest due job's age in seconds.
 SELECT queue,
        count(*) FILTER (WHERE state = 'queued' AND run_at <= now()) AS queued,
        count(*) FILTER (WHERE state = 'queued' AND run_at > now()) AS scheduled,
@@ -381,10 +466,14 @@ SELECT queue,
        count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
        count(*) FILTER (WHERE state = 'dead') AS dead,
        count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
-       count(*) FILTER (WHERE state = 'succeeded' AND finished_at > now() - interval '1 minute')
-           AS succeeded_last_minute,
+       count(*) FILTER (WHERE state = 'succeeded' AND finished_at > now() - interval '5 minutes')
+           AS succeeded_5m,
        extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
-           AS oldest_queued_age
+           AS oldest_queued_age,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_at))
+           FILTER (WHERE started_at > now() - interval '5 minutes') AS latency_p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_at))
+           FILTER (WHERE started_at > now() - interval '5 minutes') AS latency_p95
 FROM pgqueue.jobs
 GROUP BY queue
 ORDER BY queue;
