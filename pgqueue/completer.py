@@ -10,7 +10,7 @@ from uuid import UUID
 
 import psycopg
 
-from pgqueue.errors import DatabaseUnavailable
+from pgqueue.errors import DatabaseUnavailable, PgQueueError
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
 from pgqueue.store import AsyncJobStore, JobSpec, OutcomeRow, dumps
 
@@ -104,9 +104,10 @@ class Completer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            except psycopg.DataError:
-                # One row the database refuses (say a NUL character in a result) must not
-                # block the others: write them one by one, and the bad one as a failure.
+            except (psycopg.DataError, psycopg.IntegrityError, PgQueueError):
+                # One row the database refuses (a NUL character in a result, a follow-up
+                # naming an unknown job) must not block the others: write them one by one,
+                # and a bad one as a failure without its follow-ups.
                 try:
                     applied = await self._one_by_one(rows)
                 except (DatabaseUnavailable, psycopg.OperationalError):
@@ -166,7 +167,9 @@ class Completer:
         for row in rows:
             try:
                 applied.update(await self.store.job_finish_many(self.worker_id, [row]))
-            except psycopg.DataError as exc:
+            except (DatabaseUnavailable, psycopg.OperationalError):
+                raise
+            except (psycopg.Error, PgQueueError) as exc:
                 error = {
                     "attempt": row.attempt,
                     "error": f"StorageError: the outcome could not be stored: {exc}",

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import psycopg
 from croniter import croniter
 
 from pgqueue.errors import ConfigurationError, DatabaseUnavailable
@@ -22,6 +23,8 @@ from pgqueue.store import JobSpec
 
 log = logging.getLogger("pgqueue.scheduler")
 MAX_SLEEP = 30.0  # re-read the clock at least this often (clock changes, new schedules)
+LOOK_BACK = 60.0  # seconds: fire times missed by less than this are still enqueued
+MAX_CATCH_UP = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,20 @@ class Schedule:
         after: datetime = self._iter(prev).get_next(datetime)
         return (after if after <= now else prev).astimezone(UTC)
 
+    def due_since(self, last: datetime | None, now: datetime) -> list[datetime]:
+        """Fire times to enqueue now: those after `last` (the one this node handled last)
+        up to `now`, within a short look-back, so a loop that ran late catches up; when
+        more were missed than that (everything was down), only the latest one."""
+        latest = self.previous_fire(now)
+        if last is None or latest <= last:
+            return [latest] if last is None else []
+        times: list[datetime] = []
+        t = self.next_fire(max(last, now - timedelta(seconds=LOOK_BACK)))
+        while t <= latest and len(times) < MAX_CATCH_UP:
+            times.append(t)
+            t = self.next_fire(t)
+        return times or [latest]
+
     def next_fire(self, now: datetime) -> datetime:
         """The first fire time strictly after `now` (UTC)."""
         nxt: datetime = self._iter(now).get_next(datetime)
@@ -75,6 +92,7 @@ async def run_scheduler(
 
     Each schedule comes with the JobSpec of its job (the task's defaults applied)."""
     registered = False
+    seen: dict[str, datetime] = {}  # the last fire time this node handled, per schedule
     while not stop.is_set():
         now = datetime.now(UTC)
         try:
@@ -83,18 +101,27 @@ async def run_scheduler(
                     await store.schedule_register(
                         sched, sched.previous_fire(now), sched.next_fire(now)
                     )
+                    seen[sched.name] = sched.previous_fire(now)
                 registered = True
             for sched, spec in schedules:
-                fire_at = sched.previous_fire(now)
-                # The fire time in the unique key: visible in SQL, and a second guard.
-                spec = replace(spec, unique_key=f"{sched.name}@{fire_at.isoformat()}")
-                job_id = await store.schedule_fire(sched.name, fire_at, sched.next_fire(now), spec)
-                if job_id is not None:
-                    log.info(
-                        "schedule %s fired for %s: job %d", sched.name, fire_at.isoformat(), job_id
+                for fire_at in sched.due_since(seen.get(sched.name), now):
+                    # The fire time in the unique key: visible in SQL, and a second guard.
+                    fired = replace(spec, unique_key=f"{sched.name}@{fire_at.isoformat()}")
+                    job_id = await store.schedule_fire(
+                        sched.name, fire_at, sched.next_fire(fire_at), fired
                     )
-        except (DatabaseUnavailable, OSError) as exc:
+                    seen[sched.name] = fire_at
+                    if job_id is not None:
+                        log.info(
+                            "schedule %s fired for %s: job %d",
+                            sched.name,
+                            fire_at.isoformat(),
+                            job_id,
+                        )
+        except (DatabaseUnavailable, psycopg.Error, OSError) as exc:
             log.warning("scheduler: %s", exc)
+        except Exception:
+            log.exception("scheduler: unexpected error")
         now = datetime.now(UTC)
         upcoming = min(s.next_fire(now) for s, _ in schedules)
         delay = min(MAX_SLEEP, max(0.0, (upcoming - now).total_seconds()) + 0.001)

@@ -73,6 +73,9 @@ queues = Table(
     Column("concurrency_limit", Integer),
     Column("rate_limit", Integer),
     Column("rate_period", Float, nullable=False, server_default="1"),
+    Column("retain_succeeded", Float),
+    Column("retain_dead", Float),
+    Column("retain_cancelled", Float),
 )
 
 queue_starts = Table(

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from pgqueue.errors import (
     ConfigurationError,
     DatabaseUnavailable,
+    InvalidJobState,
     PgQueueError,
     SchemaNotMigrated,
 )
@@ -128,6 +129,10 @@ def wrap_error(exc: Exception) -> PgQueueError | None:
     """The pgqueue error a driver error stands for, or None to let it through."""
     if isinstance(exc, PoolTimeout):
         return DatabaseUnavailable("database unavailable: no connection could be had in time")
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return InvalidJobState(
+            f"another live job holds the same unique key: {exc.diag.message_detail or exc}"
+        )
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
         return SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
     if isinstance(exc, psycopg.OperationalError | pg_errors.AdminShutdown):
@@ -258,6 +263,15 @@ class JobStore:
 
     def queue_stats(self) -> list[Row]:
         return self._run("queue_stats", {})
+
+    def throughput(self, minutes: int = 60) -> list[Row]:
+        return self._run("throughput", {"minutes": minutes})
+
+    def metrics_jobs(self) -> list[Row]:
+        return self._run("metrics_jobs", {})
+
+    def metrics_recent(self) -> list[Row]:
+        return self._run("metrics_recent", {})
 
     def job_list(self, **filters: Any) -> list[Row]:
         params = {k: filters.get(k) for k in ("queue", "state", "task", "since", "before_id")}

@@ -69,6 +69,11 @@ def supervise(processes: int, argv: list[str] | None = None) -> int:
             if len(restarts) >= 3 * processes:
                 time.sleep(1.0)
             restarts.append(now)
+            if stopping:
+                continue
             log.warning("worker process %d exited with %s; starting a new one", child.pid, code)
             children[i] = subprocess.Popen(cmd)
+            if stopping:
+                # The signal came while this child was being started: pass it on.
+                children[i].send_signal(signal.SIGTERM)
         time.sleep(0.2)

@@ -99,6 +99,7 @@ class Worker:
         self.active: dict[int, asyncio.Task[None]] = {}
         self.contexts: dict[int, JobContext] = {}
         self.cancel_requested: set[int] = set()
+        self.early_cancels: dict[int, float] = {}
         self.shutting_down: set[int] = set()
         self.processed = 0
         self.limited: list[str] = []
@@ -181,6 +182,7 @@ class Worker:
                 asyncio.create_task(listener.run(), name="pgqueue-listener"),
                 asyncio.create_task(self.completer.run(), name="pgqueue-completer"),
                 asyncio.create_task(self._heartbeat(), name="pgqueue-heartbeat"),
+                asyncio.create_task(self._maintenance(), name="pgqueue-maintenance"),
             ]
             if s.scheduler and self.app.schedules:
                 helpers.append(
@@ -189,6 +191,8 @@ class Worker:
                         name="pgqueue-scheduler",
                     )
                 )
+            for helper in helpers:
+                helper.add_done_callback(self._helper_died)
             # Start without notifications if need be: the safety poll covers until they work.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(listener.connected.wait(), timeout=10)
@@ -363,6 +367,9 @@ class Worker:
                 )
                 for job in jobs:
                     self.active[job.id] = asyncio.create_task(self._execute(job))
+                    if job.id in self.early_cancels:
+                        del self.early_cancels[job.id]
+                        self._on_cancel(job.id)
             if len(rows) < limit:
                 # Nothing more is due (the jobs above are already started): sleep until a
                 # notification, the next due job, or the safety poll.
@@ -385,6 +392,8 @@ class Worker:
         started = time.monotonic()
         try:
             try:
+                if job.id in self.cancel_requested:
+                    raise asyncio.CancelledError  # cancelled before it could start
                 outcome: Outcome = await self.runner.run(job, ctx, timeout)
             except asyncio.CancelledError:
                 outcome = (
@@ -425,6 +434,15 @@ class Worker:
             case Cancelled():
                 job_log.info("%s cancelled", where)
 
+    def _helper_died(self, task: asyncio.Task[Any]) -> None:
+        """A background part ended on its own (a bug): say so and stop, rather than go on
+        half-working; the supervisor or the service manager starts a fresh worker."""
+        if task.cancelled() or self._stop is None or self._stop.is_set():
+            return
+        exc = task.exception()
+        log.error("worker part %s stopped unexpectedly (%r); shutting down", task.get_name(), exc)
+        self.stop()
+
     def _delete_now(self, state: str, queue: str) -> bool:
         """Retention 0 for this queue and final state: delete at completion."""
         return self.retention.get(queue, self.retention_default).get(state, 1.0) == 0
@@ -450,11 +468,17 @@ class Worker:
     def _on_cancel(self, job_id: int) -> None:
         task = self.active.get(job_id)
         if task is None:
+            # Possibly claimed a moment ago and not started yet: remember it briefly.
+            self.early_cancels[job_id] = time.monotonic()
+            if len(self.early_cancels) > 1000:
+                horizon = time.monotonic() - 60
+                self.early_cancels = {k: v for k, v in self.early_cancels.items() if v > horizon}
             return
         self.cancel_requested.add(job_id)
         ctx = self.contexts.get(job_id)
-        if ctx is not None:
-            ctx._cancel()
+        if ctx is None:
+            return  # its task has not started: _execute sees the request first thing
+        ctx._cancel()
         handler = self.app.tasks.get(ctx.job.task) if ctx else None
         # Async handlers are cancelled at their next await; sync ones see ctx.cancelled.
         if handler is not None and handler.is_async:
@@ -463,12 +487,17 @@ class Worker:
     # -- liveness ---------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
+        """Only the liveness update keeps to the interval; maintenance runs on its own."""
         s = self.settings
         while True:
             await asyncio.sleep(s.heartbeat_interval)
             try:
                 if not await self.store.worker_heartbeat(self.id):
+                    # Declared lost (silent past the lease): its jobs were rescued. Drop the
+                    # copies still running here, then come back as a live worker.
                     log.warning("worker %s was declared lost; registering again", self.id)
+                    for job_id in list(self.active):
+                        self._on_cancel(job_id)
                     await self.store.worker_register(
                         self.id,
                         socket.gethostname(),
@@ -477,11 +506,24 @@ class Worker:
                         s.concurrency,
                         s.lease,
                     )
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                log.warning("heartbeat failed: %s", _one_line(exc))
+            except Exception:
+                log.exception("heartbeat: unexpected error")
+
+    async def _maintenance(self) -> None:
+        """Rescue lost workers' jobs, settle dependencies, prune old jobs: race-free on every
+        node, each statement short."""
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
                 await rescue_lost_jobs(self.store)
                 await settle_waiting_jobs(self.store)
                 await self._prune()
             except (DatabaseUnavailable, psycopg.Error) as exc:
-                log.warning("heartbeat failed: %s", _one_line(exc))
+                log.warning("maintenance failed: %s", _one_line(exc))
+            except Exception:
+                log.exception("maintenance: unexpected error")
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -494,6 +536,7 @@ class Worker:
             log.warning(
                 "grace period over: releasing %d job(s) back to the queue", len(self.active)
             )
+            await asyncio.sleep(0)  # let tasks created just now start, so they can be released
             for job_id, task in list(self.active.items()):
                 self.shutting_down.add(job_id)
                 ctx = self.contexts.get(job_id)

@@ -72,6 +72,7 @@ WITH RECURSIVE waiting AS (
     WHERE c.state = 'queued' AND c.depends_on IS NOT NULL
       AND c.run_at = '9999-12-31 00:00:00+00'
       AND (%(parents)s::bigint[] IS NULL OR c.depends_on && %(parents)s::bigint[])
+    LIMIT 5000  -- the sweep works through a large backlog over several rounds
 ), doomed AS (
     SELECT w.id FROM waiting AS w
     WHERE EXISTS (SELECT 1 FROM pgqueue.jobs AS p
@@ -140,8 +141,10 @@ WITH RECURSIVE known_queues AS (
         LIMIT %(limit)s::int
         FOR UPDATE SKIP LOCKED
     ) AS c
-    -- Paused queues are skipped, and queues with limits go through job_claim_limited.
-    WHERE NOT EXISTS (
+    -- Only a registered worker claims (one declared lost registers again first). Paused
+    -- queues are skipped, and queues with limits go through job_claim_limited.
+    WHERE EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
+      AND NOT EXISTS (
         SELECT 1 FROM pgqueue.queues AS q
         WHERE q.name = w.queue
           AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
@@ -188,6 +191,7 @@ WITH budget AS (
            ) AS n
     FROM pgqueue.queues AS q
     WHERE q.name = ANY(%(queues)s::text[])
+      AND EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
 ), picked AS (
     SELECT c.id
     FROM budget AS b
@@ -392,6 +396,10 @@ RETURNING j.id;
 WITH picked AS (
     SELECT id FROM pgqueue.jobs
     WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND NOT EXISTS (
+          SELECT 1 FROM pgqueue.jobs AS o
+          WHERE o.unique_key = jobs.unique_key AND o.id <> jobs.id
+            AND (o.state IN ('queued', 'running') OR o.unique_until IS NOT NULL))
     ORDER BY id
     LIMIT %(batch)s::int
     FOR UPDATE SKIP LOCKED
@@ -419,6 +427,41 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s::int;
+
+-- name: throughput
+-- Per minute over the last `minutes`: jobs finished by state, and p50 enqueue-to-start
+-- latency of the jobs started, for the dashboard's chart.
+SELECT m.minute,
+       count(j.id) FILTER (WHERE j.state = 'succeeded') AS succeeded,
+       count(j.id) FILTER (WHERE j.state = 'dead') AS dead,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM j.started_at - j.run_at))
+           AS latency_p50
+FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s::int - 1),
+                     date_trunc('minute', now()), interval '1 minute') AS m(minute)
+LEFT JOIN pgqueue.jobs AS j
+  ON j.finished_at >= m.minute AND j.finished_at < m.minute + interval '1 minute'
+ AND j.state IN ('succeeded', 'dead')
+GROUP BY m.minute
+ORDER BY m.minute;
+
+-- name: metrics_jobs
+-- Gauges for /metrics: jobs by queue and state, and the oldest due job's age per queue.
+SELECT queue, state, count(*) AS n,
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
+           AS oldest_queued_age
+FROM pgqueue.jobs
+GROUP BY queue, state;
+
+-- name: metrics_recent
+-- Jobs finished in the last hour, for the latency and duration histograms and outcomes.
+SELECT queue, task, state, attempts,
+       extract(epoch FROM started_at - run_at)::float8 AS latency,
+       extract(epoch FROM finished_at - started_at)::float8 AS duration,
+       last_error LIKE 'WorkerLost%%' AS rescued
+FROM pgqueue.jobs
+WHERE state IN ('succeeded', 'dead', 'cancelled')
+  AND finished_at > now() - interval '1 hour'
+  AND started_at IS NOT NULL;
 
 -- name: job_get
 -- One job, every column.
@@ -452,6 +495,11 @@ WITH retried AS (
     SET state = 'queued', run_at = now(), finished_at = NULL,
         max_attempts = greatest(max_attempts, attempts + 1)
     WHERE id = %(id)s::bigint AND state IN ('dead', 'cancelled')
+      -- Another live job holding the same unique key keeps this one where it is.
+      AND NOT EXISTS (
+          SELECT 1 FROM pgqueue.jobs AS o
+          WHERE o.unique_key = pgqueue.jobs.unique_key AND o.id <> pgqueue.jobs.id
+            AND (o.state IN ('queued', 'running') OR o.unique_until IS NOT NULL))
     RETURNING id, queue
 )
 SELECT id, queue, pg_notify('pgqueue_jobs', queue) FROM retried;

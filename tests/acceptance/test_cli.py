@@ -35,7 +35,7 @@ def test_enqueue_and_stats(dsn, db):
     assert by_queue["q1"]["queued"] == 1
     assert by_queue["default"]["scheduled"] == 1 and by_queue["default"]["queued"] == 0
     text = run_cli("stats")
-    assert "q1" in text.stdout and "QUEUED" in text.stdout
+    assert "q1" in text.stdout and "queued" in text.stdout
 
 
 def test_enqueue_checks_task_against_app(dsn, db):

@@ -31,7 +31,7 @@ def test_pause_stops_claiming_within_a_second_and_resume_restarts(app, db, spawn
     t0 = time.monotonic()
     app.resume_queue("default")
     assert app.wait(ids[-1], timeout=10) == 20
-    assert time.monotonic() - t0 < 2, "resume wakes the workers (NOTIFY), not the 30 s poll"
+    assert time.monotonic() - t0 < 5, "resume wakes the workers (NOTIFY), not the 30 s poll"
     # Pausing while jobs run: running ones finish, nothing new starts within about a second.
     slow = app.enqueue_many([{"task": "sleep", "args": [0.5]} for _ in range(40)])
     time.sleep(0.3)

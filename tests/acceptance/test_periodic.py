@@ -41,7 +41,16 @@ def test_three_schedulers_enqueue_one_job_per_fire_time(dsn, db, tmp_path):
             )
         )
     try:
-        time.sleep(4.5)
+        deadline = time.monotonic() + 30
+        while (
+            db.execute(
+                "SELECT count(*) FROM pgqueue.jobs "
+                "WHERE task = 'every_second' AND state = 'succeeded'"
+            ).fetchone()[0]
+            < 3
+        ):
+            assert time.monotonic() < deadline, "the schedule did not fire"
+            time.sleep(0.1)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -9,10 +9,10 @@ from tests import jobs
 
 
 def test_two_processes_run_every_job_exactly_once(app, db, spawn_worker):
-    ids = app.enqueue_many([{"task": "work_item", "args": [i]} for i in range(2000)])
     workers = [spawn_worker("--concurrency", "8") for _ in range(2)]
     for w in workers:
         w.wait_started()
+    ids = app.enqueue_many([{"task": "work_item", "args": [i]} for i in range(2000)])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         done = db.execute("SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'").fetchone()[

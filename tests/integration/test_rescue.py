@@ -62,7 +62,9 @@ def test_rescue_of_last_attempt_is_dead(dsn, app, db):
     lost = uuid.uuid4()
 
     async def scenario(store: AsyncJobStore) -> None:
-        await store.job_claim(lost, None, 10)  # a worker that never registered
+        await store.worker_register(lost, "host", 1, None, 1, 2.0)
+        await store.job_claim(lost, None, 10)
+        db.execute("DELETE FROM pgqueue.workers WHERE id = %s", (lost,))  # its row is gone
         assert await rescue_lost_jobs(store) == 1
 
     asyncio.run(with_store(dsn, scenario))

@@ -58,7 +58,7 @@ def test_delayed_job_waits_for_run_at_then_runs_promptly(app, worker, db):
     assert started >= run_at.timestamp() - 0.01
     assert started - enqueued >= 0.99
     # The worker sleeps until run_at (not until the 30 s poll): it starts soon after.
-    assert started - run_at.timestamp() < 0.5
+    assert started - run_at.timestamp() < 1.0
 
 
 def test_run_at_and_timedelta_delay(app, worker):
@@ -146,7 +146,7 @@ def test_plain_sql_job_is_picked_up_within_milliseconds(app, worker, db):
         db.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('stamp', '[\"sql\"]')")
         wait_for(lambda: jobs.calls, timeout=5, interval=0.001)
     started = jobs.calls[0][1][1]
-    assert started - t0 < 0.5, "woken by NOTIFY, not by the 30 s poll"
+    assert started - t0 < 1.0, "woken by NOTIFY, not by the 30 s poll"
 
 
 def test_cancel_queued_job_never_runs_and_retry_requeues(app, worker):
