@@ -582,6 +582,33 @@ def queues_retention(
     typer.echo(f"queue {name} retention set")
 
 
+@cli.command()
+def serve(
+    dsn: Dsn = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (localhost only by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_API_TOKEN",
+            help="Bearer token: needed for every request; "
+            "without it the dashboard and API are read-only.",
+        ),
+    ] = None,
+) -> None:
+    """Web dashboard at /, REST API under /api (OpenAPI at /openapi.json), /metrics."""
+    import uvicorn
+
+    from pgqueue.web import create_app
+
+    app = _app(dsn)
+    app.store.schema_version()  # a clear error now rather than on the first request
+    typer.echo(f"pgqueue dashboard on http://{host}:{port}/" + ("" if token else " (read-only)"))
+    uvicorn.run(create_app(app, token=token), host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     """Entry point: run the CLI, turning pgqueue's errors into one line on stderr."""
     try:

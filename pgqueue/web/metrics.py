@@ -1,0 +1,108 @@
+"""/metrics in Prometheus text format, read from the database (so it is right whatever the
+number of worker processes and nodes)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pgqueue.app import App
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
+STATES = ("queued", "running", "succeeded", "dead", "cancelled")
+
+
+def _labels(**labels: str) -> str:
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in labels.items()) + "}"
+
+
+def _histogram(
+    out: list[str],
+    name: str,
+    help_: str,
+    buckets: tuple[float, ...],
+    samples: dict[str, list[float]],
+) -> None:
+    out.append(f"# HELP {name} {help_}")
+    out.append(f"# TYPE {name} histogram")
+    for queue, values in sorted(samples.items()):
+        values = sorted(values)
+        i = 0
+        for bound in buckets:
+            while i < len(values) and values[i] <= bound:
+                i += 1
+            out.append(f"{name}_bucket{_labels(queue=queue, le=str(bound))} {i}")
+        out.append(f"{name}_bucket{_labels(queue=queue, le='+Inf')} {len(values)}")
+        out.append(f"{name}_sum{_labels(queue=queue)} {sum(values)}")
+        out.append(f"{name}_count{_labels(queue=queue)} {len(values)}")
+
+
+def render(app: App) -> str:
+    """The metrics page. Histograms and outcome counts cover jobs finished in the last hour
+    (a sliding window kept in the database, not counters in one process)."""
+    jobs = app.store.metrics_jobs()
+    recent = app.store.metrics_recent()
+    workers = app.store.worker_list()
+    out: list[str] = []
+    out.append("# HELP pgqueue_jobs Jobs in the table, by queue and state.")
+    out.append("# TYPE pgqueue_jobs gauge")
+    counts: dict[tuple[str, str], int] = {(r["queue"], r["state"]): r["n"] for r in jobs}
+    for queue in sorted({q for q, _ in counts}):
+        for state in STATES:
+            out.append(
+                f"pgqueue_jobs{_labels(queue=queue, state=state)} {counts.get((queue, state), 0)}"
+            )
+    out.append("# HELP pgqueue_oldest_queued_age_seconds Age of the oldest due job per queue.")
+    out.append("# TYPE pgqueue_oldest_queued_age_seconds gauge")
+    ages: dict[str, float] = defaultdict(float)
+    for r in jobs:
+        if r["oldest_queued_age"] is not None:
+            ages[r["queue"]] = max(ages[r["queue"]], float(r["oldest_queued_age"]))
+    for queue in sorted({q for q, _ in counts}):
+        out.append(f"pgqueue_oldest_queued_age_seconds{_labels(queue=queue)} {ages[queue]}")
+    out.append("# HELP pgqueue_workers_alive Worker processes heartbeating within their lease.")
+    out.append("# TYPE pgqueue_workers_alive gauge")
+    out.append(f"pgqueue_workers_alive {sum(1 for w in workers if w['alive'])}")
+    latency: dict[str, list[float]] = defaultdict(list)
+    duration: dict[str, list[float]] = defaultdict(list)
+    outcomes: dict[tuple[str, str], int] = defaultdict(int)
+    retries: dict[str, int] = defaultdict(int)
+    rescues: dict[str, int] = defaultdict(int)
+    for r in recent:
+        if r["latency"] is not None:
+            latency[r["queue"]].append(max(0.0, r["latency"]))
+        if r["duration"] is not None:
+            duration[r["queue"]].append(max(0.0, r["duration"]))
+        outcomes[(r["task"], r["state"])] += 1
+        retries[r["queue"]] += max(0, r["attempts"] - 1)
+        rescues[r["queue"]] += 1 if r["rescued"] else 0
+    _histogram(
+        out,
+        "pgqueue_job_latency_seconds",
+        "Enqueue (or due time) to start, jobs finished in the last hour.",
+        LATENCY_BUCKETS,
+        latency,
+    )
+    _histogram(
+        out,
+        "pgqueue_job_duration_seconds",
+        "Run time of the last attempt, jobs finished in the last hour.",
+        DURATION_BUCKETS,
+        duration,
+    )
+    out.append("# HELP pgqueue_job_outcomes Jobs finished in the last hour, by task and state.")
+    out.append("# TYPE pgqueue_job_outcomes gauge")
+    for (task, state), n in sorted(outcomes.items()):
+        out.append(f"pgqueue_job_outcomes{_labels(task=task, state=state)} {n}")
+    out.append("# HELP pgqueue_job_retries Extra attempts of jobs finished in the last hour.")
+    out.append("# TYPE pgqueue_job_retries gauge")
+    for queue, n in sorted(retries.items()):
+        out.append(f"pgqueue_job_retries{_labels(queue=queue)} {n}")
+    out.append("# HELP pgqueue_job_rescues Jobs finished in the last hour after a rescue.")
+    out.append("# TYPE pgqueue_job_rescues gauge")
+    for queue, n in sorted(rescues.items()):
+        out.append(f"pgqueue_job_rescues{_labels(queue=queue)} {n}")
+    return "\n".join(out) + "\n"

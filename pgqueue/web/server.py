@@ -1,0 +1,90 @@
+"""The ASGI app: dashboard at /, REST API under /api (OpenAPI at /openapi.json), /metrics."""
+
+from __future__ import annotations
+
+import hmac
+from importlib import resources
+from typing import Annotated
+
+import psycopg
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from pgqueue.app import App
+from pgqueue.errors import DatabaseUnavailable, PgQueueError
+from pgqueue.web import api, metrics
+
+bearer = HTTPBearer(auto_error=False, description="The token given to `pgqueue serve --token`.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def create_app(app: App, token: str | None = None) -> FastAPI:
+    """The web app over `app`. With a token, every request needs it; without one, reads are
+    open and every state-changing request is refused."""
+
+    def authorized(creds: HTTPAuthorizationCredentials | None) -> bool:
+        return (
+            token is not None
+            and creds is not None
+            and hmac.compare_digest(creds.credentials.encode(), token.encode())
+        )
+
+    def require_read(creds: Credentials) -> None:
+        if token is not None and not authorized(creds):
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def require_write(creds: Credentials) -> None:
+        if token is None:
+            raise HTTPException(
+                status_code=403, detail="actions are disabled: start `pgqueue serve --token`"
+            )
+        if not authorized(creds):
+            raise HTTPException(
+                status_code=401,
+                detail="a valid bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    web = FastAPI(
+        title="pgqueue",
+        version="0.1.0",
+        description="Jobs, queues and workers of a pgqueue database.",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    web.state.pgqueue = app
+    web.include_router(api.router(require_read, require_write))
+
+    @web.exception_handler(psycopg.DataError)
+    async def data_error(_: Request, exc: psycopg.DataError) -> JSONResponse:
+        return JSONResponse({"detail": f"the database refused the value: {exc}"}, status_code=400)
+
+    @web.exception_handler(DatabaseUnavailable)
+    async def unavailable(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @web.exception_handler(PgQueueError)
+    async def pgqueue_error(_: Request, exc: PgQueueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @web.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> str:
+        return resources.files("pgqueue.web").joinpath("static/index.html").read_text()
+
+    @web.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require_read)],
+        summary="Prometheus metrics",
+    )
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(
+            metrics.render(app), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return web
