@@ -29,6 +29,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # Job outcomes carry their fields for log shippers: job_id, task, queue, attempt...
+        job = getattr(record, "job", None)
+        if isinstance(job, dict):
+            data.update(job)
         return json.dumps(data)
 
 

@@ -41,6 +41,15 @@ async def _configure_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_loads(orjson.loads, conn)
 
 
+_OUTCOME_LEVELS: dict[type, tuple[int, str]] = {
+    Succeeded: (logging.INFO, "succeeded"),
+    Failed: (logging.WARNING, "failed"),
+    Snoozed: (logging.INFO, "snoozed"),
+    Released: (logging.INFO, "released (shutdown)"),
+    Cancelled: (logging.INFO, "cancelled"),
+}
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -414,25 +423,38 @@ class Worker:
             self.slot_freed.set()
 
     def _log_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
-        if isinstance(outcome, Succeeded) and not job_log.isEnabledFor(logging.DEBUG):
-            return  # the hot path: no formatting at all
-        where = (
-            f"job {job.id} {job.task} queue={job.queue} attempt={job.attempts} "
-            f"duration={duration * 1000:.1f}ms"
-        )
+        """One line per outcome: successes at INFO, retries WARNING, dead ERROR."""
+        level, what = _OUTCOME_LEVELS[type(outcome)]
+        if not job_log.isEnabledFor(level):
+            return  # the hot path when successes are not wanted: no formatting at all
+        detail = ""
         match outcome:
-            case Succeeded():
-                job_log.debug("%s succeeded", where)
             case Failed(error, None):
-                job_log.error("%s dead: %s", where, error["error"])
+                level, what, detail = logging.ERROR, "dead", f": {error['error']}"
             case Failed(error, retry_in):
-                job_log.warning("%s failed, retry in %.1fs: %s", where, retry_in, error["error"])
+                detail = f", retry in {retry_in:.1f}s: {error['error']}"
             case Snoozed(delay):
-                job_log.info("%s snoozed for %.1fs", where, delay)
-            case Released():
-                job_log.info("%s released (shutdown)", where)
-            case Cancelled():
-                job_log.info("%s cancelled", where)
+                detail = f" for {delay:.1f}s"
+        fields = {
+            "job_id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "attempt": job.attempts,
+            "duration_ms": round(duration * 1000, 3),
+            "outcome": what,
+        }
+        job_log.log(
+            level,
+            "job %d %s queue=%s attempt=%d duration=%.1fms %s%s",
+            job.id,
+            job.task,
+            job.queue,
+            job.attempts,
+            duration * 1000,
+            what,
+            detail,
+            extra={"job": fields},
+        )
 
     def _helper_died(self, task: asyncio.Task[Any]) -> None:
         """A background part ended on its own (a bug): say so and stop, rather than go on

@@ -64,3 +64,23 @@ def test_second_signal_exits_at_once(app, db, spawn_worker):
     assert time.monotonic() - t0 < 5
     # Left running: the rescue of a lost worker takes it from here.
     assert app.get_job(job_id).state == "running"
+
+
+def test_json_logs_have_one_line_per_outcome(app, db, spawn_worker):
+    import json
+
+    worker = spawn_worker("--concurrency", "2", "--log-format", "json")
+    worker.wait_started()
+    ok = jobs.add.enqueue(1, 2)
+    bad = app.enqueue("always_fails", max_attempts=1)
+    app.wait(ok, timeout=10)
+    with pytest.raises(Exception):  # noqa: B017 - JobFailed
+        app.wait(bad, timeout=10)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.strip()]
+    outcomes = {rec["job_id"]: rec for rec in lines if "job_id" in rec}
+    assert outcomes[ok]["outcome"] == "succeeded" and outcomes[ok]["task"] == "add"
+    assert outcomes[ok]["queue"] == "default" and outcomes[ok]["attempt"] == 1
+    assert outcomes[ok]["duration_ms"] >= 0 and outcomes[ok]["level"] == "info"
+    assert outcomes[bad]["outcome"] == "dead" and outcomes[bad]["level"] == "error"
