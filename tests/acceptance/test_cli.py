@@ -94,3 +94,30 @@ def test_jobs_show_cancel_retry(dsn, db):
         db.execute("SELECT state FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone()[0]
         == "queued"
     )
+
+
+def test_queue_commands(dsn, db):
+    assert run_cli("queues", "pause", "emails").returncode == 0
+    assert (
+        run_cli(
+            "queues", "limit", "emails", "--concurrency", "3", "--rate", "10", "--per", "2"
+        ).returncode
+        == 0
+    )
+    assert (
+        run_cli("queues", "retention", "emails", "--succeeded", "1h", "--dead", "0").returncode == 0
+    )
+    listed = {q["name"]: q for q in json.loads(run_cli("queues", "list", "--json").stdout)}
+    emails = listed["emails"]
+    assert emails["paused"] is True and emails["concurrency_limit"] == 3
+    assert emails["rate_limit"] == 10 and emails["rate_period"] == 2.0
+    assert emails["retain_succeeded"] == 3600.0 and emails["retain_dead"] == 0.0
+    assert run_cli("queues", "resume", "emails").returncode == 0
+    assert run_cli("queues", "limit", "emails", "--clear").returncode == 0
+    row = db.execute(
+        "SELECT paused, concurrency_limit, rate_limit FROM pgqueue.queues WHERE name = 'emails'"
+    ).fetchone()
+    assert row == (False, None, None)
+    assert_clean_error(
+        run_cli("queues", "retention", "emails", "--succeeded", "soon"), "invalid duration"
+    )
