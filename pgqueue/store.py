@@ -148,6 +148,18 @@ def wrap_error(exc: Exception) -> PgQueueError | None:
     return None
 
 
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors out as pgqueue errors (wrap_error), others as they are."""
+    try:
+        yield
+    except Exception as exc:
+        wrapped = wrap_error(exc)
+        if wrapped is None:
+            raise
+        raise wrapped from exc
+
+
 def _rows(description: Any, rows: Sequence[Sequence[Any]]) -> list[Row]:
     names = [col[0] for col in description] if description else []
     return [dict(zip(names, row, strict=True)) for row in rows]
@@ -195,7 +207,7 @@ class JobStore:
 
     @contextmanager
     def _cursor(self, conn: Any = None) -> Iterator[Any]:
-        try:
+        with translate_errors():
             if conn is None:
                 with self.pool.connection() as own, own.cursor() as cur:
                     yield cur
@@ -205,11 +217,6 @@ class JobStore:
                     yield cur
                 finally:
                     cur.close()
-        except Exception as exc:
-            wrapped = wrap_error(exc)
-            if wrapped is None:
-                raise
-            raise wrapped from exc
 
     def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
         with self._cursor(conn) as cur:
@@ -326,18 +333,20 @@ class AsyncJobStore:
 
     @asynccontextmanager
     async def _cursor(self, conn: Any = None) -> AsyncIterator[Any]:
-        try:
+        with translate_errors():
             if conn is None:
                 async with self.pool.connection() as own, own.cursor() as cur:
                     yield cur
             else:
                 async with conn.cursor() as cur:
                     yield cur
-        except Exception as exc:
-            wrapped = wrap_error(exc)
-            if wrapped is None:
-                raise
-            raise wrapped from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        """A cursor in a transaction of its own on a pooled connection."""
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
 
     async def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
         async with self._cursor(conn) as cur:
@@ -413,20 +422,14 @@ class AsyncJobStore:
         self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
     ) -> list[tuple[Any, ...]]:
         """Claim from queues with cluster-wide limits: lock them, then claim within budget."""
-        try:
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
-                names = [r[0] for r in await cur.fetchall()]
-                if not names:
-                    return []
-                params = {"worker_id": worker_id, "queues": names, "limit": limit, "now": now}
-                await cur.execute(QUERIES["job_claim_limited"], params)
-                return list(await cur.fetchall())
-        except Exception as exc:
-            wrapped = wrap_error(exc)
-            if wrapped is None:
-                raise
-            raise wrapped from exc
+        async with self._transaction() as cur:
+            await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
+            names = [r[0] for r in await cur.fetchall()]
+            if not names:
+                return []
+            params = {"worker_id": worker_id, "queues": names, "limit": limit, "now": now}
+            await cur.execute(QUERIES["job_claim_limited"], params)
+            return list(await cur.fetchall())
 
     async def schedule_register(
         self, sched: Any, last_fire_at: datetime, next_fire_at: datetime
@@ -449,22 +452,16 @@ class AsyncJobStore:
         self, name: str, fire_at: datetime, next_fire_at: datetime, spec: JobSpec
     ) -> int | None:
         """Enqueue `spec` for this fire time unless some node already did; the job id."""
-        try:
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                params = {"name": name, "fire_at": fire_at, "next_fire_at": next_fire_at}
-                await cur.execute(QUERIES["schedule_claim_fire"], params)
-                if not await cur.fetchall():
-                    return None
-                await cur.execute(QUERIES["job_insert"], insert_one_params(spec))
-                row = await cur.fetchone()
-                job_id: int | None = row[0] if row else None
-                await cur.execute(QUERIES["schedule_set_job"], {"name": name, "job_id": job_id})
-                return job_id
-        except Exception as exc:
-            wrapped = wrap_error(exc)
-            if wrapped is None:
-                raise
-            raise wrapped from exc
+        async with self._transaction() as cur:
+            params = {"name": name, "fire_at": fire_at, "next_fire_at": next_fire_at}
+            await cur.execute(QUERIES["schedule_claim_fire"], params)
+            if not await cur.fetchall():
+                return None
+            await cur.execute(QUERIES["job_insert"], insert_one_params(spec))
+            row = await cur.fetchone()
+            job_id: int | None = row[0] if row else None
+            await cur.execute(QUERIES["schedule_set_job"], {"name": name, "job_id": job_id})
+            return job_id
 
     async def queue_config(self) -> list[tuple[Any, ...]]:
         return await self._tuples("queue_config", {})
@@ -484,21 +481,13 @@ class AsyncJobStore:
             result = await self._tuples("job_finish_many", params, prepare=False)
             return {r[0]: r[1] for r in result}
         # Follow-ups enqueued by handlers commit with their parent's success, or not at all.
-        try:
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.execute(QUERIES["job_finish_many"], params, prepare=False)
-                applied = {r[0]: r[1] for r in await cur.fetchall()}
-                specs = [
-                    spec for r in rows if applied.get(r.id) == "succeeded" for spec in r.followups
-                ]
-                if specs:
-                    await self.job_insert_many(specs, conn=conn)
-                return applied
-        except Exception as exc:
-            wrapped = wrap_error(exc)
-            if wrapped is None:
-                raise
-            raise wrapped from exc
+        async with self._transaction() as cur:
+            await cur.execute(QUERIES["job_finish_many"], params, prepare=False)
+            applied = {r[0]: r[1] for r in await cur.fetchall()}
+            specs = [spec for r in rows if applied.get(r.id) == "succeeded" for spec in r.followups]
+            if specs:
+                await self.job_insert_many(specs, conn=cur.connection)
+            return applied
 
     async def job_settle_children(self, parents: Sequence[int] | None) -> tuple[int, int]:
         """Free or cancel the children of these finished jobs (None: sweep every waiting
