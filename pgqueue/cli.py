@@ -293,6 +293,9 @@ def stats(dsn: Dsn = None, as_json: Json = False) -> None:
         for key in ("oldest_queued_age", "latency_p50", "latency_p95"):
             if row[key] is not None:
                 row[key] = round(float(row[key]), 3)
+        # The names DESIGN.md's table uses, for scripts written from it.
+        row["throughput"] = row["jobs_per_s"]
+        row["oldest_waiting_age"] = row["oldest_queued_age"]
     if as_json:
         _print_json(rows)
     elif not rows:

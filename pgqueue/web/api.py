@@ -52,7 +52,8 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
     def stats(app: AppDep) -> list[dict[str, Any]]:
         rows = app.store.queue_stats()
         for row in rows:
-            row["jobs_per_s"] = round(row["succeeded_5m"] / 300, 2)
+            row["jobs_per_s"] = row["throughput"] = round(row["succeeded_5m"] / 300, 2)
+            row["oldest_waiting_age"] = row["oldest_queued_age"]
         return rows
 
     @api.get("/throughput", summary="Per-minute outcomes and latency, for the chart")
