@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from uuid import UUID
 
 import psycopg
 
 from pgqueue.errors import DatabaseUnavailable, PgQueueError
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
-from pgqueue.store import AsyncJobStore, JobSpec, OutcomeRow, dumps
+from pgqueue.store import Applied, AsyncJobStore, JobSpec, OutcomeRow, dumps
 
 log = logging.getLogger("pgqueue.worker")
 FINAL = frozenset({"succeeded", "dead", "cancelled"})
@@ -20,10 +19,6 @@ FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
 def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
     """The database change an outcome stands for (follow-ups only go with a success)."""
-    return replace(_outcome_row(job, outcome, followups), queue=job.queue)
-
-
-def _outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec]) -> OutcomeRow:
     match outcome:
         case Succeeded(result_json):
             return OutcomeRow(
@@ -32,20 +27,32 @@ def _outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec]) -> Ou
                 "succeeded",
                 result_json=result_json,
                 followups=tuple(followups),
+                queue=job.queue,
             )
         case Failed(error, None):
-            return OutcomeRow(job.id, job.attempts, "dead", error_json=dumps(error))
+            return OutcomeRow(
+                job.id, job.attempts, "dead", error_json=dumps(error), queue=job.queue
+            )
         case Failed(error, retry_in):
             return OutcomeRow(
-                job.id, job.attempts, "queued", error_json=dumps(error), delay=retry_in
+                job.id,
+                job.attempts,
+                "queued",
+                error_json=dumps(error),
+                delay=retry_in,
+                queue=job.queue,
             )
         case Snoozed(delay):
-            return OutcomeRow(job.id, job.attempts, "queued", delay=delay, refund=1)
+            return OutcomeRow(
+                job.id, job.attempts, "queued", delay=delay, refund=1, queue=job.queue
+            )
         case Released():
-            return OutcomeRow(job.id, job.attempts, "queued", delay=0.0, refund=1)
+            return OutcomeRow(job.id, job.attempts, "queued", delay=0.0, refund=1, queue=job.queue)
         case Cancelled(reason):
             error = {"attempt": job.attempts, "error": f"Cancelled: {reason}"}
-            return OutcomeRow(job.id, job.attempts, "cancelled", error_json=dumps(error))
+            return OutcomeRow(
+                job.id, job.attempts, "cancelled", error_json=dumps(error), queue=job.queue
+            )
     raise TypeError(f"not an outcome: {outcome!r}")
 
 
@@ -138,18 +145,18 @@ class Completer:
                     lost,
                 )
 
-    async def _settle_children(self, applied: dict[int, str]) -> None:
+    async def _settle_children(self, applied: Applied) -> None:
         """Free or cancel jobs that depend on the ones that just finished. If this fails
         the maintenance sweep does it a little later."""
         finished = [job_id for job_id, state in applied.items() if state in FINAL]
-        if not finished:
+        if not finished or not applied.children_waiting:
             return
         try:
             await self.store.job_settle_children(finished)
         except (DatabaseUnavailable, psycopg.Error) as exc:
             log.warning("dependent jobs will be settled by the sweep: %s", exc)
 
-    async def _delete_finished(self, rows: list[OutcomeRow], applied: dict[int, str]) -> None:
+    async def _delete_finished(self, rows: list[OutcomeRow], applied: Applied) -> None:
         """Retention 0: finished jobs of such queues go at once (else the pruner's job)."""
         doomed = [
             r.id
@@ -162,8 +169,9 @@ class Completer:
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("finished jobs will be pruned later: %s", exc)
 
-    async def _one_by_one(self, rows: list[OutcomeRow]) -> dict[int, str]:
-        applied: dict[int, str] = {}
+    async def _one_by_one(self, rows: list[OutcomeRow]) -> Applied:
+        applied = Applied()
+        applied.children_waiting = True  # rare path: let the settle statement find out
         for row in rows:
             try:
                 applied.update(await self.store.job_finish_many(self.worker_id, [row]))

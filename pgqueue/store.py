@@ -66,6 +66,19 @@ class OutcomeRow:
     queue: str = ""  # not written: for retention decisions after the write
 
 
+class Applied(dict[int, str]):
+    """The outcomes job_finish_many wrote, {job id: new state}, and whether any job waits on
+    another (if none does, there are no children to settle)."""
+
+    children_waiting: bool = False
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Any]]) -> Applied:
+        applied = cls((r[0], r[1]) for r in rows)
+        applied.children_waiting = any(r[3] for r in rows)
+        return applied
+
+
 def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
     return {
         "queue": [s.queue for s in specs],
@@ -122,7 +135,11 @@ def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]
         }
         for r in rows
     ]
-    return {"worker_id": worker_id, "outcomes": orjson.dumps(batch).decode()}
+    return {
+        "worker_id": worker_id,
+        "outcomes": orjson.dumps(batch).decode(),
+        "ids": [r.id for r in rows],
+    }
 
 
 def wrap_error(exc: Exception) -> PgQueueError | None:
@@ -472,18 +489,17 @@ class AsyncJobStore:
         rows = await self._tuples("job_next_run_at", {"queues": queues, "now": now})
         return rows[0][0] if rows else None
 
-    async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[int, str]:
+    async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> Applied:
         """Write outcomes; returns {id: new state} for those applied."""
-        # Never a prepared (generic) plan here: it cannot see the batch size and picks a
-        # nested loop that rescans the whole batch for every running job (quadratic).
+        # Prepared: planning the statement costs more than running it for a batch. Its shape
+        # keeps every plan to a primary-key lookup per outcome.
         params = finish_params(worker_id, rows)
         if not any(r.followups for r in rows):
-            result = await self._tuples("job_finish_many", params, prepare=False)
-            return {r[0]: r[1] for r in result}
+            return Applied.of(await self._tuples("job_finish_many", params))
         # Follow-ups enqueued by handlers commit with their parent's success, or not at all.
         async with self._transaction() as cur:
-            await cur.execute(QUERIES["job_finish_many"], params, prepare=False)
-            applied = {r[0]: r[1] for r in await cur.fetchall()}
+            await cur.execute(QUERIES["job_finish_many"], params)
+            applied = Applied.of(await cur.fetchall())
             specs = [spec for r in rows if applied.get(r.id) == "succeeded" for spec in r.followups]
             if specs:
                 await self.job_insert_many(specs, conn=cur.connection)
@@ -493,7 +509,7 @@ class AsyncJobStore:
         """Free or cancel the children of these finished jobs (None: sweep every waiting
         job); returns (cancelled, released)."""
         params = {"parents": None if parents is None else list(parents)}
-        rows = await self._tuples("job_settle_children", params, prepare=False)
+        rows = await self._tuples("job_settle_children", params)
         return (rows[0][0], rows[0][1]) if rows else (0, 0)
 
     async def job_prune(self, retention: dict[str, float], horizon: float, batch: int) -> int:

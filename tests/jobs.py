@@ -180,7 +180,7 @@ def chaos_item(n: int) -> int:
     except psycopg.OperationalError:
         _local.conn = None
         raise
-    time.sleep(0.002)
+    time.sleep(0.005)
     return n
 
 

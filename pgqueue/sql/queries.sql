@@ -67,20 +67,29 @@ WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS j WHERE j.id = i);
 -- Children waiting on `parents` (NULL: every waiting job, the periodic sweep): a child all
 -- of whose parents succeeded becomes due now; a child with a dead or cancelled parent is
 -- cancelled, and so, in turn, are its own waiting children.
+-- Runs after every outcome batch, so it is prepared once (a generic plan) and comes back
+-- at once, with one index probe, when no job waits on another at all.
 WITH RECURSIVE waiting AS (
     SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
     WHERE c.state = 'queued' AND c.depends_on IS NOT NULL
       AND c.run_at = '9999-12-31 00:00:00+00'
       AND (%(parents)s::bigint[] IS NULL OR c.depends_on && %(parents)s::bigint[])
+      AND EXISTS (SELECT 1 FROM pgqueue.jobs AS x
+                  WHERE x.state = 'queued' AND x.run_at = '9999-12-31 00:00:00+00')
     LIMIT 5000  -- the sweep works through a large backlog over several rounds
 ), doomed AS (
     SELECT w.id FROM waiting AS w
     WHERE EXISTS (SELECT 1 FROM pgqueue.jobs AS p
                   WHERE p.id = ANY(w.depends_on) AND p.state IN ('dead', 'cancelled'))
     UNION
+    -- Lateral, so each doomed job looks up its own children in the depends_on index (a
+    -- plain join may scan the whole table for the first, empty, round of the recursion).
     SELECT g.id FROM doomed AS d
-    JOIN pgqueue.jobs AS g
-      ON g.depends_on && ARRAY[d.id] AND g.state = 'queued' AND g.depends_on IS NOT NULL
+    CROSS JOIN LATERAL (
+        SELECT c.id FROM pgqueue.jobs AS c
+        WHERE c.depends_on && ARRAY[d.id] AND c.state = 'queued' AND c.depends_on IS NOT NULL
+        OFFSET 0  -- keeps the subquery from being flattened into a join
+    ) AS g
 ), cancelled AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'cancelled', finished_at = now(),
@@ -300,13 +309,20 @@ WITH o AS MATERIALIZED (
         unique_until = CASE WHEN o.state <> 'queued' AND j.unique_for IS NOT NULL
                             THEN now() + make_interval(secs => j.unique_for) END
     FROM o
-    WHERE j.id = o.id AND j.state = 'running' AND j.attempts = o.attempt
-      AND j.worker_id = %(worker_id)s::uuid
+    -- The jobs are read by primary key (the id list), and the guard sits inside IS TRUE so
+    -- no other index can serve it. A scan of this worker's running jobs instead would grow
+    -- with every job it ran since the last vacuum (dead index entries), batch after batch.
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = o.id
+      AND (j.state = 'running' AND j.attempts = o.attempt
+           AND j.worker_id = %(worker_id)s::uuid) IS TRUE
     RETURNING j.id, j.state, j.queue
 )
 SELECT u.id, u.state,
        (SELECT count(pg_notify('pgqueue_jobs', q.queue))
-        FROM (SELECT DISTINCT queue FROM updated WHERE state = 'queued') AS q) AS woken
+        FROM (SELECT DISTINCT queue FROM updated WHERE state = 'queued') AS q) AS woken,
+       -- Whether any job waits on another: if none does, job_settle_children is skipped.
+       EXISTS (SELECT 1 FROM pgqueue.jobs AS x
+               WHERE x.state = 'queued' AND x.run_at = '9999-12-31 00:00:00+00') AS waiting
 FROM updated AS u;
 
 -- name: job_rescue_lost
