@@ -93,6 +93,10 @@ class Completer:
     def backlog(self) -> int:
         return len(self._pending)
 
+    def pending_ids(self) -> set[int]:
+        """Jobs finished here whose outcome is not written yet."""
+        return {r.id for r in self._pending}
+
     async def run(self) -> None:
         backoff = 0.05
         while True:

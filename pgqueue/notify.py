@@ -1,8 +1,9 @@
 """LISTEN/NOTIFY wake-ups for the worker, on a dedicated connection.
 
 The listener only sets flags: `wake` when a job was inserted or re-queued in one of the
-worker's queues, and calls `on_cancel(job_id)` for a cancel request. If the connection drops
-the worker keeps working by polling, and the listener reconnects and LISTENs again.
+worker's queues, and calls `on_cancel(job_id)` for a cancel request and `on_push(payload)`
+for a job handed to a worker by the insert trigger. If the connection drops the worker keeps
+working by polling, and the listener reconnects, LISTENs again and calls `on_connected`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psycopg
 JOBS_CHANNEL = "pgqueue_jobs"
 CANCEL_CHANNEL = "pgqueue_cancel"
 QUEUES_CHANNEL = "pgqueue_queues"
+PUSH_CHANNEL = "pgqueue_push"
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -30,12 +32,16 @@ class Listener:
         wake: asyncio.Event,
         on_cancel: Callable[[int], None],
         on_queue_change: Callable[[str], None] = lambda queue: None,
+        on_push: Callable[[str], None] = lambda payload: None,
+        on_connected: Callable[[], None] = lambda: None,
     ) -> None:
         self.dsn = dsn
         self.queues = frozenset(queues) if queues else None
         self.wake = wake
         self.on_cancel = on_cancel
         self.on_queue_change = on_queue_change
+        self.on_push = on_push
+        self.on_connected = on_connected
         self.connected = asyncio.Event()
         self._conn: psycopg.AsyncConnection[object] | None = None
 
@@ -54,10 +60,10 @@ class Listener:
                 continue
             self._conn = conn
             try:
-                await conn.execute(f"LISTEN {JOBS_CHANNEL}")
-                await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                await conn.execute(f"LISTEN {QUEUES_CHANNEL}")
+                channels = (JOBS_CHANNEL, CANCEL_CHANNEL, QUEUES_CHANNEL, PUSH_CHANNEL)
+                await conn.execute("; ".join(f"LISTEN {c}" for c in channels))
                 self.connected.set()
+                self.on_connected()
                 if backoff > 0.1:
                     log.info("listener: reconnected")
                 backoff = 0.1
@@ -78,7 +84,9 @@ class Listener:
                 await conn.close()
 
     def _dispatch(self, channel: str, payload: str) -> None:
-        if channel == JOBS_CHANNEL:
+        if channel == PUSH_CHANNEL:
+            self.on_push(payload)
+        elif channel == JOBS_CHANNEL:
             if self.queues is None or payload in self.queues:
                 self.wake.set()
         elif channel == QUEUES_CHANNEL:

@@ -64,6 +64,14 @@ workers = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )
 
+worker_slots = Table(
+    "worker_slots",
+    metadata,
+    Column("worker_id", Uuid, primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("queues", ARRAY(Text)),
+)
+
 queues = Table(
     "queues",
     metadata,

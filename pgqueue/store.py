@@ -552,6 +552,23 @@ class AsyncJobStore:
     async def worker_unregister(self, worker_id: UUID) -> None:
         await self._tuples("worker_unregister", {"id": worker_id})
 
+    async def worker_offer_slots(
+        self, worker_id: UUID, queues: Sequence[str] | None, slots: Sequence[int]
+    ) -> None:
+        params = {"id": worker_id, "queues": queues, "slots": list(slots)}
+        await self._tuples("worker_offer_slots", params)
+
+    async def worker_withdraw_slots(self, worker_id: UUID) -> int:
+        """Take back offered slots; returns how many stay offered (being taken now)."""
+        rows = await self._tuples("worker_withdraw_slots", {"id": worker_id})
+        return int(rows[0][0]) if rows else 0
+
+    async def job_running_for(
+        self, worker_id: UUID, ids: Sequence[int] | None = None
+    ) -> list[tuple[Any, ...]]:
+        params = {"id": worker_id, "ids": None if ids is None else list(ids)}
+        return await self._tuples("job_running_for", params)
+
 
 def dumps(value: Any) -> str:
     """JSON text for PostgreSQL's jsonb: strict (no NaN), compact."""

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -33,6 +34,8 @@ from pgqueue.store import AsyncJobStore
 
 log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
+PUSH_SLOTS = 8  # at most this many slots offered for jobs handed over at insert
+SEEN_FOR = 600.0  # seconds a pushed (job, attempt) is remembered, against double starts
 job_log = logging.getLogger("pgqueue.job")
 
 
@@ -53,6 +56,14 @@ _OUTCOME_LEVELS: dict[type, tuple[int, str]] = {
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def row_from_push(body: str) -> tuple[Any, ...]:
+    """The job row a push notification carries (JSON, in job_claim's column order)."""
+    row = orjson.loads(body)
+    for i in (6, 11, 12):  # run_at, created_at, started_at
+        row[i] = datetime.fromisoformat(row[i])
+    return tuple(row)
 
 
 def job_from_claim(row: tuple[Any, ...], worker_id: UUID) -> Job:
@@ -104,11 +115,19 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.dsn = dsn if dsn is not None else app.dsn
         self.id = uuid4()
+        self.id_text = str(self.id)
         self.queues = list(self.settings.queues) if self.settings.queues else None
         self.active: dict[int, asyncio.Task[None]] = {}
         self.contexts: dict[int, JobContext] = {}
         self.cancel_requested: set[int] = set()
         self.early_cancels: dict[int, float] = {}
+        # Slots offered in pgqueue.worker_slots for jobs handed over at insert (push).
+        self.offered = 0
+        self.slot_seq = 0
+        self.pushed_seen: dict[tuple[int, int], float] = {}
+        self.resync = False
+        self._listened = False
+        self._fetches: set[asyncio.Task[None]] = set()
         self.shutting_down: set[int] = set()
         self.processed = 0
         self.limited: list[str] = []
@@ -185,7 +204,13 @@ class Worker:
         try:
             started = True
             listener = Listener(
-                self.dsn, self.queues, self.wake, self._on_cancel, self._on_queue_change
+                self.dsn,
+                self.queues,
+                self.wake,
+                self._on_cancel,
+                self._on_queue_change,
+                on_push=self._on_push,
+                on_connected=self._on_listener_connected,
             )
             helpers = [
                 asyncio.create_task(listener.run(), name="pgqueue-listener"),
@@ -295,9 +320,9 @@ class Worker:
     def _free_slots(self) -> int:
         """Slots to fill. Finished jobs whose outcome is not written yet count too, beyond a
         batch's worth, so a slow database cannot make the worker claim far ahead."""
-        c = self.settings.concurrency
+        c = self.settings.concurrency - self.offered
         running = len(self.active)
-        return min(c - running, 2 * c - running - self.completer.backlog)
+        return min(c - running, c + self.settings.concurrency - running - self.completer.backlog)
 
     async def _refresh_config(self) -> None:
         """Which of our queues have cluster-wide limits (claimed through the limited path)."""
@@ -353,7 +378,19 @@ class Worker:
         s = self.settings
         backoff = 0.1
         while not self._stop.is_set():
-            free = self._free_slots()
+            try:
+                if self.resync:
+                    await self._resync()
+                free = self._free_slots()
+                if free <= 0 and self.offered:
+                    # Woken with all room offered: take the offers back to claim instead.
+                    self.offered = await self.store.worker_withdraw_slots(self.id)
+                    free = self._free_slots()
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                log.warning("%s; trying again in %.1fs", _one_line(exc), backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             if free <= 0:
                 self.slot_freed.clear()
                 await self._sleep(s.poll_interval, self.slot_freed)
@@ -375,14 +412,13 @@ class Worker:
                     key=lambda j: (-j.priority, j.run_at, j.id),
                 )
                 for job in jobs:
-                    self.active[job.id] = asyncio.create_task(self._execute(job))
-                    if job.id in self.early_cancels:
-                        del self.early_cancels[job.id]
-                        self._on_cancel(job.id)
+                    self._start(job)
             if len(rows) < limit:
-                # Nothing more is due (the jobs above are already started): sleep until a
-                # notification, the next due job, or the safety poll.
+                # Nothing more is due (the jobs above are already started): offer idle
+                # slots for jobs handed over at insert, then sleep until a notification,
+                # the next due job, or the safety poll.
                 try:
+                    await self._offer(free - len(rows))
                     delay = await self._idle_delay()
                 except (DatabaseUnavailable, psycopg.Error):
                     delay = backoff
@@ -390,6 +426,86 @@ class Worker:
             elif len(self.active) >= s.concurrency:
                 # Let jobs that finish together free their slots before the next claim.
                 await asyncio.sleep(0)
+
+    def _start(self, job: Job) -> None:
+        self.active[job.id] = asyncio.create_task(self._execute(job))
+        if job.id in self.early_cancels:
+            del self.early_cancels[job.id]
+            self._on_cancel(job.id)
+
+    # -- jobs handed over at insert (push) -----------------------------------------------------
+
+    async def _offer(self, room: int) -> None:
+        """Offer up to PUSH_SLOTS of this idle worker's free slots to the insert trigger."""
+        n = min(PUSH_SLOTS - self.offered, room)
+        if n <= 0 or self._stop is None or self._stop.is_set():
+            return
+        slots = range(self.slot_seq, self.slot_seq + n)
+        self.slot_seq += n
+        await self.store.worker_offer_slots(self.id, self.queues, slots)
+        self.offered += n
+
+    def _on_push(self, payload: str) -> None:
+        """A producer's transaction handed us a job (already running for us) and committed."""
+        worker, _, body = payload.partition(" ")
+        if worker != self.id_text:
+            return
+        self.offered = max(0, self.offered - 1)
+        if body.startswith("["):
+            try:
+                row = row_from_push(body)
+            except (ValueError, TypeError, IndexError):
+                log.warning("unreadable job notification; the job is read from the table")
+                self.resync = True
+                self.wake.set()
+                return
+            self._take_pushed(row)
+        else:
+            fetch = asyncio.create_task(self._fetch_pushed([int(body)]))
+            self._fetches.add(fetch)
+            fetch.add_done_callback(self._fetches.discard)
+
+    async def _fetch_pushed(self, ids: list[int]) -> None:
+        """A pushed job too big for its notification: read it (the rescue covers failure)."""
+        try:
+            for row in await self.store.job_running_for(self.id, ids):
+                self._take_pushed(row)
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("could not read pushed job(s) %s: %s", ids, _one_line(exc))
+            self.resync = True
+
+    def _take_pushed(self, row: tuple[Any, ...]) -> None:
+        job = job_from_claim(row, self.id)
+        key = (job.id, job.attempts)
+        if key in self.pushed_seen or job.id in self.active:
+            return  # already started (read from the table, then its notification came)
+        self.pushed_seen[key] = time.monotonic()
+        if self._stop is not None and self._stop.is_set():
+            # Handed over while we stop: back to the queue, the attempt not counted.
+            self.completer.put(outcome_row(job, Released()))
+            return
+        self._start(job)
+
+    def _on_listener_connected(self) -> None:
+        # Notifications sent while the listener was away are lost: look at the tables. (The
+        # first time there is nothing to find: no slot was offered yet.)
+        self.resync = self.resync or self._listened
+        self._listened = True
+        self.wake.set()
+
+    async def _resync(self) -> None:
+        """Recount our offered slots and start jobs handed to us that we never heard of."""
+        self.resync = False
+        try:
+            self.offered = await self.store.worker_withdraw_slots(self.id)
+            rows = await self.store.job_running_for(self.id)
+        except BaseException:
+            self.resync = True
+            raise
+        pending = self.completer.pending_ids()
+        for row in rows:
+            if row[0] not in pending:
+                self._take_pushed(row)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -528,6 +644,7 @@ class Worker:
                         s.concurrency,
                         s.lease,
                     )
+                    self.resync = True
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("heartbeat failed: %s", _one_line(exc))
             except Exception:
@@ -538,6 +655,8 @@ class Worker:
         node, each statement short."""
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
+            horizon = time.monotonic() - SEEN_FOR
+            self.pushed_seen = {k: t for k, t in self.pushed_seen.items() if t > horizon}
             try:
                 await rescue_lost_jobs(self.store)
                 await settle_waiting_jobs(self.store)
@@ -551,6 +670,11 @@ class Worker:
 
     async def _shutdown(self) -> None:
         grace = self.settings.shutdown_grace
+        try:
+            # No more jobs handed over; any already on their way are released on arrival.
+            self.offered = await self.store.worker_withdraw_slots(self.id)
+        except (DatabaseUnavailable, psycopg.Error):
+            pass  # the trigger skips a worker that is gone, and the rescue covers the rest
         if self.active:
             log.info("stopping: waiting up to %gs for %d running job(s)", grace, len(self.active))
             await asyncio.wait(list(self.active.values()), timeout=grace)

@@ -361,7 +361,15 @@ FROM rescued AS r;
 
 -- name: worker_prune
 -- Forget workers silent past their lease (run right after job_rescue_lost took their jobs;
--- a worker that was only slow registers again at its next heartbeat).
+-- a worker that was only slow registers again at its next heartbeat), and the slots offered
+-- by workers that are gone (those a producer is taking right now are left for next time).
+WITH gone_slots AS (
+    DELETE FROM pgqueue.worker_slots AS ws
+    WHERE (ws.worker_id, ws.slot) IN (
+        SELECT s.worker_id, s.slot FROM pgqueue.worker_slots AS s
+        WHERE NOT EXISTS (SELECT 1 FROM pgqueue.workers AS w WHERE w.id = s.worker_id)
+        FOR UPDATE SKIP LOCKED)
+)
 DELETE FROM pgqueue.workers
 WHERE heartbeat_at <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => lease)
 RETURNING id;
@@ -600,8 +608,39 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(id)s::uuid RETURNING id;
 
 -- name: worker_unregister
--- A worker leaves cleanly.
+-- A worker leaves cleanly (its slots went first, with worker_withdraw_slots).
 DELETE FROM pgqueue.workers WHERE id = %(id)s::uuid;
+
+-- name: worker_offer_slots
+-- An idle worker offers slots: the insert trigger hands new due jobs of `queues` (NULL:
+-- every queue) straight to it, one job per slot.
+INSERT INTO pgqueue.worker_slots (worker_id, slot, queues)
+SELECT %(id)s::uuid, slot, %(queues)s::text[] FROM unnest(%(slots)s::int[]) AS slot
+ON CONFLICT DO NOTHING;
+
+-- name: worker_withdraw_slots
+-- Take back a worker's offered slots, except those a producer is taking at this moment
+-- (locked): those jobs arrive by notification, or the slot comes back if it rolls back.
+-- Returns how many stay offered.
+WITH taken_back AS (
+    DELETE FROM pgqueue.worker_slots AS ws
+    WHERE (ws.worker_id, ws.slot) IN (
+        SELECT s.worker_id, s.slot FROM pgqueue.worker_slots AS s
+        WHERE s.worker_id = %(id)s::uuid
+        FOR UPDATE SKIP LOCKED)
+    RETURNING ws.slot
+)
+SELECT count(*)::int FROM pgqueue.worker_slots AS s
+WHERE s.worker_id = %(id)s::uuid AND s.slot NOT IN (SELECT slot FROM taken_back);
+
+-- name: job_running_for
+-- Jobs running for this worker (all, or those of `ids`), in the shape job_claim returns:
+-- pushed jobs too big for their notification, and jobs pushed while the listener was away.
+SELECT j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
+       j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at
+FROM pgqueue.jobs AS j
+WHERE j.state = 'running' AND j.worker_id = %(id)s::uuid
+  AND (%(ids)s::bigint[] IS NULL OR j.id = ANY(%(ids)s::bigint[]));
 
 -- name: schema_version
 -- The applied pgqueue migration, or nothing when the schema is not there.
