@@ -12,14 +12,16 @@ import asyncio
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
-from croniter import croniter
 
 from pgqueue.errors import ConfigurationError, DatabaseUnavailable
 from pgqueue.store import JobSpec
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 log = logging.getLogger("pgqueue.scheduler")
 MAX_SLEEP = 30.0  # re-read the clock at least this often (clock changes, new schedules)
@@ -41,6 +43,8 @@ class Schedule:
     priority: int | None = None
 
     def __post_init__(self) -> None:
+        from croniter import croniter  # imported when used: every worker start pays otherwise
+
         fields = self.cron.split()
         if len(fields) not in (5, 6) or not croniter.is_valid(
             self.cron, second_at_beginning=len(fields) == 6
@@ -55,6 +59,8 @@ class Schedule:
             raise ConfigurationError(f"unknown time zone {self.timezone!r}") from None
 
     def _iter(self, start: datetime) -> croniter:
+        from croniter import croniter
+
         local = start.astimezone(ZoneInfo(self.timezone))
         return croniter(self.cron, local, second_at_beginning=len(self.cron.split()) == 6)
 

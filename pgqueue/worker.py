@@ -126,6 +126,7 @@ class Worker:
         self.slot_seq = 0
         self.pushed_seen: dict[tuple[int, int], float] = {}
         self.resync = False
+        self.adopt = False
         self._listened = False
         self._fetches: set[asyncio.Task[None]] = set()
         self.shutting_down: set[int] = set()
@@ -203,7 +204,7 @@ class Worker:
         )
         try:
             started = True
-            listener = Listener(
+            self.listener = listener = Listener(
                 self.dsn,
                 self.queues,
                 self.wake,
@@ -381,6 +382,8 @@ class Worker:
             try:
                 if self.resync:
                     await self._resync()
+                elif self.adopt:
+                    await self._adopt()
                 free = self._free_slots()
                 if free <= 0 and self.offered:
                     # Woken with all room offered: take the offers back to claim instead.
@@ -440,6 +443,8 @@ class Worker:
         n = min(PUSH_SLOTS - self.offered, room)
         if n <= 0 or self._stop is None or self._stop.is_set():
             return
+        if not self.listener.connected.is_set():
+            return  # a hand-over would go unheard until the listener is back
         slots = range(self.slot_seq, self.slot_seq + n)
         self.slot_seq += n
         await self.store.worker_offer_slots(self.id, self.queues, slots)
@@ -495,13 +500,17 @@ class Worker:
 
     async def _resync(self) -> None:
         """Recount our offered slots and start jobs handed to us that we never heard of."""
+        self.resync = True
+        self.offered = await self.store.worker_withdraw_slots(self.id)
+        await self._adopt()
         self.resync = False
-        try:
-            self.offered = await self.store.worker_withdraw_slots(self.id)
-            rows = await self.store.job_running_for(self.id)
-        except BaseException:
-            self.resync = True
-            raise
+
+    async def _adopt(self) -> None:
+        """Start jobs running for us in the table that we know nothing of: handed over while
+        no notification could reach us. Runs in the claim loop, never beside a claim."""
+        self.adopt = True
+        rows = await self.store.job_running_for(self.id)
+        self.adopt = False
         pending = self.completer.pending_ids()
         for row in rows:
             if row[0] not in pending:
@@ -657,6 +666,7 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_interval)
             horizon = time.monotonic() - SEEN_FOR
             self.pushed_seen = {k: t for k, t in self.pushed_seen.items() if t > horizon}
+            self.adopt = True  # the claim loop looks for unheard-of hand-overs now and then
             try:
                 await rescue_lost_jobs(self.store)
                 await settle_waiting_jobs(self.store)
