@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 
@@ -18,6 +20,9 @@ JOBS_CHANNEL = "pgqueue_jobs"
 CANCEL_CHANNEL = "pgqueue_cancel"
 QUEUES_CHANNEL = "pgqueue_queues"
 PUSH_CHANNEL = "pgqueue_push"
+# The advisory lock class that marks a worker's listening session as live (migration 0007):
+# the insert trigger hands jobs only to workers whose lock is held.
+PUSH_LOCK_CLASS = 1886548833
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -43,6 +48,9 @@ class Listener:
         self.on_push = on_push
         self.on_connected = on_connected
         self.connected = asyncio.Event()
+        # Held by the listening session while connected: jobs may be handed over to us.
+        self.lock_id = random.randint(1, 2**31 - 1)
+        self.holds_lock = False
         self._conn: psycopg.AsyncConnection[object] | None = None
 
     async def run(self) -> None:
@@ -62,6 +70,7 @@ class Listener:
             try:
                 channels = (JOBS_CHANNEL, CANCEL_CHANNEL, QUEUES_CHANNEL, PUSH_CHANNEL)
                 await conn.execute("; ".join(f"LISTEN {c}" for c in channels))
+                await self._lock(conn)
                 self.connected.set()
                 self.on_connected()
                 if backoff > 0.1:
@@ -80,8 +89,22 @@ class Listener:
                 backoff = 0.2
             finally:
                 self.connected.clear()
+                self.holds_lock = False
                 self._conn = None
                 await conn.close()
+
+    async def _lock(self, conn: psycopg.AsyncConnection[object]) -> None:
+        """Take our live-session lock; another id if this one is held (by another worker, or
+        by our previous session not yet gone)."""
+        for _ in range(5):
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (PUSH_LOCK_CLASS, self.lock_id)
+            )
+            row: Any = await cur.fetchone()
+            if row is not None and row[0]:
+                self.holds_lock = True
+                return
+            self.lock_id = random.randint(1, 2**31 - 1)
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == PUSH_CHANNEL:

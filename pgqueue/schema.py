@@ -70,6 +70,7 @@ worker_slots = Table(
     Column("worker_id", Uuid, primary_key=True),
     Column("slot", Integer, primary_key=True),
     Column("queues", ARRAY(Text)),
+    Column("lock_id", Integer, nullable=False),
 )
 
 queues = Table(

@@ -553,9 +553,9 @@ class AsyncJobStore:
         await self._tuples("worker_unregister", {"id": worker_id})
 
     async def worker_offer_slots(
-        self, worker_id: UUID, queues: Sequence[str] | None, slots: Sequence[int]
+        self, worker_id: UUID, queues: Sequence[str] | None, slots: Sequence[int], lock_id: int
     ) -> None:
-        params = {"id": worker_id, "queues": queues, "slots": list(slots)}
+        params = {"id": worker_id, "queues": queues, "slots": list(slots), "lock_id": lock_id}
         await self._tuples("worker_offer_slots", params)
 
     async def worker_withdraw_slots(self, worker_id: UUID) -> int:

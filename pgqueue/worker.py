@@ -443,11 +443,12 @@ class Worker:
         n = min(PUSH_SLOTS - self.offered, room)
         if n <= 0 or self._stop is None or self._stop.is_set():
             return
-        if not self.listener.connected.is_set():
+        listener = self.listener
+        if not (listener.connected.is_set() and listener.holds_lock):
             return  # a hand-over would go unheard until the listener is back
         slots = range(self.slot_seq, self.slot_seq + n)
         self.slot_seq += n
-        await self.store.worker_offer_slots(self.id, self.queues, slots)
+        await self.store.worker_offer_slots(self.id, self.queues, slots, listener.lock_id)
         self.offered += n
 
     def _on_push(self, payload: str) -> None:

@@ -1,11 +1,15 @@
 """Jobs handed straight to idle workers: slots they offer, taken by the insert trigger.
 
 An idle worker offers a few slots in `pgqueue.worker_slots`. The statement-level insert
-trigger gives each due job it can to an offered slot: the job becomes that worker's running
-attempt in the producer's own transaction, and a `pgqueue_push` notification tells the worker
-when that transaction commits. The worker starts it without a claim round trip (and without
-a second commit to wait for), which is most of an idle queue's enqueue-to-start latency.
-Jobs that find no slot are claimed as before.
+trigger gives each due job it can to an offered slot of a live worker: the job becomes that
+worker's running attempt in the producer's own transaction, and a `pgqueue_push`
+notification tells the worker when that transaction commits. The worker starts it without a
+claim round trip (and without a second commit to wait for), which is most of an idle queue's
+enqueue-to-start latency. Jobs that find no slot are claimed as before.
+
+A worker is live while the session it LISTENs on holds its advisory lock (class
+PUSH_LOCK_CLASS, id `lock_id`): a worker killed with SIGKILL, or one whose listener is
+reconnecting, gets nothing handed over, so no job waits for the lease to run out.
 
 Revision ID: 0007
 Revises: 0006
@@ -15,6 +19,8 @@ Create Date: 2026-11-26
 from __future__ import annotations
 
 from alembic import op
+
+PUSH_LOCK_CLASS = 1886548833  # the advisory lock class of workers' listening sessions
 
 revision = "0007"
 down_revision = "0006"
@@ -46,6 +52,8 @@ BEGIN
             JOIN pgqueue.workers AS w ON w.id = ws.worker_id
             WHERE (ws.queues IS NULL OR j.queue = ANY (ws.queues))
               AND w.heartbeat_at > now() - make_interval(secs => w.lease)
+              -- Its listening session holds the lock: the shared one is refused.
+              AND NOT pg_try_advisory_xact_lock_shared(%(lock_class)s, ws.lock_id)
               AND NOT EXISTS (
                   SELECT 1 FROM pgqueue.queues AS q
                   WHERE q.name = j.queue
@@ -102,11 +110,12 @@ def upgrade() -> None:
             worker_id uuid NOT NULL,
             slot integer NOT NULL,
             queues text[],
+            lock_id integer NOT NULL,
             PRIMARY KEY (worker_id, slot)
         )
         """
     )
-    op.execute(PUSHING_TRIGGER)
+    op.execute(PUSHING_TRIGGER.replace("%(lock_class)s", str(PUSH_LOCK_CLASS)))
 
 
 def downgrade() -> None:

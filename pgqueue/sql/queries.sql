@@ -614,8 +614,9 @@ DELETE FROM pgqueue.workers WHERE id = %(id)s::uuid;
 -- name: worker_offer_slots
 -- An idle worker offers slots: the insert trigger hands new due jobs of `queues` (NULL:
 -- every queue) straight to it, one job per slot.
-INSERT INTO pgqueue.worker_slots (worker_id, slot, queues)
-SELECT %(id)s::uuid, slot, %(queues)s::text[] FROM unnest(%(slots)s::int[]) AS slot
+INSERT INTO pgqueue.worker_slots (worker_id, slot, queues, lock_id)
+SELECT %(id)s::uuid, slot, %(queues)s::text[], %(lock_id)s::int
+FROM unnest(%(slots)s::int[]) AS slot
 ON CONFLICT DO NOTHING;
 
 -- name: worker_withdraw_slots
