@@ -510,11 +510,13 @@ class Worker:
         """Start jobs running for us in the table that we know nothing of: handed over while
         no notification could reach us. Runs in the claim loop, never beside a claim."""
         self.adopt = True
+        # What we know of must be taken before the query: a job of ours that finishes and
+        # has its outcome written while the query runs still shows as running in its result.
+        known = set(self.active) | self.completer.pending_ids()
         rows = await self.store.job_running_for(self.id)
         self.adopt = False
-        pending = self.completer.pending_ids()
         for row in rows:
-            if row[0] not in pending:
+            if row[0] not in known:
                 self._take_pushed(row)
 
     # -- running ----------------------------------------------------------------------------
