@@ -543,7 +543,8 @@ class Worker:
             self.completer.put(outcome_row(job, outcome, ctx._followups))
             self.processed += 1
             self._log_outcome(job, outcome, time.monotonic() - started)
-            await self.runner.wait_thread(job.id)
+            if job.id in self.runner.stuck:
+                await self.runner.wait_thread(job.id)
         finally:
             self.active.pop(job.id, None)
             self.contexts.pop(job.id, None)
