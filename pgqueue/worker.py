@@ -4,6 +4,7 @@ gracefully. Written once, for asyncio; sync handlers run in a thread pool."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -36,6 +37,7 @@ log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
 PUSH_SLOTS = 8  # at most this many slots offered for jobs handed over at insert
 SEEN_FOR = 600.0  # seconds a pushed (job, attempt) is remembered, against double starts
+QUICK_JOB = 0.005  # seconds: jobs this short on average let the next claim overlap a batch
 job_log = logging.getLogger("pgqueue.job")
 
 
@@ -118,6 +120,9 @@ class Worker:
         self.id_text = str(self.id)
         self.queues = list(self.settings.queues) if self.settings.queues else None
         self.active: dict[int, asyncio.Task[None]] = {}
+        # Claimed while every slot was taken (quick jobs only): they start as slots free.
+        self.waiting: collections.deque[Job] = collections.deque()
+        self.avg_duration: float | None = None
         self.contexts: dict[int, JobContext] = {}
         self.cancel_requested: set[int] = set()
         self.early_cancels: dict[int, float] = {}
@@ -319,11 +324,24 @@ class Worker:
     # -- claiming ---------------------------------------------------------------------------
 
     def _free_slots(self) -> int:
-        """Slots to fill. Finished jobs whose outcome is not written yet count too, beyond a
-        batch's worth, so a slow database cannot make the worker claim far ahead."""
-        c = self.settings.concurrency - self.offered
-        running = len(self.active)
-        return min(c - running, c + self.settings.concurrency - running - self.completer.backlog)
+        """Jobs to claim now. Running jobs, jobs waiting for a slot and offered slots take
+        room. While jobs take a few milliseconds at most, one batch more than the concurrency
+        may be held, waiting to start: the next claim then runs beside the current batch
+        instead of after it, when every slot would sit empty for its round trip. Finished
+        jobs whose outcome is not written yet count too, beyond a batch's worth, so a slow
+        database cannot make the worker claim far ahead."""
+        c = self.settings.concurrency
+        cap = 2 * c if self._quick() else c
+        held = len(self.active) + len(self.waiting) + self.offered
+        return min(cap - held, cap + c - held - self.completer.backlog)
+
+    def _room(self) -> int:
+        """Slots free to start a job right now."""
+        held = len(self.active) + len(self.waiting) + self.offered
+        return self.settings.concurrency - held
+
+    def _quick(self) -> bool:
+        return self.avg_duration is not None and self.avg_duration < QUICK_JOB
 
     async def _refresh_config(self) -> None:
         """Which of our queues have cluster-wide limits (claimed through the limited path)."""
@@ -357,9 +375,12 @@ class Worker:
         """Claim up to `limit` jobs, from limited queues too."""
         if self.config_stale or time.monotonic() - self.config_at > self.settings.poll_interval:
             await self._refresh_config()
+        room = self._room()
         rows = await self.store.job_claim(self.id, self.queues, limit)
-        if self.limited and len(rows) < limit:
-            rows += await self.store.job_claim_limited(self.id, self.limited, limit - len(rows))
+        # Limited queues' jobs are never claimed to wait: they would hold their global budget.
+        rest = min(limit, room) - len(rows)
+        if self.limited and rest > 0:
+            rows += await self.store.job_claim_limited(self.id, self.limited, rest)
         return rows
 
     async def _idle_delay(self) -> float:
@@ -421,16 +442,22 @@ class Worker:
                 # slots for jobs handed over at insert, then sleep until a notification,
                 # the next due job, or the safety poll.
                 try:
-                    await self._offer(free - len(rows))
+                    await self._offer(self._room())
                     delay = await self._idle_delay()
                 except (DatabaseUnavailable, psycopg.Error):
                     delay = backoff
                 await self._sleep(delay, self.wake)
-            elif len(self.active) >= s.concurrency:
+            elif len(self.active) >= s.concurrency and not self._quick():
                 # Let jobs that finish together free their slots before the next claim.
                 await asyncio.sleep(0)
 
     def _start(self, job: Job) -> None:
+        if len(self.active) < self.settings.concurrency:
+            self._launch(job)
+        else:
+            self.waiting.append(job)
+
+    def _launch(self, job: Job) -> None:
         self.active[job.id] = asyncio.create_task(self._execute(job))
         if job.id in self.early_cancels:
             del self.early_cancels[job.id]
@@ -512,7 +539,7 @@ class Worker:
         self.adopt = True
         # What we know of must be taken before the query: a job of ours that finishes and
         # has its outcome written while the query runs still shows as running in its result.
-        known = set(self.active) | self.completer.pending_ids()
+        known = set(self.active) | {j.id for j in self.waiting} | self.completer.pending_ids()
         rows = await self.store.job_running_for(self.id)
         self.adopt = False
         for row in rows:
@@ -542,13 +569,18 @@ class Worker:
                 outcome = Cancelled("cancelled while running")
             self.completer.put(outcome_row(job, outcome, ctx._followups))
             self.processed += 1
-            self._log_outcome(job, outcome, time.monotonic() - started)
+            duration = time.monotonic() - started
+            avg = self.avg_duration
+            self.avg_duration = duration if avg is None else 0.9 * avg + 0.1 * duration
+            self._log_outcome(job, outcome, duration)
             if job.id in self.runner.stuck:
                 await self.runner.wait_thread(job.id)
         finally:
             self.active.pop(job.id, None)
             self.contexts.pop(job.id, None)
             self.cancel_requested.discard(job.id)
+            if self.waiting and self._stop is not None and not self._stop.is_set():
+                self._launch(self.waiting.popleft())
             self.slot_freed.set()
 
     def _log_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
@@ -647,6 +679,7 @@ class Worker:
                     # Declared lost (silent past the lease): its jobs were rescued. Drop the
                     # copies still running here, then come back as a live worker.
                     log.warning("worker %s was declared lost; registering again", self.id)
+                    self.waiting.clear()  # rescued too, and not started: not ours any more
                     for job_id in list(self.active):
                         self._on_cancel(job_id)
                     await self.store.worker_register(
@@ -684,6 +717,9 @@ class Worker:
 
     async def _shutdown(self) -> None:
         grace = self.settings.shutdown_grace
+        # Claimed but not started: straight back to the queue, the attempt not counted.
+        while self.waiting:
+            self.completer.put(outcome_row(self.waiting.popleft(), Released()))
         try:
             # No more jobs handed over; any already on their way are released on arrival.
             self.offered = await self.store.worker_withdraw_slots(self.id)

@@ -19,11 +19,13 @@ fast = pgqueue.RetryPolicy(base=0.05, factor=2, jitter=0)
 calls: list[tuple[str, Any]] = []
 _lock = threading.Lock()
 counters: dict[int, int] = {}
+running = {"now": 0, "peak": 0}
 
 
 def reset() -> None:
     calls.clear()
     counters.clear()
+    running.update(now=0, peak=0)
 
 
 def record(name: str, value: Any) -> None:
@@ -182,6 +184,18 @@ def chaos_item(n: int) -> int:
         raise
     time.sleep(0.005)
     return n
+
+
+@app.task(name="quick")
+async def quick(i: int) -> int:
+    """A very short job that counts how many run at once."""
+    running["now"] += 1
+    running["peak"] = max(running["peak"], running["now"])
+    try:
+        await asyncio.sleep(0)
+    finally:
+        running["now"] -= 1
+    return i
 
 
 @app.task(name="nap", queue="limited")

@@ -1,0 +1,56 @@
+"""Quick jobs: the worker claims its next batch while the current one runs. Concurrency still
+holds for running handlers, a batch waiting for slots is never lost, and slow jobs are never
+claimed ahead."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests import jobs
+from tests.conftest import running_worker
+
+
+def test_quick_jobs_never_run_beyond_concurrency(app, worker, db):
+    ids = app.enqueue_many([{"task": "quick", "args": [i]} for i in range(3000)])
+    peak_running_rows = 0
+    with worker(concurrency=5):
+        deadline = time.monotonic() + 60
+        while app.get_job(ids[-1]).state != "succeeded":
+            n = db.execute("SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'")
+            peak_running_rows = max(peak_running_rows, n.fetchone()[0])
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+    states = dict(db.execute("SELECT state, count(*) FROM pgqueue.jobs GROUP BY 1").fetchall())
+    assert states == {"succeeded": 3000}
+    assert jobs.running["peak"] <= 5, "more handlers ran at once than the concurrency"
+    # In the table: the running batch, at most one batch waiting for slots, and at most one
+    # batch finished whose outcomes are being written.
+    assert peak_running_rows <= 15
+
+
+def test_stopping_releases_claimed_jobs_that_did_not_start(app, dsn, db):
+    app.enqueue_many([{"task": "quick", "args": [i]} for i in range(20_000)])
+    with running_worker(dsn, concurrency=20) as w:
+        threading.Event().wait(0.5)
+        assert w.processed > 0
+    states = dict(db.execute("SELECT state, count(*) FROM pgqueue.jobs GROUP BY 1").fetchall())
+    assert "running" not in states, states
+    assert states["succeeded"] == w.processed
+    # Released jobs went back without an attempt counted.
+    not_done = db.execute(
+        "SELECT count(*) FROM pgqueue.jobs WHERE state = 'queued' AND attempts <> 0"
+    ).fetchone()[0]
+    assert not_done == 0
+
+
+def test_slow_jobs_are_not_claimed_ahead(app, worker, db):
+    ids = app.enqueue_many([{"task": "async_sleep", "args": [0.05]} for i in range(40)])
+    most_waiting = 0
+    with worker(concurrency=4) as w:
+        deadline = time.monotonic() + 30
+        while app.get_job(ids[-1]).state != "succeeded":
+            most_waiting = max(most_waiting, len(w.waiting))
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+    assert most_waiting == 0
