@@ -79,21 +79,28 @@ class Applied(dict[int, str]):
         return applied
 
 
-def insert_params(specs: Sequence[JobSpec]) -> dict[str, list[Any]]:
-    return {
-        "queue": [s.queue for s in specs],
-        "task": [s.task for s in specs],
-        "args": [s.args_json for s in specs],
-        "kwargs": [s.kwargs_json for s in specs],
-        "priority": [s.priority for s in specs],
-        "run_at": [s.run_at for s in specs],
-        "delay": [s.delay for s in specs],
-        "max_attempts": [s.max_attempts for s in specs],
-        "unique_key": [s.unique_key for s in specs],
-        "timeout": [s.timeout for s in specs],
-        "depends_on": [None if s.depends_on is None else dumps(s.depends_on) for s in specs],
-        "unique_for": [s.unique_for for s in specs],
-    }
+def insert_params(specs: Sequence[JobSpec]) -> dict[str, str]:
+    """The jobs as one JSON document (arguments embedded as they are): far cheaper to build
+    and send than twelve typed arrays."""
+    fragment = orjson.Fragment
+    jobs = [
+        {
+            "queue": s.queue,
+            "task": s.task,
+            "args": fragment(s.args_json),
+            "kwargs": fragment(s.kwargs_json),
+            "priority": s.priority,
+            "run_at": None if s.run_at is None else s.run_at.isoformat(),
+            "delay": s.delay,
+            "max_attempts": s.max_attempts,
+            "unique_key": s.unique_key,
+            "timeout": s.timeout,
+            "depends_on": None if s.depends_on is None else list(s.depends_on),
+            "unique_for": s.unique_for,
+        }
+        for s in specs
+    ]
+    return {"jobs": orjson.dumps(jobs).decode()}
 
 
 def insert_one_params(spec: JobSpec) -> dict[str, Any]:
@@ -570,6 +577,17 @@ class AsyncJobStore:
         return await self._tuples("job_running_for", params)
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def dumps(value: Any) -> str:
     """JSON text for PostgreSQL's jsonb: strict (no NaN), compact."""
+    # The common case, a list of plain values (or no kwargs), goes through orjson; anything
+    # else through json, whose rules (NaN refused, big integers) are the reference.
+    kind = type(value)
+    if (kind is list and all(type(v) in _PLAIN for v in value)) or (kind is dict and not value):
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:
+            pass  # an integer beyond 64 bits, a lone surrogate: json says what to do
     return json.dumps(value, allow_nan=False, separators=(",", ":"))

@@ -38,6 +38,7 @@ DECLARE
     s record;
     note text;
     pushed bigint[] := '{}';
+    no_slot text[] := '{}';  -- queues no live worker has a slot for
 BEGIN
     IF EXISTS (SELECT 1 FROM pgqueue.worker_slots) THEN
         FOR j IN
@@ -46,6 +47,7 @@ BEGIN
             ORDER BY n.priority DESC, n.run_at, n.id
             LIMIT 64
         LOOP
+            CONTINUE WHEN j.queue = ANY (no_slot);
             -- A live worker's slot for this queue; paused or limited queues are claimed.
             SELECT ws.worker_id, ws.slot INTO s
             FROM pgqueue.worker_slots AS ws
@@ -61,7 +63,10 @@ BEGIN
                          OR q.rate_limit IS NOT NULL))
             LIMIT 1
             FOR UPDATE OF ws SKIP LOCKED;
-            CONTINUE WHEN NOT FOUND;
+            IF NOT FOUND THEN
+                no_slot := no_slot || j.queue;
+                CONTINUE;
+            END IF;
             DELETE FROM pgqueue.worker_slots
             WHERE worker_id = s.worker_id AND slot = s.slot;
             UPDATE pgqueue.jobs AS t

@@ -6,17 +6,15 @@
 -- name: job_insert_many
 -- Insert jobs in input order; a row whose unique_key is taken comes back with a NULL id.
 -- A job with depends_on waits (run_at 9999-12-31, a sentinel) until job_settle_children
--- frees it
--- (the parents' ids travel as JSON arrays: unnest cannot take an array of arrays).
+-- frees it. The jobs come as one JSON document, in order.
 WITH input AS MATERIALIZED (
     SELECT nextval('pgqueue.jobs_id_seq') AS id, t.*
-    FROM unnest(
-        %(queue)s::text[], %(task)s::text[], %(args)s::jsonb[], %(kwargs)s::jsonb[],
-        %(priority)s::int[], %(run_at)s::timestamptz[], %(delay)s::float8[],
-        %(max_attempts)s::int[], %(unique_key)s::text[], %(timeout)s::float8[],
-        %(depends_on)s::jsonb[], %(unique_for)s::float8[]
-    ) WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay,
-                           max_attempts, unique_key, timeout, depends_on, unique_for, ord)
+    FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
+        AS (queue text, task text, args jsonb, kwargs jsonb, priority int,
+            run_at timestamptz, delay float8, max_attempts int, unique_key text,
+            timeout float8, depends_on jsonb, unique_for float8))
+    WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay, max_attempts,
+                         unique_key, timeout, depends_on, unique_for, ord)
 ), inserted AS (
     INSERT INTO pgqueue.jobs
         (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
