@@ -121,10 +121,21 @@ def insert_one_params(spec: JobSpec) -> dict[str, Any]:
 
 
 def insert_query(specs: Sequence[JobSpec]) -> tuple[LiteralString, dict[str, Any]]:
-    """One job: a plain INSERT; several: one unnest statement. Both return (id, unique_key)."""
+    """One job: a plain INSERT; several: one statement over a JSON document, the lighter one
+    when no job has a unique key (every job is then inserted). All return (id, unique_key)."""
     if len(specs) == 1:
         return QUERIES["job_insert"], insert_one_params(specs[0])
-    return QUERIES["job_insert_many"], insert_params(specs)
+    if any(s.unique_key is not None for s in specs):
+        return QUERIES["job_insert_many"], insert_params(specs)
+    return QUERIES["job_insert_keyless"], insert_params(specs)
+
+
+def _in_order(specs: Sequence[JobSpec], rows: list[Row]) -> list[Row]:
+    """Rows in input order: job_insert_keyless's ids were drawn from the sequence in that
+    order (the other statements return rows in order already)."""
+    if any(s.unique_key is not None for s in specs):
+        return rows
+    return sorted(rows, key=lambda r: r["id"])
 
 
 def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:
@@ -262,7 +273,8 @@ class JobStore:
             # between, the insert is simply tried again.
             for _ in range(5):
                 cur.execute(*insert_query(specs))
-                inserted = _inserted(specs, _rows(cur.description, cur.fetchall()))
+                rows = _rows(cur.description, cur.fetchall())
+                inserted = _inserted(specs, _in_order(specs, rows))
                 if parents:
                     # Parents that already finished free (or cancel) their children now.
                     cur.execute(QUERIES["job_settle_children"], {"parents": parents})
@@ -397,7 +409,8 @@ class AsyncJobStore:
                 await cur.execute(QUERIES["job_release_unique"], {"unique_keys": keys})
             for _ in range(5):
                 await cur.execute(*insert_query(specs))
-                inserted = _inserted(specs, _rows(cur.description, await cur.fetchall()))
+                rows = _rows(cur.description, await cur.fetchall())
+                inserted = _inserted(specs, _in_order(specs, rows))
                 if parents:
                     await cur.execute(
                         QUERIES["job_settle_children"], {"parents": parents}, prepare=False

@@ -150,3 +150,14 @@ def test_unique_key_returns_existing_id(dsn, db):
     assert first == second == ids[0]
     assert ids[1] == ids[2] != first
     assert count_jobs(db) == 2
+
+
+def test_bulk_ids_come_back_in_input_order(dsn, db):
+    specs = [{"task": "add", "args": [i, 0], "priority": (i * 7) % 5} for i in range(500)]
+    ids = jobs.app.enqueue_many(specs)
+    rows = dict(db.execute("SELECT id, args->>0 FROM pgqueue.jobs").fetchall())
+    assert [int(rows[i]) for i in ids] == list(range(500))
+    # The same with unique keys in the batch (another statement).
+    keyed = [{"task": "add", "args": [i, 1], "unique_key": f"k{i % 3}"} for i in range(6)]
+    ids = jobs.app.enqueue_many(keyed)
+    assert ids[:3] == ids[3:] and len(set(ids)) == 3
