@@ -11,16 +11,7 @@ import psycopg
 from pgqueue.worker import PUSH_SLOTS
 from tests import jobs
 from tests.conftest import running_worker
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from tests.waiting import wait_for
 
 
 def offered(db, worker) -> int:

@@ -9,16 +9,7 @@ import pytest
 
 import pgqueue
 from tests import jobs
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from tests.waiting import wait_for
 
 
 def test_runs_sync_and_async_handlers_and_stores_results(app, worker):
