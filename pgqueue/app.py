@@ -157,6 +157,9 @@ def build_spec(
     )
 
 
+_PLAIN_JOB_KEYS = frozenset({"task", "args", "kwargs"})
+
+
 class Task(Generic[P, R]):
     """A registered handler. Call it to run it here; `enqueue` it to run it on a worker."""
 
@@ -534,15 +537,18 @@ class App:
         }
         if unknown:
             raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+        merged = {**self._defaults(task), **{k: v for k, v in options.items() if v is not None}}
+        return build_spec(task, args, kwargs, **merged)
+
+    def _defaults(self, task: str) -> dict[str, Any]:
+        """Job options a task's jobs get unless given: the task's own, else the app's."""
         registered = self.tasks.get(task)
-        defaults: dict[str, Any] = {
+        return {
             "queue": registered.queue if registered else self.default_queue,
             "priority": registered.priority if registered else 0,
             "max_attempts": registered.max_attempts if registered else self.default_max_attempts,
             "timeout": registered.timeout if registered else None,
         }
-        merged = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-        return build_spec(task, args, kwargs, **merged)
 
     def enqueue(
         self,
@@ -573,11 +579,21 @@ class App:
 
     def _specs(self, jobs: Iterable[Mapping[str, Any]]) -> list[JobSpec]:
         specs = []
+        defaults: dict[str, dict[str, Any]] = {}  # per task, for jobs with no options
         for i, job in enumerate(jobs):
             if not isinstance(job, Mapping) or "task" not in job:
                 raise ConfigurationError(f"job #{i} must be a dict with a 'task' key")
-            rest = {k: v for k, v in job.items() if k not in ("task", "args", "kwargs")}
             try:
+                if job.keys() <= _PLAIN_JOB_KEYS and isinstance(job["task"], str):
+                    # The bulk case: task and arguments only, the task's defaults for the rest.
+                    task = job["task"]
+                    if task not in defaults:
+                        defaults[task] = self._defaults(task)
+                    specs.append(
+                        build_spec(task, job.get("args"), job.get("kwargs"), **defaults[task])
+                    )
+                    continue
+                rest = {k: v for k, v in job.items() if k not in _PLAIN_JOB_KEYS}
                 specs.append(self._spec(job["task"], job.get("args"), job.get("kwargs"), rest))
             except (ConfigurationError, SerializationError) as exc:
                 raise type(exc)(f"job #{i}: {exc}") from None
