@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import os
 import threading
 import time
@@ -73,8 +74,8 @@ def _seconds(value: float | timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ConfigurationError(f"{what} must be seconds (a number) or a timedelta")
-    if seconds < 0 or seconds != seconds:
-        raise ConfigurationError(f"{what} must be >= 0, got {seconds}")
+    if not 0 <= seconds < math.inf:
+        raise ConfigurationError(f"{what} must be >= 0 (and finite), got {seconds}")
     return float(seconds)
 
 

@@ -578,10 +578,16 @@ class AsyncJobStore:
         params = {"id": worker_id, "queues": queues, "slots": list(slots), "lock_id": lock_id}
         await self._tuples("worker_offer_slots", params)
 
-    async def worker_withdraw_slots(self, worker_id: UUID) -> int:
-        """Take back offered slots; returns how many stay offered (being taken now)."""
+    async def worker_withdraw_slots(self, worker_id: UUID) -> set[int]:
+        """Take back offered slots; returns those that stay offered (being taken now)."""
         rows = await self._tuples("worker_withdraw_slots", {"id": worker_id})
-        return int(rows[0][0]) if rows else 0
+        return {int(r[0]) for r in rows}
+
+    async def worker_drop_slots(self, worker_id: UUID, wait: float) -> None:
+        """Take back every slot, waiting up to `wait` seconds for producers holding one."""
+        async with self._transaction() as cur:
+            await cur.execute(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'")
+            await cur.execute(QUERIES["worker_drop_slots"], {"id": worker_id})
 
     async def job_running_for(
         self, worker_id: UUID, ids: Sequence[int] | None = None

@@ -37,6 +37,7 @@ log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
 PUSH_SLOTS = 8  # at most this many slots offered for jobs handed over at insert
 SEEN_FOR = 600.0  # seconds a pushed (job, attempt) is remembered, against double starts
+NEEDS_REVISION = "0007"  # the oldest schema this worker runs on (hand-over slots)
 QUICK_JOB = 0.005  # seconds: jobs this short on average let the next claim overlap a batch
 job_log = logging.getLogger("pgqueue.job")
 
@@ -127,7 +128,10 @@ class Worker:
         self.cancel_requested: set[int] = set()
         self.early_cancels: dict[int, float] = {}
         # Slots offered in pgqueue.worker_slots for jobs handed over at insert (push).
-        self.offered = 0
+        # Slot numbers never repeat (until they wrap), so sets keep the count exact whatever
+        # order notifications and withdrawals come back in.
+        self.offered_slots: set[int] = set()
+        self._withdrawing: set[int] | None = None  # slots taken while a withdrawal runs
         self.slot_seq = 0
         self.pushed_seen: dict[tuple[int, int], float] = {}
         self.resync = False
@@ -287,9 +291,15 @@ class Worker:
                 probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
                 await probe.close()
                 await pool.open(wait=True, timeout=5)
-                if await store.schema_version() is None:
+                version = await store.schema_version()
+                if version is None:
                     raise SchemaNotMigrated(
                         "the pgqueue schema is not migrated: run `pgqueue migrate`"
+                    )
+                if version < NEEDS_REVISION:
+                    raise SchemaNotMigrated(
+                        f"the pgqueue schema is at revision {version} and this worker needs "
+                        f"{NEEDS_REVISION}: run `pgqueue migrate`"
                     )
                 await store.worker_register(
                     self.id,
@@ -408,7 +418,7 @@ class Worker:
                 free = self._free_slots()
                 if free <= 0 and self.offered:
                     # Woken with all room offered: take the offers back to claim instead.
-                    self.offered = await self.store.worker_withdraw_slots(self.id)
+                    await self._withdraw()
                     free = self._free_slots()
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.warning("%s; trying again in %.1fs", _one_line(exc), backoff)
@@ -465,6 +475,10 @@ class Worker:
 
     # -- jobs handed over at insert (push) -----------------------------------------------------
 
+    @property
+    def offered(self) -> int:
+        return len(self.offered_slots)
+
     async def _offer(self, room: int) -> None:
         """Offer up to PUSH_SLOTS of this idle worker's free slots to the insert trigger."""
         n = min(PUSH_SLOTS - self.offered, room)
@@ -473,30 +487,48 @@ class Worker:
         listener = self.listener
         if not (listener.connected.is_set() and listener.holds_lock):
             return  # a hand-over would go unheard until the listener is back
-        slots = range(self.slot_seq, self.slot_seq + n)
-        self.slot_seq += n
-        await self.store.worker_offer_slots(self.id, self.queues, slots, listener.lock_id)
-        self.offered += n
+        slots = [(self.slot_seq + i) % 2**31 for i in range(n)]
+        self.slot_seq = (self.slot_seq + n) % 2**31
+        # Counted before the insert: a slot can be taken, and heard of, before it returns.
+        self.offered_slots.update(slots)
+        try:
+            await self.store.worker_offer_slots(self.id, self.queues, slots, listener.lock_id)
+        except BaseException:
+            self.offered_slots.difference_update(slots)
+            raise
+
+    async def _withdraw(self) -> None:
+        """Take back our offered slots; those being taken right now stay counted."""
+        self._withdrawing = set()
+        try:
+            remaining = await self.store.worker_withdraw_slots(self.id)
+            self.offered_slots = remaining - self._withdrawing
+        finally:
+            self._withdrawing = None
 
     def _on_push(self, payload: str) -> None:
         """A producer's transaction handed us a job (already running for us) and committed."""
-        worker, _, body = payload.partition(" ")
+        worker, _, rest = payload.partition(" ")
         if worker != self.id_text:
             return
-        self.offered = max(0, self.offered - 1)
-        if body.startswith("["):
-            try:
-                row = row_from_push(body)
-            except (ValueError, TypeError, IndexError):
-                log.warning("unreadable job notification; the job is read from the table")
-                self.resync = True
-                self.wake.set()
-                return
-            self._take_pushed(row)
-        else:
-            fetch = asyncio.create_task(self._fetch_pushed([int(body)]))
-            self._fetches.add(fetch)
-            fetch.add_done_callback(self._fetches.discard)
+        slot, _, body = rest.partition(" ")
+        try:
+            taken = int(slot)
+            self.offered_slots.discard(taken)
+            if self._withdrawing is not None:
+                self._withdrawing.add(taken)
+            if body.startswith("["):
+                self._take_pushed(row_from_push(body))
+            else:
+                fetch = asyncio.create_task(self._fetch_pushed([int(body)]))
+                self._fetches.add(fetch)
+                fetch.add_done_callback(self._fetches.discard)
+        except (ValueError, TypeError, IndexError, KeyError):
+            # A notification of another shape (another version of the trigger, say): the
+            # job is found in the table instead.
+            log.warning("unreadable job notification; the job is read from the table")
+            self.resync = True
+            self.wake.set()
 
     async def _fetch_pushed(self, ids: list[int]) -> None:
         """A pushed job too big for its notification: read it (the rescue covers failure)."""
@@ -529,7 +561,7 @@ class Worker:
     async def _resync(self) -> None:
         """Recount our offered slots and start jobs handed to us that we never heard of."""
         self.resync = True
-        self.offered = await self.store.worker_withdraw_slots(self.id)
+        await self._withdraw()
         await self._adopt()
         self.resync = False
 
@@ -576,10 +608,14 @@ class Worker:
             if job.id in self.runner.stuck:
                 await self.runner.wait_thread(job.id)
         finally:
-            self.active.pop(job.id, None)
-            self.contexts.pop(job.id, None)
-            self.cancel_requested.discard(job.id)
-            if self.waiting and self._stop is not None and not self._stop.is_set():
+            # A later attempt of the same job may have started here meanwhile (this one's
+            # thread outlived its timeout): leave that one's entries alone.
+            if self.active.get(job.id) is asyncio.current_task():
+                del self.active[job.id]
+                self.contexts.pop(job.id, None)
+                self.cancel_requested.discard(job.id)
+            stopping = self._stop is not None and self._stop.is_set()
+            if self.waiting and not stopping and len(self.active) < self.settings.concurrency:
                 self._launch(self.waiting.popleft())
             self.slot_freed.set()
 
@@ -715,16 +751,30 @@ class Worker:
 
     # -- shutdown ---------------------------------------------------------------------------
 
+    async def _stop_handovers(self) -> None:
+        """Take back every slot, waiting for producers that hold one to commit or roll back;
+        then release the jobs handed over to us that we have not heard of yet."""
+        try:
+            await self.store.worker_drop_slots(self.id, wait=min(self.settings.shutdown_grace, 5))
+            self.offered_slots.clear()
+            if self._fetches:
+                await asyncio.wait(set(self._fetches), timeout=5)
+            await self._adopt()  # we are stopping: these go straight back to the queue
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            # The trigger skips a worker that is gone; the rescue covers what was handed over.
+            log.warning("could not take back offered slots: %s", _one_line(exc))
+
     async def _shutdown(self) -> None:
         grace = self.settings.shutdown_grace
-        # Claimed but not started: straight back to the queue, the attempt not counted.
+        # Claimed but not started: straight back to the queue, the attempt not counted (or
+        # cancelled, if a cancel came for it meanwhile).
         while self.waiting:
-            self.completer.put(outcome_row(self.waiting.popleft(), Released()))
-        try:
-            # No more jobs handed over; any already on their way are released on arrival.
-            self.offered = await self.store.worker_withdraw_slots(self.id)
-        except (DatabaseUnavailable, psycopg.Error):
-            pass  # the trigger skips a worker that is gone, and the rescue covers the rest
+            job = self.waiting.popleft()
+            outcome: Outcome = Released()
+            if self.early_cancels.pop(job.id, None) is not None:
+                outcome = Cancelled("cancelled before it started")
+            self.completer.put(outcome_row(job, outcome))
+        await self._stop_handovers()
         if self.active:
             log.info("stopping: waiting up to %gs for %d running job(s)", grace, len(self.active))
             await asyncio.wait(list(self.active.values()), timeout=grace)

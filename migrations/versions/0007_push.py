@@ -3,9 +3,10 @@
 An idle worker offers a few slots in `pgqueue.worker_slots`. The statement-level insert
 trigger gives each due job it can to an offered slot of a live worker: the job becomes that
 worker's running attempt in the producer's own transaction, and a `pgqueue_push`
-notification tells the worker when that transaction commits. The worker starts it without a
-claim round trip (and without a second commit to wait for), which is most of an idle queue's
-enqueue-to-start latency. Jobs that find no slot are claimed as before.
+notification ('<worker id> <slot> <job row as JSON, or its id>') tells the worker when
+that transaction commits. The worker starts it without a claim round trip (and without a
+second commit to wait for), which is most of an idle queue's enqueue-to-start latency. Jobs
+that find no slot are claimed as before.
 
 A worker is live while the session it LISTENs on holds its advisory lock (class
 PUSH_LOCK_CLASS, id `lock_id`): a worker killed with SIGKILL, or one whose listener is
@@ -40,7 +41,10 @@ DECLARE
     pushed bigint[] := '{}';
     no_slot text[] := '{}';  -- queues no live worker has a slot for
 BEGIN
-    IF EXISTS (SELECT 1 FROM pgqueue.worker_slots) THEN
+    -- Read committed only: under repeatable read or serializable, a slot withdrawn since the
+    -- transaction's snapshot would make the insert itself fail with a serialization error.
+    IF current_setting('transaction_isolation') = 'read committed'
+       AND EXISTS (SELECT 1 FROM pgqueue.worker_slots) THEN
         FOR j IN
             SELECT n.id, n.queue FROM new_rows AS n
             WHERE n.state = 'queued' AND n.run_at <= now() AND n.depends_on IS NULL
@@ -53,7 +57,7 @@ BEGIN
             FROM pgqueue.worker_slots AS ws
             JOIN pgqueue.workers AS w ON w.id = ws.worker_id
             WHERE (ws.queues IS NULL OR j.queue = ANY (ws.queues))
-              AND w.heartbeat_at > now() - make_interval(secs => w.lease)
+              AND w.heartbeat_at > clock_timestamp() - make_interval(secs => w.lease)
               -- Its listening session holds the lock: the shared one is refused.
               AND NOT pg_try_advisory_xact_lock_shared(%(lock_class)s, ws.lock_id)
               AND NOT EXISTS (
@@ -73,14 +77,14 @@ BEGIN
             SET state = 'running', attempts = t.attempts + 1, worker_id = s.worker_id,
                 started_at = clock_timestamp()
             WHERE t.id = j.id AND t.state = 'queued'
-            RETURNING s.worker_id::text || ' ' || json_build_array(
+            RETURNING s.worker_id::text || ' ' || s.slot::text || ' ' || json_build_array(
                 t.id, t.queue, t.task, t.args, t.kwargs, t.priority, t.run_at, t.attempts,
                 t.max_attempts, t.unique_key, t.timeout, t.created_at, t.started_at)::text
             INTO note;
             CONTINUE WHEN note IS NULL;
             IF octet_length(note) > 7900 THEN
                 -- Too big for a notification: the worker reads the row itself.
-                note := s.worker_id::text || ' ' || j.id::text;
+                note := s.worker_id::text || ' ' || s.slot::text || ' ' || j.id::text;
             END IF;
             PERFORM pg_notify('pgqueue_push', note);
             pushed := pushed || j.id;

@@ -639,7 +639,7 @@ ON CONFLICT DO NOTHING;
 -- name: worker_withdraw_slots
 -- Take back a worker's offered slots, except those a producer is taking at this moment
 -- (locked): those jobs arrive by notification, or the slot comes back if it rolls back.
--- Returns how many stay offered.
+-- Returns the slots that stay offered.
 WITH taken_back AS (
     DELETE FROM pgqueue.worker_slots AS ws
     WHERE (ws.worker_id, ws.slot) IN (
@@ -648,8 +648,13 @@ WITH taken_back AS (
         FOR UPDATE SKIP LOCKED)
     RETURNING ws.slot
 )
-SELECT count(*)::int FROM pgqueue.worker_slots AS s
+SELECT s.slot FROM pgqueue.worker_slots AS s
 WHERE s.worker_id = %(id)s::uuid AND s.slot NOT IN (SELECT slot FROM taken_back);
+
+-- name: worker_drop_slots
+-- A stopping worker takes back all its slots, waiting (within the transaction's lock
+-- timeout) for producers taking one right now to commit or roll back.
+DELETE FROM pgqueue.worker_slots WHERE worker_id = %(id)s::uuid;
 
 -- name: job_running_for
 -- Jobs running for this worker (all, or those of `ids`), in the shape job_claim returns:

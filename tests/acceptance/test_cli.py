@@ -84,6 +84,23 @@ def test_unmigrated_schema(server_dsn):
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def test_worker_refuses_an_older_schema(server_dsn):
+    name = "pgqueue_test_old_schema"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        old = with_database(server_dsn, name)
+        env = {"PGQUEUE_DSN": old}
+        assert run_cli("migrate", env=env).returncode == 0
+        assert run_cli("migrate", "downgrade", "0006", env=env).returncode == 0
+        result = run_cli("work", "tests.jobs:app", env=env, timeout=30)
+        assert_clean_error(result, "needs 0007: run `pgqueue migrate`")
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def test_jobs_show_cancel_retry(dsn, db):
     job_id = int(run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", "60").stdout)
     assert run_cli("jobs", "cancel", str(job_id)).returncode == 0

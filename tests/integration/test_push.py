@@ -4,6 +4,7 @@ worker that leaves while a producer is handing it a job."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import psycopg
@@ -95,6 +96,51 @@ def test_job_pushed_while_the_listener_is_away_is_still_run(app, worker, db):
         assert app.wait(job_id, timeout=10) == 4
         job = app.get_job(job_id)
         assert job.attempts == 1 and job.errors == []
+
+
+def test_a_stopping_worker_waits_for_a_producer_holding_its_slot(app, db, dsn):
+    producer = psycopg.connect(dsn)
+    try:
+        with running_worker(dsn, concurrency=1) as a:
+            wait_for(lambda: offered(db, a) == 1)
+            job_id = producer.execute(
+                "INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[2, 3]') RETURNING id"
+            ).fetchone()[0]
+            # The producer commits while A stops: A takes the job back to the queue itself.
+            threading.Timer(0.5, producer.commit).start()
+        job = app.get_job(job_id)
+        assert (job.state, job.attempts, job.errors) == ("queued", 0, [])
+        with running_worker(dsn, concurrency=1):
+            assert app.wait(job_id, timeout=10) == 5
+        job = app.get_job(job_id)
+        assert (job.state, job.attempts, job.errors) == ("succeeded", 1, [])
+    finally:
+        producer.close()
+
+
+def test_repeatable_read_producer_is_not_handed_a_withdrawn_slot(app, db, dsn):
+    """Under repeatable read a slot withdrawn after the snapshot would make the insert fail
+    with a serialization error: such transactions hand nothing over."""
+    lock_class = 1886548833
+    holder = psycopg.connect(dsn, autocommit=True)  # plays a live worker's listening session
+    try:
+        holder.execute("SELECT pg_advisory_lock(%s, 42)", (lock_class,))
+        db.execute(
+            "INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease) "
+            "VALUES ('00000000-0000-0000-0000-0000000000aa', 'h', 1, '{}', 1, 30)"
+        )
+        db.execute(
+            "INSERT INTO pgqueue.worker_slots (worker_id, slot, lock_id) "
+            "VALUES ('00000000-0000-0000-0000-0000000000aa', 1, 42)"
+        )
+        with psycopg.connect(dsn) as producer:
+            producer.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            producer.execute("SELECT count(*) FROM pgqueue.worker_slots").fetchone()
+            db.execute("DELETE FROM pgqueue.worker_slots")  # withdrawn after the snapshot
+            jobs.add.options(conn=producer).enqueue(1, 1)
+        assert db.execute("SELECT state FROM pgqueue.jobs").fetchone()[0] == "queued"
+    finally:
+        holder.close()
 
 
 def test_worker_leaving_while_a_producer_hands_it_a_job_loses_nothing(app, db, dsn):

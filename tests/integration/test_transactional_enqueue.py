@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import psycopg
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+import pgqueue
 from pgqueue.migrate import sqlalchemy_url
 from tests import jobs
 
@@ -161,3 +163,10 @@ def test_bulk_ids_come_back_in_input_order(dsn, db):
     keyed = [{"task": "add", "args": [i, 1], "unique_key": f"k{i % 3}"} for i in range(6)]
     ids = jobs.app.enqueue_many(keyed)
     assert ids[:3] == ids[3:] and len(set(ids)) == 3
+
+
+def test_infinite_delays_and_timeouts_are_refused(dsn, db):
+    for bad in ({"delay": math.inf}, {"timeout": math.inf}, {"delay": math.nan}):
+        with pytest.raises(pgqueue.ConfigurationError, match="finite"):
+            jobs.app.enqueue_many([{"task": "add", "args": [1, 2], **bad}] * 2)
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 0
