@@ -130,14 +130,6 @@ def insert_query(specs: Sequence[JobSpec]) -> tuple[LiteralString, dict[str, Any
     return QUERIES["job_insert_keyless"], insert_params(specs)
 
 
-def _in_order(specs: Sequence[JobSpec], rows: list[Row]) -> list[Row]:
-    """Rows in input order: job_insert_keyless's ids were drawn from the sequence in that
-    order (the other statements return rows in order already)."""
-    if any(s.unique_key is not None for s in specs):
-        return rows
-    return sorted(rows, key=lambda r: r["id"])
-
-
 def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:
     """The batch as one JSON document: much cheaper to send than seven typed arrays."""
     fragment = orjson.Fragment
@@ -273,8 +265,7 @@ class JobStore:
             # between, the insert is simply tried again.
             for _ in range(5):
                 cur.execute(*insert_query(specs))
-                rows = _rows(cur.description, cur.fetchall())
-                inserted = _inserted(specs, _in_order(specs, rows))
+                inserted = _inserted(specs, _rows(cur.description, cur.fetchall()))
                 if parents:
                     # Parents that already finished free (or cancel) their children now.
                     cur.execute(QUERIES["job_settle_children"], {"parents": parents})
@@ -409,8 +400,7 @@ class AsyncJobStore:
                 await cur.execute(QUERIES["job_release_unique"], {"unique_keys": keys})
             for _ in range(5):
                 await cur.execute(*insert_query(specs))
-                rows = _rows(cur.description, await cur.fetchall())
-                inserted = _inserted(specs, _in_order(specs, rows))
+                inserted = _inserted(specs, _rows(cur.description, await cur.fetchall()))
                 if parents:
                     await cur.execute(
                         QUERIES["job_settle_children"], {"parents": parents}, prepare=False

@@ -342,13 +342,15 @@ class Worker:
         database cannot make the worker claim far ahead."""
         c = self.settings.concurrency
         cap = 2 * c if self._quick() else c
-        held = len(self.active) + len(self.waiting) + self.offered
+        held = self._held()
         return min(cap - held, cap + c - held - self.completer.backlog)
+
+    def _held(self) -> int:
+        return len(self.active) + len(self.waiting) + self.offered
 
     def _room(self) -> int:
         """Slots free to start a job right now."""
-        held = len(self.active) + len(self.waiting) + self.offered
-        return self.settings.concurrency - held
+        return self.settings.concurrency - self._held()
 
     def _quick(self) -> bool:
         return self.avg_duration is not None and self.avg_duration < QUICK_JOB

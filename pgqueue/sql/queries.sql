@@ -39,22 +39,26 @@ ORDER BY input.ord;
 
 -- name: job_insert_keyless
 -- Insert jobs none of which has a unique key, so every one is inserted: lighter than
--- job_insert_many. Ids are drawn from the sequence in input order (the caller sorts them).
-INSERT INTO pgqueue.jobs
-    (queue, task, args, kwargs, priority, run_at, max_attempts, timeout, depends_on,
-     unique_for)
-SELECT queue, task, args, kwargs, priority,
-       CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
-            ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
-       max_attempts, timeout,
-       CASE WHEN depends_on IS NOT NULL
-            THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
-       unique_for
-FROM jsonb_to_recordset(%(jobs)s::jsonb)
-    AS t(queue text, task text, args jsonb, kwargs jsonb, priority int, run_at timestamptz,
-         delay float8, max_attempts int, unique_key text, timeout float8, depends_on jsonb,
-         unique_for float8)
-RETURNING id, unique_key;
+-- job_insert_many. Ids are drawn from the sequence in input order, so sorting them gives
+-- the rows back in that order.
+WITH inserted AS (
+    INSERT INTO pgqueue.jobs
+        (queue, task, args, kwargs, priority, run_at, max_attempts, timeout, depends_on,
+         unique_for)
+    SELECT queue, task, args, kwargs, priority,
+           CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
+                ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
+           max_attempts, timeout,
+           CASE WHEN depends_on IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
+           unique_for
+    FROM jsonb_to_recordset(%(jobs)s::jsonb)
+        AS t(queue text, task text, args jsonb, kwargs jsonb, priority int, run_at timestamptz,
+             delay float8, max_attempts int, unique_key text, timeout float8, depends_on jsonb,
+             unique_for float8)
+    RETURNING id
+)
+SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
 
 -- name: job_insert
 -- Insert one job (the common case, lighter than job_insert_many); no row if its unique_key

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -69,36 +71,33 @@ def test_unreachable_database(dsn):
         assert_clean_error(result, "database unavailable")
 
 
-def test_unmigrated_schema(server_dsn):
-    name = "pgqueue_test_unmigrated"
+@contextmanager
+def scratch_database(server_dsn: str, name: str) -> Iterator[str]:
+    """An empty database of its own, dropped afterwards; yields its DSN."""
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
     try:
-        empty = with_database(server_dsn, name)
-        for args in (["stats"], ["enqueue", "add"], ["work", "tests.jobs:app"]):
-            result = run_cli(*args, env={"PGQUEUE_DSN": empty}, timeout=30)
-            assert_clean_error(result, "not migrated: run `pgqueue migrate`")
+        yield with_database(server_dsn, name)
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def test_unmigrated_schema(server_dsn):
+    with scratch_database(server_dsn, "pgqueue_test_unmigrated") as empty:
+        for args in (["stats"], ["enqueue", "add"], ["work", "tests.jobs:app"]):
+            result = run_cli(*args, env={"PGQUEUE_DSN": empty}, timeout=30)
+            assert_clean_error(result, "not migrated: run `pgqueue migrate`")
+
+
 def test_worker_refuses_an_older_schema(server_dsn):
-    name = "pgqueue_test_old_schema"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        old = with_database(server_dsn, name)
+    with scratch_database(server_dsn, "pgqueue_test_old_schema") as old:
         env = {"PGQUEUE_DSN": old}
         assert run_cli("migrate", env=env).returncode == 0
         assert run_cli("migrate", "downgrade", "0006", env=env).returncode == 0
         result = run_cli("work", "tests.jobs:app", env=env, timeout=30)
         assert_clean_error(result, "needs 0007: run `pgqueue migrate`")
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_jobs_show_cancel_retry(dsn, db):
