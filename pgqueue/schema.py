@@ -49,6 +49,7 @@ jobs = Table(
     Column("depends_on", ARRAY(BigInteger)),
     Column("unique_for", Float),
     Column("unique_until", DateTime(timezone=True)),
+    Column("cancel_requested_at", DateTime(timezone=True)),
 )
 
 workers = Table(
@@ -62,15 +63,6 @@ workers = Table(
     Column("lease", Float, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
-)
-
-worker_slots = Table(
-    "worker_slots",
-    metadata,
-    Column("worker_id", Uuid, primary_key=True),
-    Column("slot", Integer, primary_key=True),
-    Column("queues", ARRAY(Text)),
-    Column("lock_id", Integer, nullable=False),
 )
 
 queues = Table(

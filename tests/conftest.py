@@ -52,7 +52,7 @@ def dsn(db_dsn: str) -> str:
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE pgqueue.jobs, pgqueue.workers, pgqueue.queues, pgqueue.queue_starts, "
-            "pgqueue.schedules, pgqueue.worker_slots, public.effects RESTART IDENTITY"
+            "pgqueue.schedules, public.effects RESTART IDENTITY"
         )
     jobs.reset()
     return db_dsn
