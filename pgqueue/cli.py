@@ -16,6 +16,7 @@ import typer
 from pgqueue.app import App, resolve_dsn
 from pgqueue.durations import parse_duration
 from pgqueue.errors import ConfigurationError, PgQueueError, UnknownTask
+from pgqueue.web.guard import MAX_BODY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -591,7 +592,7 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on (localhost only by default).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8000,
     token: Annotated[
         str | None,
         typer.Option(
@@ -600,16 +601,63 @@ def serve(
             "without it the dashboard and API are read-only.",
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host name clients use, besides localhost (repeat it; `*.example.com` "
+            "for a domain, `*` for any). Guards against DNS rebinding.",
+        ),
+    ] = None,
+    max_body_size: Annotated[
+        int, typer.Option(help="Largest request body, in bytes.", min=1, max=2**31 - 1)
+    ] = MAX_BODY,
+    insecure_no_token: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-token",
+            help="Serve without a token on a non-loopback address: anyone who reaches it "
+            "reads every job's arguments, results and errors.",
+        ),
+    ] = False,
 ) -> None:
     """Web dashboard at /, REST API under /api (OpenAPI at /openapi.json), /metrics."""
+    from pgqueue.web.guard import WILDCARD_ADDRESSES, is_loopback
+
+    if token is not None and not token.strip():
+        fail("--token is empty: give a real token, or leave it out for a read-only dashboard")
+    if token is None and not is_loopback(host) and not insecure_no_token:
+        fail(
+            f"refusing to serve job data without a token on {host}: give --token "
+            "(or PGQUEUE_API_TOKEN), or --insecure-no-token if that is really meant"
+        )
+    hosts = tuple(allowed_host or ())
+    if host not in WILDCARD_ADDRESSES:
+        hosts = (*hosts, host)
     import uvicorn
 
     from pgqueue.web import create_app
 
     app = _app(dsn)
     app.store.schema_version()  # a clear error now rather than on the first request
-    typer.echo(f"pgqueue dashboard on http://{host}:{port}/" + ("" if token else " (read-only)"))
-    uvicorn.run(create_app(app, token=token), host=host, port=port, log_level="warning")
+    web = create_app(app, token=token, allowed_hosts=hosts, max_body=max_body_size)
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"pgqueue dashboard on http://{shown}:{port}/" + ("" if token else " (read-only)"))
+    if host in WILDCARD_ADDRESSES and not allowed_host:
+        typer.echo(
+            "note: only requests to a loopback name are answered; "
+            "add the names clients use with --allowed-host",
+            err=True,
+        )
+    uvicorn.run(
+        web,
+        host=host,
+        port=port,
+        log_level="warning",
+        server_header=False,
+        # A reverse proxy's X-Forwarded-* is trusted from loopback only (uvicorn's default).
+        h11_max_incomplete_event_size=64 * 1024,
+    )
 
 
 def main() -> None:

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from pgqueue.web.server import create_app
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgqueue.web.server import create_app
 
 __all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI is imported on first use only, so the CLI starts fast for other commands.
+    if name == "create_app":
+        from pgqueue.web.server import create_app
+
+        return create_app
+    raise AttributeError(name)

@@ -4,24 +4,45 @@ from __future__ import annotations
 
 import hmac
 from importlib import resources
+from pathlib import Path
 from typing import Annotated
 
 import psycopg
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 
 from pgqueue.app import App
 from pgqueue.errors import DatabaseUnavailable, PgQueueError
 from pgqueue.web import api, metrics
+from pgqueue.web.guard import MAX_BODY, Guard, GuardConfig
 
 bearer = HTTPBearer(auto_error=False, description="The token given to `pgqueue serve --token`.")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def create_app(app: App, token: str | None = None) -> FastAPI:
-    """The web app over `app`. With a token, every request needs it; without one, reads are
-    open and every state-changing request is refused."""
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def swagger_assets() -> Path:
+    """Swagger UI's files, from the fastapi-offline package (no CDN: /api/docs works offline)."""
+    return Path(str(resources.files("fastapi_offline").joinpath("static")))
+
+
+def create_app(
+    app: App,
+    token: str | None = None,
+    *,
+    allowed_hosts: tuple[str, ...] = (),
+    max_body: int = MAX_BODY,
+) -> FastAPI:
+    """The web app over `app`. With a token, every request needs it (but the dashboard's
+    shell and the API docs, which hold no data); without one, reads are open and every
+    state-changing request is refused. Requests whose Host is neither a loopback name nor in
+    `allowed_hosts` are refused (DNS rebinding), and so are bodies over `max_body` bytes."""
+    if token is not None and not token.strip():
+        raise ValueError("an empty token would lock every request out")
 
     def authorized(creds: HTTPAuthorizationCredentials | None) -> bool:
         return (
@@ -54,9 +75,16 @@ def create_app(app: App, token: str | None = None) -> FastAPI:
         title="pgqueue",
         version="0.1.0",
         description="Jobs, queues and workers of a pgqueue database.",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
     )
+    # Outermost of the app's own middleware: decides on the headers, before any parsing.
+    web.add_middleware(
+        Guard,
+        config=GuardConfig(token=token, allowed_hosts=allowed_hosts, max_body=max_body),
+    )
+    web.mount("/static", StaticFiles(directory=STATIC), name="static")
+    web.mount("/api/docs/assets", StaticFiles(directory=swagger_assets()), name="docs-assets")
     web.state.pgqueue = app
     web.include_router(api.router(require_read, require_write))
 
@@ -74,7 +102,11 @@ def create_app(app: App, token: str | None = None) -> FastAPI:
 
     @web.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard() -> str:
-        return resources.files("pgqueue.web").joinpath("static/index.html").read_text()
+        return (STATIC / "index.html").read_text()
+
+    @web.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return (STATIC / "docs.html").read_text()
 
     @web.get(
         "/metrics",

@@ -11,7 +11,9 @@ from pgqueue.web import create_app
 from tests import jobs
 
 TOKEN = "test-token"
-web = create_app(jobs.app, token=TOKEN)
+# The ASGI test clients send `Host: testserver`.
+HOSTS = ("testserver",)
+web = create_app(jobs.app, token=TOKEN, allowed_hosts=HOSTS)
 schema = schemathesis.openapi.from_asgi("/openapi.json", web)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -35,7 +37,7 @@ def test_every_call_without_the_token_is_refused(case, dsn):
 def test_state_changing_calls_are_refused_without_token(app, db):
     dead = app.enqueue("add", args=[1, 2])
     db.execute("UPDATE pgqueue.jobs SET state = 'dead', finished_at = now() WHERE id = %s", (dead,))
-    open_web = TestClient(create_app(jobs.app, token=None))
+    open_web = TestClient(create_app(jobs.app, token=None, allowed_hosts=HOSTS))
     locked_web = TestClient(web)
     for client, headers in (
         (open_web, {}),
