@@ -8,9 +8,10 @@ app in the pytest configuration:
 
 Fixtures:
 
-- `pgqueue_database` (session): the DSN of a database created for the test run (one per
-  xdist worker), migrated once, dropped at the end. It lives on `PGQUEUE_TEST_DSN`'s server,
-  else on an embedded PostgreSQL (`pip install "pgqueue[embedded]"`).
+- `pgqueue_server` (session): the DSN of a server where tests may create databases:
+  `PGQUEUE_TEST_DSN`, else an embedded PostgreSQL (`pip install "pgqueue[embedded]"`).
+- `pgqueue_database` (session): the DSN of a database created there for the test run (one
+  per xdist worker), migrated once, dropped at the end.
 - `pgqueue_dsn`: that database, with every pgqueue table emptied before the test.
 - `pgqueue_app`: the app named by `pgqueue_app`, using `pgqueue_dsn` during the test.
 - `pgqueue_eager`: `pgqueue_app` in eager mode (`enqueue` runs the job at once).
@@ -45,11 +46,20 @@ def load_app(spec: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def pgqueue_database() -> Iterator[str]:
-    """A migrated database for this test run (its DSN)."""
-    from pgqueue.testing.database import migrated_database, postgres_server
+def pgqueue_server() -> Iterator[str]:
+    """A PostgreSQL server for this test run (its DSN)."""
+    from pgqueue.testing.database import postgres_server
 
-    with postgres_server() as server, migrated_database(server) as dsn:
+    with postgres_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def pgqueue_database(pgqueue_server: str) -> Iterator[str]:
+    """A migrated database for this test run (its DSN)."""
+    from pgqueue.testing.database import migrated_database
+
+    with migrated_database(pgqueue_server) as dsn:
         yield dsn
 
 
