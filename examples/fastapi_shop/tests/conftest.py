@@ -4,7 +4,6 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
 from shop.models import Base, engine_for
 from shop.web import create_app
 

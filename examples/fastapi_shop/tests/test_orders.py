@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from shop.models import Order, engine_for
+from shop.tasks import send_receipt
 from sqlalchemy.orm import Session
 
 from pgqueue.testing import assert_enqueued, assert_not_enqueued, drain
-from shop.models import Order, engine_for
-from shop.tasks import send_receipt
 
 
 def test_an_order_enqueues_its_receipt(client, pgqueue_app):
