@@ -1,30 +1,18 @@
-"""Periodic jobs: cron schedules, and the scheduler loop every worker runs.
-
-Each fire time enqueues exactly one job however many nodes run the scheduler: a node
-enqueues fire time T only by moving the schedule row's `last_fire_at` forward to T, with a
-compare-and-set, in the same transaction as the job insert. Missed fire times (everything
-was down) are not replayed one by one: the latest one is enqueued, once.
-"""
+"""Periodic jobs: a cron schedule and its fire times (pure; the scheduler service that
+enqueues them is pgqueue.maintenance.scheduler)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import psycopg
-
-from pgqueue.errors import ConfigurationError, DatabaseUnavailable
-from pgqueue.store import JobSpec
+from pgqueue.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from croniter import croniter
 
-log = logging.getLogger("pgqueue.scheduler")
-MAX_SLEEP = 30.0  # re-read the clock at least this often (clock changes, new schedules)
 LOOK_BACK = 60.0  # seconds: fire times missed by less than this are still enqueued
 MAX_CATCH_UP = 100
 
@@ -57,6 +45,14 @@ class Schedule:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigurationError(f"unknown time zone {self.timezone!r}") from None
+        try:
+            now = datetime.now(UTC)
+            self.next_fire(now)
+            self.previous_fire(now)
+        except ValueError:  # croniter's CroniterBadDateError: no date matches
+            raise ConfigurationError(
+                f"cron expression {self.cron!r} for {self.name} never fires (no date matches it)"
+            ) from None
 
     def _iter(self, start: datetime) -> croniter:
         from croniter import croniter
@@ -89,49 +85,3 @@ class Schedule:
         """The first fire time strictly after `now` (UTC)."""
         nxt: datetime = self._iter(now).get_next(datetime)
         return nxt.astimezone(UTC)
-
-
-async def run_scheduler(
-    store: Any, schedules: list[tuple[Schedule, JobSpec]], stop: asyncio.Event
-) -> None:
-    """Register the schedules, then enqueue each fire time as it comes, until `stop`.
-
-    Each schedule comes with the JobSpec of its job (the task's defaults applied)."""
-    registered = False
-    seen: dict[str, datetime] = {}  # the last fire time this node handled, per schedule
-    while not stop.is_set():
-        now = datetime.now(UTC)
-        try:
-            if not registered:
-                for sched, _ in schedules:
-                    await store.schedule_register(
-                        sched, sched.previous_fire(now), sched.next_fire(now)
-                    )
-                    seen[sched.name] = sched.previous_fire(now)
-                registered = True
-            for sched, spec in schedules:
-                for fire_at in sched.due_since(seen.get(sched.name), now):
-                    # The fire time in the unique key: visible in SQL, and a second guard.
-                    fired = replace(spec, unique_key=f"{sched.name}@{fire_at.isoformat()}")
-                    job_id = await store.schedule_fire(
-                        sched.name, fire_at, sched.next_fire(fire_at), fired
-                    )
-                    seen[sched.name] = fire_at
-                    if job_id is not None:
-                        log.info(
-                            "schedule %s fired for %s: job %d",
-                            sched.name,
-                            fire_at.isoformat(),
-                            job_id,
-                        )
-        except (DatabaseUnavailable, psycopg.Error, OSError) as exc:
-            log.warning("scheduler: %s", exc)
-        except Exception:
-            log.exception("scheduler: unexpected error")
-        now = datetime.now(UTC)
-        upcoming = min(s.next_fire(now) for s, _ in schedules)
-        delay = min(MAX_SLEEP, max(0.0, (upcoming - now).total_seconds()) + 0.001)
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            pass

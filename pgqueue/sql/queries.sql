@@ -85,23 +85,29 @@ SELECT i FROM unnest(%(ids)s::bigint[]) AS i
 WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS j WHERE j.id = i);
 
 -- name: job_settle_children
--- Children waiting on `parents` (NULL: every waiting job, the periodic sweep): a child all
--- of whose parents succeeded becomes due now; a child with a dead or cancelled parent is
--- cancelled, and so, in turn, are its own waiting children.
--- Runs after every outcome batch, so it is prepared once (a generic plan) and comes back
--- at once, with one index probe, when no job waits on another at all.
-WITH RECURSIVE waiting AS (
+-- Children waiting on `parents` (NULL: every waiting job, the periodic sweep, a page of
+-- ids above `after` at a time): a child all of whose parents succeeded becomes due now; a
+-- child with a dead, cancelled or deleted parent is cancelled, and so, in turn, are its own
+-- waiting children. Returns the counts and the last id looked at (the sweep's next page).
+-- Prepared once (a generic plan), it comes back at once, with one index probe, when no job
+-- waits on another at all.
+WITH RECURSIVE waiting AS MATERIALIZED (
     SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
     WHERE c.state = 'queued' AND c.depends_on IS NOT NULL
       AND c.run_at = '9999-12-31 00:00:00+00'
       AND (%(parents)s::bigint[] IS NULL OR c.depends_on && %(parents)s::bigint[])
+      AND c.id > coalesce(%(after)s::bigint, 0)
       AND EXISTS (SELECT 1 FROM pgqueue.jobs AS x
                   WHERE x.state = 'queued' AND x.run_at = '9999-12-31 00:00:00+00')
-    LIMIT 5000  -- the sweep works through a large backlog over several rounds
+    ORDER BY c.id
+    LIMIT 5000  -- the sweep pages through a large backlog, `after` the last id
 ), doomed AS (
     SELECT w.id FROM waiting AS w
-    WHERE EXISTS (SELECT 1 FROM pgqueue.jobs AS p
-                  WHERE p.id = ANY(w.depends_on) AND p.state IN ('dead', 'cancelled'))
+    -- A parent that will never succeed: dead, cancelled, or gone (deleted by hand).
+    WHERE EXISTS (SELECT 1 FROM unnest(w.depends_on) AS d(parent)
+                  WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS p
+                                    WHERE p.id = d.parent
+                                      AND p.state IN ('queued', 'running', 'succeeded')))
     UNION
     -- Lateral, so each doomed job looks up its own children in the depends_on index (a
     -- plain join may scan the whole table for the first, empty, round of the recursion).
@@ -114,7 +120,7 @@ WITH RECURSIVE waiting AS (
 ), cancelled AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'cancelled', finished_at = now(),
-        last_error = 'Cancelled: a job it depends on ended dead or cancelled'
+        last_error = 'Cancelled: a job it depends on ended dead or cancelled, or was deleted'
     FROM doomed
     WHERE j.id = doomed.id AND j.state = 'queued'
     RETURNING j.id
@@ -123,14 +129,18 @@ WITH RECURSIVE waiting AS (
     SET run_at = now()
     FROM waiting AS w
     WHERE j.id = w.id
-      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS p
-                      WHERE p.id = ANY(w.depends_on) AND p.state <> 'succeeded')
+      -- Every parent exists and succeeded (a deleted one does not count as a success).
+      AND NOT EXISTS (SELECT 1 FROM unnest(w.depends_on) AS d(parent)
+                      WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS p
+                                        WHERE p.id = d.parent AND p.state = 'succeeded'))
     RETURNING j.id, j.queue
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled,
        (SELECT count(*) FROM released) AS released,
        (SELECT count(pg_notify('pgqueue_jobs', q.queue))
-        FROM (SELECT DISTINCT queue FROM released) AS q) AS woken;
+        FROM (SELECT DISTINCT queue FROM released) AS q) AS woken,
+       (SELECT max(id) FROM waiting) AS last_id,
+       (SELECT count(*) FROM waiting) AS seen;
 
 -- name: job_release_unique
 -- Free unique keys whose unique_for window has passed, so an enqueue can take them.
@@ -316,18 +326,25 @@ WITH o AS MATERIALIZED (
              refund int)
 ), updated AS (
     UPDATE pgqueue.jobs AS j
-    SET state = o.state,
+    -- A job asked to cancel is not queued again: the request is on the row, whether or not
+    -- its notification reached this worker.
+    SET state = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
+                     THEN 'cancelled' ELSE o.state END,
         attempts = j.attempts - o.refund,
-        run_at = CASE WHEN o.state = 'queued'
+        run_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
                       THEN now() + make_interval(secs => coalesce(o.delay, 0))
                       ELSE j.run_at END,
         result = o.result,
-        last_error = coalesce(o.error ->> 'error', j.last_error),
+        last_error = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
+                          THEN 'Cancelled: cancel requested while it ran'
+                          ELSE coalesce(o.error ->> 'error', j.last_error) END,
         errors = CASE WHEN o.error IS NULL THEN j.errors
                       ELSE j.errors || jsonb_build_array(
                           o.error || jsonb_build_object('at', now())) END,
-        finished_at = CASE WHEN o.state = 'queued' THEN NULL ELSE now() END,
-        unique_until = CASE WHEN o.state <> 'queued' AND j.unique_for IS NOT NULL
+        finished_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
+                           THEN NULL ELSE now() END,
+        unique_until = CASE WHEN (o.state <> 'queued' OR j.cancel_requested_at IS NOT NULL)
+                                 AND j.unique_for IS NOT NULL
                             THEN now() + make_interval(secs => j.unique_for) END
     FROM o
     -- The jobs are read by primary key (the id list), and the guard sits inside IS TRUE so
@@ -354,6 +371,8 @@ FROM updated AS u;
 WITH lost AS (
     SELECT j.id FROM pgqueue.jobs AS j
     WHERE j.state = 'running'
+      -- The rescuer knows it is alive, whatever its heartbeat says (it may have been paused).
+      AND j.worker_id IS DISTINCT FROM %(me)s::uuid
       AND NOT EXISTS (
           SELECT 1 FROM pgqueue.workers AS w
           WHERE w.id = j.worker_id
@@ -362,12 +381,18 @@ WITH lost AS (
     FOR UPDATE OF j SKIP LOCKED
 ), rescued AS (
     UPDATE pgqueue.jobs AS j
-    SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
-        run_at = CASE WHEN j.attempts >= j.max_attempts THEN j.run_at
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+        run_at = CASE WHEN j.attempts >= j.max_attempts OR j.cancel_requested_at IS NOT NULL
+                      THEN j.run_at
                       ELSE now() + make_interval(secs => least(power(2, j.attempts - 1), 3600))
                  END,
-        finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-        last_error = 'WorkerLost: the worker running this attempt stopped heartbeating',
+        finished_at = CASE WHEN j.attempts >= j.max_attempts
+                             OR j.cancel_requested_at IS NOT NULL THEN now() END,
+        last_error = CASE WHEN j.cancel_requested_at IS NOT NULL
+                          THEN 'Cancelled: cancel requested, and its worker stopped heartbeating'
+                          ELSE 'WorkerLost: the worker running this attempt stopped heartbeating'
+                     END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts, 'at', now(), 'worker_id', j.worker_id,
             'error', 'WorkerLost: the worker running this attempt stopped heartbeating'))
@@ -382,17 +407,10 @@ FROM rescued AS r;
 
 -- name: worker_prune
 -- Forget workers silent past their lease (run right after job_rescue_lost took their jobs;
--- a worker that was only slow registers again at its next heartbeat), and the slots offered
--- by workers that are gone (those a producer is taking right now are left for next time).
-WITH gone_slots AS (
-    DELETE FROM pgqueue.worker_slots AS ws
-    WHERE (ws.worker_id, ws.slot) IN (
-        SELECT s.worker_id, s.slot FROM pgqueue.worker_slots AS s
-        WHERE NOT EXISTS (SELECT 1 FROM pgqueue.workers AS w WHERE w.id = s.worker_id)
-        FOR UPDATE SKIP LOCKED)
-)
+-- a worker that was only slow registers again at its next heartbeat).
 DELETE FROM pgqueue.workers
 WHERE heartbeat_at <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => lease)
+  AND id IS DISTINCT FROM %(me)s::uuid
 RETURNING id;
 
 -- name: job_prune
@@ -409,6 +427,10 @@ WITH doomed AS (
               WHEN 'dead' THEN coalesce(q.retain_dead, %(dead)s::float8)
               ELSE coalesce(q.retain_cancelled, %(cancelled)s::float8) END)
       AND (j.unique_until IS NULL OR j.unique_until <= now())
+      -- A parent stays while a child waits on it: the child must see how it ended.
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS c
+                      WHERE c.depends_on && ARRAY[j.id] AND c.state = 'queued'
+                        AND c.depends_on IS NOT NULL)
     ORDER BY j.finished_at
     LIMIT %(batch)s::int
     FOR UPDATE OF j SKIP LOCKED
@@ -418,9 +440,12 @@ RETURNING j.id;
 
 -- name: job_delete_finished
 -- Retention 0: delete these jobs now that they finished.
-DELETE FROM pgqueue.jobs
-WHERE id = ANY(%(ids)s::bigint[]) AND state IN ('succeeded', 'dead', 'cancelled')
-  AND unique_until IS NULL;
+DELETE FROM pgqueue.jobs AS j
+WHERE j.id = ANY(%(ids)s::bigint[]) AND j.state IN ('succeeded', 'dead', 'cancelled')
+  AND j.unique_until IS NULL
+  AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS c
+                  WHERE c.depends_on && ARRAY[j.id] AND c.state = 'queued'
+                    AND c.depends_on IS NOT NULL);
 
 -- name: job_purge
 -- `pgqueue jobs purge`: delete up to `batch` jobs in `state` finished before `before`.
@@ -450,7 +475,7 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 ), retried AS (
     UPDATE pgqueue.jobs AS j
-    SET state = 'queued', run_at = now(), finished_at = NULL,
+    SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
         max_attempts = greatest(j.max_attempts, j.attempts + 1)
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, j.queue
@@ -517,8 +542,10 @@ SELECT * FROM pgqueue.jobs WHERE id = %(id)s::bigint;
 SELECT state, result, last_error FROM pgqueue.jobs WHERE id = %(id)s::bigint;
 
 -- name: job_cancel
--- Cancel a job that has not finished. A queued job is cancelled at once; a running one is
--- left to its worker, told by NOTIFY. Returns the state the job had.
+-- Cancel a job that has not finished. A queued job is cancelled at once. A running one gets
+-- cancel_requested_at: its worker reads that (woken by a notification that is only a hint,
+-- or at its next heartbeat), and the outcome write and the rescue honour it. Returns the
+-- state the job had.
 WITH target AS (
     SELECT id, state FROM pgqueue.jobs WHERE id = %(id)s::bigint FOR UPDATE
 ), cancelled AS (
@@ -527,17 +554,28 @@ WITH target AS (
         last_error = coalesce(%(reason)s::text, 'cancelled')
     FROM target WHERE j.id = target.id AND target.state = 'queued'
     RETURNING j.id
+), requested AS (
+    UPDATE pgqueue.jobs AS j
+    SET cancel_requested_at = coalesce(j.cancel_requested_at, now())
+    FROM target WHERE j.id = target.id AND target.state = 'running'
+    RETURNING j.id
 )
 SELECT target.state,
        CASE WHEN target.state = 'running'
-            THEN pg_notify('pgqueue_cancel', target.id::text) END AS told
+            THEN pg_notify('pgqueue_cancel', '') END AS told
 FROM target;
+
+-- name: job_cancel_requests
+-- Attempts running for this worker that were asked to cancel: (id, attempt).
+SELECT id, attempts FROM pgqueue.jobs
+WHERE state = 'running' AND worker_id = %(worker_id)s::uuid
+  AND cancel_requested_at IS NOT NULL;
 
 -- name: job_retry
 -- Put a dead or cancelled job back in the queue now, with at least one attempt left.
 WITH retried AS (
     UPDATE pgqueue.jobs
-    SET state = 'queued', run_at = now(), finished_at = NULL,
+    SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
         max_attempts = greatest(max_attempts, attempts + 1)
     WHERE id = %(id)s::bigint AND state IN ('dead', 'cancelled')
       -- Another live job holding the same unique key keeps this one where it is.
@@ -573,7 +611,8 @@ ORDER BY queue;
 
 -- name: schedule_register
 -- Declare a schedule. A new one starts from `last_fire_at` (the latest fire time before
--- now: it is not replayed); a changed cron or time zone starts afresh the same way.
+-- now: it is not replayed); a changed cron or time zone starts afresh the same way. Returns
+-- the last fire time on record, from which the scheduler catches up what it missed.
 INSERT INTO pgqueue.schedules AS s
     (name, task, cron, timezone, args, kwargs, queue, priority, last_fire_at, next_fire_at)
 VALUES (%(name)s::text, %(task)s::text, %(cron)s::text, %(timezone)s::text, %(args)s::jsonb,
@@ -585,7 +624,8 @@ ON CONFLICT (name) DO UPDATE SET
     last_fire_at = CASE WHEN s.cron = EXCLUDED.cron AND s.timezone = EXCLUDED.timezone
                         THEN s.last_fire_at ELSE EXCLUDED.last_fire_at END,
     cron = EXCLUDED.cron, timezone = EXCLUDED.timezone,
-    next_fire_at = EXCLUDED.next_fire_at, updated_at = now();
+    next_fire_at = EXCLUDED.next_fire_at, updated_at = now()
+RETURNING s.last_fire_at;
 
 -- name: schedule_claim_fire
 -- Compare-and-set: move last_fire_at forward to this fire time. Only one transaction gets a
@@ -629,45 +669,8 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(id)s::uuid RETURNING id;
 
 -- name: worker_unregister
--- A worker leaves cleanly (its slots went first, with worker_withdraw_slots).
+-- A worker leaves cleanly.
 DELETE FROM pgqueue.workers WHERE id = %(id)s::uuid;
-
--- name: worker_offer_slots
--- An idle worker offers slots: the insert trigger hands new due jobs of `queues` (NULL:
--- every queue) straight to it, one job per slot.
-INSERT INTO pgqueue.worker_slots (worker_id, slot, queues, lock_id)
-SELECT %(id)s::uuid, slot, %(queues)s::text[], %(lock_id)s::int
-FROM unnest(%(slots)s::int[]) AS slot
-ON CONFLICT DO NOTHING;
-
--- name: worker_withdraw_slots
--- Take back a worker's offered slots, except those a producer is taking at this moment
--- (locked): those jobs arrive by notification, or the slot comes back if it rolls back.
--- Returns the slots that stay offered.
-WITH taken_back AS (
-    DELETE FROM pgqueue.worker_slots AS ws
-    WHERE (ws.worker_id, ws.slot) IN (
-        SELECT s.worker_id, s.slot FROM pgqueue.worker_slots AS s
-        WHERE s.worker_id = %(id)s::uuid
-        FOR UPDATE SKIP LOCKED)
-    RETURNING ws.slot
-)
-SELECT s.slot FROM pgqueue.worker_slots AS s
-WHERE s.worker_id = %(id)s::uuid AND s.slot NOT IN (SELECT slot FROM taken_back);
-
--- name: worker_drop_slots
--- A stopping worker takes back all its slots, waiting (within the transaction's lock
--- timeout) for producers taking one right now to commit or roll back.
-DELETE FROM pgqueue.worker_slots WHERE worker_id = %(id)s::uuid;
-
--- name: job_running_for
--- Jobs running for this worker (all, or those of `ids`), in the shape job_claim returns:
--- pushed jobs too big for their notification, and jobs pushed while the listener was away.
-SELECT j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
-       j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at
-FROM pgqueue.jobs AS j
-WHERE j.state = 'running' AND j.worker_id = %(id)s::uuid
-  AND (%(ids)s::bigint[] IS NULL OR j.id = ANY(%(ids)s::bigint[]));
 
 -- name: schema_version
 -- The applied pgqueue migration, or nothing when the schema is not there.

@@ -36,22 +36,3 @@ def test_sigkill_mid_job_is_rescued_and_succeeds_once(app, db, spawn_worker):
     assert db.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] == 0, (
         "the dead worker's row is pruned"
     )
-
-
-def test_sigkilled_idle_worker_is_handed_no_jobs(app, db, spawn_worker):
-    """An idle worker offers slots for jobs handed over at insert; once it is SIGKILLed its
-    listening session is gone, so new jobs go to a live worker at once, not after the lease."""
-    survivor = spawn_worker("--concurrency", "2")
-    survivor.wait_started()
-    doomed = spawn_worker("--concurrency", "8")
-    doomed.wait_started()
-    deadline = time.monotonic() + 10
-    while db.execute("SELECT count(*) FROM pgqueue.worker_slots").fetchone()[0] < 10:
-        assert time.monotonic() < deadline, doomed.output()
-        time.sleep(0.02)
-    doomed.signal(signal.SIGKILL)
-    doomed.wait(10)
-    time.sleep(0.2)  # the server notices the closed connections
-    ids = [jobs.add.enqueue(i, 1) for i in range(20)]
-    assert [app.wait(i, timeout=10) for i in ids] == [i + 1 for i in range(20)]
-    assert all(app.get_job(i).errors == [] for i in ids), "none waited for a rescue"

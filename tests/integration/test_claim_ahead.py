@@ -50,7 +50,7 @@ def test_slow_jobs_are_not_claimed_ahead(app, worker, db):
     with worker(concurrency=4) as w:
         deadline = time.monotonic() + 30
         while app.get_job(ids[-1]).state != "succeeded":
-            most_waiting = max(most_waiting, len(w.waiting))
+            most_waiting = max(most_waiting, w.attempts.waiting())
             assert time.monotonic() < deadline
             time.sleep(0.002)
     assert most_waiting == 0

@@ -7,7 +7,7 @@ import uuid
 
 from psycopg_pool import AsyncConnectionPool
 
-from pgqueue.maintenance import rescue_lost_jobs
+from pgqueue.maintenance import Rescuer
 from pgqueue.store import AsyncJobStore, OutcomeRow
 from tests import jobs
 
@@ -29,14 +29,14 @@ def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
         await store.worker_register(worker_a, "host", 1, None, 1, 2.0)
         await store.worker_register(worker_b, "host", 2, None, 1, 2.0)
         (claimed,) = await store.job_claim(worker_a, None, 10)
-        assert claimed[0] == job_id
+        assert claimed.id == job_id
         # Worker A goes silent past its lease.
         db.execute(
             "UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
             (worker_a,),
         )
-        assert await rescue_lost_jobs(store) == 1
-        assert await rescue_lost_jobs(store) == 0, "rescued once"
+        assert await Rescuer(store).run_once() == 1
+        assert await Rescuer(store).run_once() == 0, "rescued once"
         assert app.get_job(job_id).state == "queued"
         late = OutcomeRow(job_id, 1, "succeeded", result_json="3")
         assert await store.job_finish_many(worker_a, [late]) == {}
@@ -46,7 +46,7 @@ def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
         # Worker B takes attempt 2; A's outcome for attempt 1 still cannot land.
         db.execute("UPDATE pgqueue.jobs SET run_at = now() WHERE id = %s", (job_id,))
         (again,) = await store.job_claim(worker_b, None, 10)
-        assert again[7] == 2
+        assert again.attempts == 2
         assert await store.job_finish_many(worker_a, [late]) == {}
         done = OutcomeRow(job_id, 2, "succeeded", result_json="3")
         assert await store.job_finish_many(worker_b, [done]) == {job_id: "succeeded"}
@@ -65,7 +65,7 @@ def test_rescue_of_last_attempt_is_dead(dsn, app, db):
         await store.worker_register(lost, "host", 1, None, 1, 2.0)
         await store.job_claim(lost, None, 10)
         db.execute("DELETE FROM pgqueue.workers WHERE id = %s", (lost,))  # its row is gone
-        assert await rescue_lost_jobs(store) == 1
+        assert await Rescuer(store).run_once() == 1
 
     asyncio.run(with_store(dsn, scenario))
     job = app.get_job(job_id)
@@ -80,7 +80,7 @@ def test_live_worker_jobs_are_not_rescued(dsn, app):
     async def scenario(store: AsyncJobStore) -> None:
         await store.worker_register(alive, "host", 1, None, 1, 30.0)
         await store.job_claim(alive, None, 10)
-        assert await rescue_lost_jobs(store) == 0
+        assert await Rescuer(store).run_once() == 0
 
     asyncio.run(with_store(dsn, scenario))
     assert app.get_job(job_id).state == "running"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from pgqueue.sql import QUERIES
 
-STORE = Path(__file__).resolve().parents[2] / "pgqueue" / "store.py"
+STORE_DIR = Path(__file__).resolve().parents[2] / "pgqueue" / "store"
 
 
 def test_every_query_is_used_and_every_use_exists():
-    source = STORE.read_text()
+    source = "\n".join(p.read_text() for p in sorted(STORE_DIR.glob("*.py")))
     used = set(re.findall(r'"(\w+)"', source)) & (
         set(QUERIES) | {n for n in re.findall(r'QUERIES\["(\w+)"\]', source)}
     )

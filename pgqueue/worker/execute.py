@@ -62,8 +62,9 @@ class Runner:
     def __init__(self, app: Any, threads: Executor) -> None:
         self.app = app
         self.threads = threads
-        # Threads of sync attempts that timed out: their slot stays taken until they return.
-        self.stuck: dict[int, asyncio.Future[Any]] = {}
+        # Threads of sync attempts that timed out, by (job id, attempt): their slot stays
+        # taken until they return.
+        self.stuck: dict[tuple[int, int], asyncio.Future[Any]] = {}
 
     def prepare(self, job: Job, ctx: JobContext) -> tuple[Any, Any, Outcome | None]:
         """The task and bound call arguments, or the outcome of a poison job."""
@@ -146,12 +147,12 @@ class Runner:
         # true for a handler that checks it, and the slot stays taken until the thread ends.
         done, _ = await asyncio.wait({future}, timeout=timeout)
         if not done:
-            self.stuck[job.id] = future
+            self.stuck[(job.id, job.attempts)] = future
             raise AttemptTimeout
         return future.result()
 
-    async def wait_thread(self, job_id: int) -> None:
+    async def wait_thread(self, key: tuple[int, int]) -> None:
         """Wait for a timed-out sync attempt's thread to return, if there is one."""
-        future = self.stuck.pop(job_id, None)
+        future = self.stuck.pop(key, None)
         if future is not None:
             await asyncio.wait({future})

@@ -1,4 +1,6 @@
-"""Writes attempt outcomes in batches: one statement for many jobs, retried until it lands."""
+"""Writes attempt outcomes in batches: one statement for many jobs, retried while the
+database is away. A batch is capped in rows and in bytes; an outcome the database refuses
+is written on its own, as `dead` with a readable error, and never holds up the others."""
 
 from __future__ import annotations
 
@@ -7,19 +9,30 @@ import logging
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
-import psycopg
-
-from pgqueue.errors import DatabaseUnavailable, PgQueueError
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
-from pgqueue.store import Applied, AsyncJobStore, JobSpec, OutcomeRow, dumps
+from pgqueue.store import Applied, AsyncJobStore, JobSpec, OutcomeRow, dumps, is_unavailable
+from pgqueue.store.errors import first_line
 
 log = logging.getLogger("pgqueue.worker")
 FINAL = frozenset({"succeeded", "dead", "cancelled"})
+BATCH_BYTES = 16 * 2**20  # an outcome batch stays well under jsonb's 255 MB per document
+MAX_RESULT_BYTES = 64 * 2**20  # a bigger result is refused: the job ends dead, saying why
 
 
 def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
     """The database change an outcome stands for (follow-ups only go with a success)."""
     match outcome:
+        case Succeeded(result_json) if (
+            result_json is not None and len(result_json) > MAX_RESULT_BYTES
+        ):
+            error = {
+                "attempt": job.attempts,
+                "error": f"ResultTooLarge: the result is {len(result_json):,} bytes of JSON; "
+                f"at most {MAX_RESULT_BYTES:,} are stored (keep big data elsewhere)",
+            }
+            return OutcomeRow(
+                job.id, job.attempts, "dead", error_json=dumps(error), queue=job.queue
+            )
         case Succeeded(result_json):
             return OutcomeRow(
                 job.id,
@@ -97,6 +110,15 @@ class Completer:
         """Jobs finished here whose outcome is not written yet."""
         return {r.id for r in self._pending}
 
+    def _next_batch(self) -> list[OutcomeRow]:
+        """The oldest outcomes, up to `batch` rows and BATCH_BYTES (at least one row)."""
+        size = 0
+        for n, row in enumerate(self._pending[: self.batch]):
+            size += row.size
+            if size > BATCH_BYTES and n > 0:
+                return self._pending[:n]
+        return self._pending[: self.batch]
+
     async def run(self) -> None:
         backoff = 0.05
         while True:
@@ -105,29 +127,15 @@ class Completer:
                 self._ready.clear()
                 self._idle.set()
                 continue
-            rows = self._pending[: self.batch]
+            rows = self._next_batch()
             try:
-                applied = await self.store.job_finish_many(self.worker_id, rows)
-            except DatabaseUnavailable as exc:
+                applied = await self._write(rows)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
                 log.warning(
-                    "%s; %d outcome(s) kept, retrying in %.1fs", exc, len(self._pending), backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except (psycopg.DataError, psycopg.IntegrityError, PgQueueError):
-                # One row the database refuses (a NUL character in a result, a follow-up
-                # naming an unknown job) must not block the others: write them one by one,
-                # and a bad one as a failure without its follow-ups.
-                try:
-                    applied = await self._one_by_one(rows)
-                except (DatabaseUnavailable, psycopg.OperationalError):
-                    await asyncio.sleep(backoff)
-                    continue
-            except psycopg.Error as exc:
-                log.warning(
-                    "recording outcomes failed (%s); %d kept, retrying in %.1fs",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    "%s; %d outcome(s) kept, retrying in %.1fs",
+                    first_line(exc),
                     len(self._pending),
                     backoff,
                 )
@@ -149,6 +157,18 @@ class Completer:
                     lost,
                 )
 
+    async def _write(self, rows: list[OutcomeRow]) -> Applied:
+        """Write a batch; if the database refuses it for any reason but being away (a NUL
+        character in a result, a follow-up naming an unknown job, a value too large), write
+        the rows one by one so that only the bad one fails."""
+        try:
+            return await self.store.job_finish_many(self.worker_id, rows)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise
+            log.warning("outcome batch refused (%s); writing one by one", first_line(exc))
+            return await self._one_by_one(rows)
+
     async def _settle_children(self, applied: Applied) -> None:
         """Free or cancel jobs that depend on the ones that just finished. If this fails
         the maintenance sweep does it a little later."""
@@ -157,8 +177,8 @@ class Completer:
             return
         try:
             await self.store.job_settle_children(finished)
-        except (DatabaseUnavailable, psycopg.Error) as exc:
-            log.warning("dependent jobs will be settled by the sweep: %s", exc)
+        except Exception as exc:
+            log.warning("dependent jobs will be settled by the sweep: %s", first_line(exc))
 
     async def _delete_finished(self, rows: list[OutcomeRow], applied: Applied) -> None:
         """Retention 0: finished jobs of such queues go at once (else the pruner's job)."""
@@ -170,8 +190,8 @@ class Completer:
         if doomed:
             try:
                 await self.store.job_delete_finished(doomed)
-            except (DatabaseUnavailable, psycopg.Error) as exc:
-                log.warning("finished jobs will be pruned later: %s", exc)
+            except Exception as exc:
+                log.warning("finished jobs will be pruned later: %s", first_line(exc))
 
     async def _one_by_one(self, rows: list[OutcomeRow]) -> Applied:
         applied = Applied()
@@ -179,13 +199,14 @@ class Completer:
         for row in rows:
             try:
                 applied.update(await self.store.job_finish_many(self.worker_id, [row]))
-            except (DatabaseUnavailable, psycopg.OperationalError):
-                raise
-            except (psycopg.Error, PgQueueError) as exc:
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise
                 error = {
                     "attempt": row.attempt,
-                    "error": f"StorageError: the outcome could not be stored: {exc}",
+                    "error": f"StorageError: the outcome could not be stored: {first_line(exc)}",
                 }
+                log.error("job %d: %s", row.id, error["error"])
                 fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
                 applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
         return applied

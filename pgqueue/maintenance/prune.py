@@ -1,0 +1,29 @@
+"""Retention: finished jobs past their queue's retention are deleted in short batches."""
+
+from __future__ import annotations
+
+import time
+
+from pgqueue.store import AsyncJobStore
+from pgqueue.worker.queue_settings import QueueSettings
+
+ROUND_SECONDS = 1.0  # at most about this long per round: the rest waits for the next one
+
+
+class Pruner:
+    def __init__(self, store: AsyncJobStore, queues: QueueSettings, batch: int) -> None:
+        self.store = store
+        self.queues = queues
+        self.batch = batch
+
+    async def run_once(self) -> int:
+        """Delete a few batches (each its own short transaction, SKIP LOCKED); how many."""
+        deleted = 0
+        horizon = self.queues.shortest_retention()
+        deadline = time.monotonic() + ROUND_SECONDS
+        while time.monotonic() < deadline:
+            n = await self.store.job_prune(self.queues.default_retention, horizon, self.batch)
+            deleted += n
+            if n < self.batch:
+                break
+        return deleted

@@ -1,0 +1,250 @@
+"""AsyncJobStore: the asyncio store, for asyncio producers and the worker. Internal API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, LiteralString
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from pgqueue.job import Job
+from pgqueue.sql import QUERIES
+from pgqueue.store import plans
+from pgqueue.store.errors import translate_errors
+from pgqueue.store.params import (
+    Applied,
+    JobSpec,
+    OutcomeRow,
+    claimed_job,
+    dumps,
+    finish_params,
+    insert_one_params,
+)
+from pgqueue.store.sync import Row, as_dicts
+
+
+class AsyncJobStore:
+    """The asyncio twin of JobStore, also used by the worker."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def _cursor(self, conn: Any = None) -> AsyncIterator[Any]:
+        with translate_errors():
+            if conn is None:
+                async with self.pool.connection() as own, own.cursor() as cur:
+                    yield cur
+            else:
+                async with conn.cursor() as cur:
+                    yield cur
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        """A cursor in a transaction of its own on a pooled connection."""
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+
+    async def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
+        async with self._cursor(conn) as cur:
+            await cur.execute(QUERIES[name], params)
+            return as_dicts(cur.description, await cur.fetchall() if cur.description else [])
+
+    async def _tuples(
+        self, name: LiteralString, params: dict[str, Any], prepare: bool | None = None
+    ) -> list[tuple[Any, ...]]:
+        async with self._cursor() as cur:
+            await cur.execute(QUERIES[name], params, prepare=prepare)
+            return list(await cur.fetchall()) if cur.description else []
+
+    async def _drive(self, plan: plans.Plan, conn: Any = None) -> Any:
+        """Run a plan's statements on one connection (in a transaction when it is ours)."""
+        if conn is None:
+            async with self._transaction() as cur:
+                return await self._drive_on(plan, cur)
+        async with self._cursor(conn) as cur:
+            return await self._drive_on(plan, cur)
+
+    @staticmethod
+    async def _drive_on(plan: plans.Plan, cur: Any) -> Any:
+        try:
+            step = next(plan)
+            while True:
+                await cur.execute(*step)
+                step = plan.send(list(await cur.fetchall()) if cur.description else [])
+        except StopIteration as done:
+            return done.value
+
+    # -- producers and admin ------------------------------------------------------------------
+
+    async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
+        result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
+        return result
+
+    async def job_cancel(
+        self, job_id: int, reason: str | None = None, conn: Any = None
+    ) -> str | None:
+        state: str | None = await self._drive(plans.job_cancel(job_id, reason), conn)
+        return state
+
+    async def job_get(self, job_id: int, conn: Any = None) -> Job | None:
+        rows = await self._run("job_get", {"id": job_id}, conn)
+        return Job.from_row(rows[0]) if rows else None
+
+    async def job_outcome(self, job_id: int) -> Row | None:
+        rows = await self._run("job_outcome", {"id": job_id})
+        return rows[0] if rows else None
+
+    async def job_retry(self, job_id: int, conn: Any = None) -> bool:
+        return bool(await self._run("job_retry", {"id": job_id}, conn))
+
+    async def schema_version(self) -> str | None:
+        rows = await self._run("schema_version", {})
+        return rows[0]["version_num"] if rows else None
+
+    # -- the worker: tuples or named types, never dicts, on the hot path -------------------------
+
+    async def job_claim(
+        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
+    ) -> list[Job]:
+        params = {"worker_id": worker_id, "queues": queues, "limit": limit, "now": now}
+        return [claimed_job(r, worker_id) for r in await self._tuples("job_claim", params)]
+
+    async def job_claim_limited(
+        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
+    ) -> list[Job]:
+        """Claim from queues with cluster-wide limits: lock them, then claim within budget."""
+        async with self._transaction() as cur:
+            await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
+            names = [r[0] for r in await cur.fetchall()]
+            if not names:
+                return []
+            params = {"worker_id": worker_id, "queues": names, "limit": limit, "now": now}
+            await cur.execute(QUERIES["job_claim_limited"], params)
+            return [claimed_job(r, worker_id) for r in await cur.fetchall()]
+
+    async def job_next_run_at(
+        self, queues: Sequence[str] | None, now: datetime | None = None
+    ) -> float | None:
+        rows = await self._tuples("job_next_run_at", {"queues": queues, "now": now})
+        return rows[0][0] if rows else None
+
+    async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> Applied:
+        """Write outcomes; returns {id: new state} for those applied."""
+        # Prepared: planning the statement costs more than running it for a batch. Its shape
+        # keeps every plan to a primary-key lookup per outcome.
+        params = finish_params(worker_id, rows)
+        if not any(r.followups for r in rows):
+            return Applied.of(await self._tuples("job_finish_many", params))
+        # Follow-ups enqueued by handlers commit with their parent's success, or not at all.
+        async with self._transaction() as cur:
+            await cur.execute(QUERIES["job_finish_many"], params)
+            applied = Applied.of(await cur.fetchall())
+            specs = [spec for r in rows if applied.get(r.id) == "succeeded" for spec in r.followups]
+            if specs:
+                await self._drive_on(plans.job_insert_many(specs), cur)
+            return applied
+
+    async def job_cancel_requests(self, worker_id: UUID) -> list[tuple[int, int]]:
+        """(job id, attempt) of this worker's running attempts that were asked to cancel."""
+        rows = await self._tuples("job_cancel_requests", {"worker_id": worker_id})
+        return [(r[0], r[1]) for r in rows]
+
+    async def job_settle_children(
+        self, parents: Sequence[int] | None, after: int | None = None
+    ) -> tuple[int, int, int | None, int]:
+        """Free or cancel the children of these finished jobs (None: a page of every waiting
+        job with ids above `after`); returns (cancelled, released, last id seen, seen)."""
+        params = {"parents": None if parents is None else list(parents), "after": after}
+        rows = await self._tuples("job_settle_children", params)
+        if not rows:
+            return 0, 0, None, 0
+        cancelled, released, _, last_id, seen = rows[0]
+        return cancelled, released, last_id, seen
+
+    async def job_prune(self, retention: dict[str, float], horizon: float, batch: int) -> int:
+        """Delete one batch of jobs past their retention; returns how many."""
+        params = {**retention, "horizon": horizon, "batch": batch}
+        return len(await self._tuples("job_prune", params, prepare=False))
+
+    async def job_delete_finished(self, ids: Sequence[int]) -> None:
+        await self._tuples("job_delete_finished", {"ids": list(ids)})
+
+    async def job_rescue_lost(
+        self, me: UUID | None, now: datetime | None = None
+    ) -> list[tuple[int, str]]:
+        """Rescue the jobs of lost workers (never `me`'s); (id, new state) per job."""
+        rows = await self._tuples("job_rescue_lost", {"me": me, "now": now})
+        return [(r[0], r[1]) for r in rows]
+
+    async def worker_prune(self, me: UUID | None, now: datetime | None = None) -> int:
+        return len(await self._tuples("worker_prune", {"me": me, "now": now}))
+
+    async def worker_register(
+        self,
+        worker_id: UUID,
+        host: str,
+        pid: int,
+        queues: Sequence[str] | None,
+        concurrency: int,
+        lease: float,
+    ) -> None:
+        params = {
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "queues": list(queues or ["*"]),
+            "concurrency": concurrency,
+            "lease": lease,
+        }
+        await self._tuples("worker_register", params)
+
+    async def worker_heartbeat(self, worker_id: UUID) -> bool:
+        """False if this worker's row is gone: it was declared lost."""
+        return bool(await self._tuples("worker_heartbeat", {"id": worker_id}))
+
+    async def worker_unregister(self, worker_id: UUID) -> None:
+        await self._tuples("worker_unregister", {"id": worker_id})
+
+    async def queue_config(self) -> list[tuple[Any, ...]]:
+        return await self._tuples("queue_config", {})
+
+    # -- schedules ------------------------------------------------------------------------------
+
+    async def schedule_register(
+        self, sched: Any, last_fire_at: datetime, next_fire_at: datetime
+    ) -> datetime | None:
+        """Declare a schedule; returns the last fire time recorded for it (new: the given)."""
+        params = {
+            "name": sched.name,
+            "task": sched.task,
+            "cron": sched.cron,
+            "timezone": sched.timezone,
+            "args": dumps(sched.args),
+            "kwargs": dumps(sched.kwargs),
+            "queue": sched.queue,
+            "priority": sched.priority,
+            "last_fire_at": last_fire_at,
+            "next_fire_at": next_fire_at,
+        }
+        rows = await self._tuples("schedule_register", params)
+        return rows[0][0] if rows else None
+
+    async def schedule_fire(
+        self, name: str, fire_at: datetime, next_fire_at: datetime, spec: JobSpec
+    ) -> int | None:
+        """Enqueue `spec` for this fire time unless some node already did; the job id."""
+        async with self._transaction() as cur:
+            params = {"name": name, "fire_at": fire_at, "next_fire_at": next_fire_at}
+            await cur.execute(QUERIES["schedule_claim_fire"], params)
+            if not await cur.fetchall():
+                return None
+            await cur.execute(QUERIES["job_insert"], insert_one_params(spec))
+            row = await cur.fetchone()
+            job_id: int | None = row[0] if row else None
+            await cur.execute(QUERIES["schedule_set_job"], {"name": name, "job_id": job_id})
+            return job_id

@@ -1,0 +1,207 @@
+"""What the store sends and gets back, built without I/O: jobs to insert, outcomes to write,
+and the JSON encoding both sides agree on. Internal API."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, LiteralString
+from uuid import UUID
+
+import orjson
+
+from pgqueue.job import Job, JobState
+from pgqueue.sql import QUERIES
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """One job to insert, validated and serialised (args/kwargs are JSON text)."""
+
+    task: str
+    args_json: str
+    kwargs_json: str
+    queue: str
+    priority: int
+    max_attempts: int
+    delay: float | None = None
+    run_at: datetime | None = None
+    unique_key: str | None = None
+    timeout: float | None = None
+    depends_on: tuple[int, ...] | None = None
+    unique_for: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """One attempt's outcome, in the shape job_finish_many takes."""
+
+    id: int
+    attempt: int
+    state: str
+    result_json: str | None = None
+    error_json: str | None = None
+    delay: float | None = None
+    refund: int = 0
+    followups: tuple[JobSpec, ...] = ()
+    queue: str = ""  # not written: for retention decisions after the write
+
+    @property
+    def size(self) -> int:
+        """Roughly the bytes this outcome adds to a batch (for the batch's byte cap)."""
+        return 100 + len(self.result_json or "") + len(self.error_json or "")
+
+
+class Applied(dict[int, str]):
+    """The outcomes job_finish_many wrote, {job id: new state}, and whether any job waits on
+    another (if none does, there are no children to settle)."""
+
+    children_waiting: bool = False
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Any]]) -> Applied:
+        applied = cls((r[0], r[1]) for r in rows)
+        applied.children_waiting = any(r[3] for r in rows)
+        return applied
+
+
+# The columns job_claim and job_claim_limited return, in order.
+CLAIM_COLUMNS = (
+    "id",
+    "queue",
+    "task",
+    "args",
+    "kwargs",
+    "priority",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "unique_key",
+    "timeout",
+    "created_at",
+    "started_at",
+)
+
+
+def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
+    """The Job a claimed row stands for: running, for `worker_id`, this attempt."""
+    fields = dict(zip(CLAIM_COLUMNS, row, strict=True))
+    return Job(
+        **fields,
+        state=JobState.RUNNING,
+        last_error=None,
+        errors=[],
+        result=None,
+        worker_id=worker_id,
+        finished_at=None,
+    )
+
+
+def insert_params(specs: Sequence[JobSpec]) -> dict[str, str]:
+    """The jobs as one JSON document (arguments embedded as they are): far cheaper to build
+    and send than twelve typed arrays."""
+    fragment = orjson.Fragment
+    jobs = [
+        {
+            "queue": s.queue,
+            "task": s.task,
+            "args": fragment(s.args_json),
+            "kwargs": fragment(s.kwargs_json),
+            "priority": s.priority,
+            "run_at": None if s.run_at is None else s.run_at.isoformat(),
+            "delay": s.delay,
+            "max_attempts": s.max_attempts,
+            "unique_key": s.unique_key,
+            "timeout": s.timeout,
+            "depends_on": None if s.depends_on is None else list(s.depends_on),
+            "unique_for": s.unique_for,
+        }
+        for s in specs
+    ]
+    return {"jobs": orjson.dumps(jobs).decode()}
+
+
+def insert_one_params(spec: JobSpec) -> dict[str, Any]:
+    return {
+        "queue": spec.queue,
+        "task": spec.task,
+        "args": spec.args_json,
+        "kwargs": spec.kwargs_json,
+        "priority": spec.priority,
+        "run_at": spec.run_at,
+        "delay": spec.delay,
+        "max_attempts": spec.max_attempts,
+        "unique_key": spec.unique_key,
+        "timeout": spec.timeout,
+        "depends_on": None if spec.depends_on is None else list(spec.depends_on),
+        "unique_for": spec.unique_for,
+    }
+
+
+def insert_query(specs: Sequence[JobSpec]) -> tuple[LiteralString, dict[str, Any]]:
+    """One job: a plain INSERT; several: one statement over a JSON document, the lighter one
+    when no job has a unique key (every job is then inserted). All return (id, unique_key)."""
+    if len(specs) == 1:
+        return QUERIES["job_insert"], insert_one_params(specs[0])
+    if any(s.unique_key is not None for s in specs):
+        return QUERIES["job_insert_many"], insert_params(specs)
+    return QUERIES["job_insert_keyless"], insert_params(specs)
+
+
+def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:
+    """The batch as one JSON document: much cheaper to send than seven typed arrays."""
+    fragment = orjson.Fragment
+    batch = [
+        {
+            "id": r.id,
+            "attempt": r.attempt,
+            "state": r.state,
+            "result": None if r.result_json is None else fragment(r.result_json),
+            "error": None if r.error_json is None else fragment(r.error_json),
+            "delay": r.delay,
+            "refund": r.refund,
+        }
+        for r in rows
+    ]
+    return {
+        "worker_id": worker_id,
+        "outcomes": orjson.dumps(batch).decode(),
+        "ids": [r.id for r in rows],
+    }
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def dumps(value: Any) -> str:
+    """JSON text for PostgreSQL's jsonb: strict (no NaN), compact."""
+    # The common case, a list of plain values (or no kwargs), goes through orjson; anything
+    # else through json, whose rules (NaN refused, big integers) are the reference.
+    kind = type(value)
+    if (kind is list and all(type(v) in _PLAIN for v in value)) or (kind is dict and not value):
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:
+            pass  # an integer beyond 64 bits, a lone surrogate: json says what to do
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+# orjson reads an integer beyond 64 bits as a float (2**70 would reach a handler as
+# 1.1805916207174113e+21). Nineteen digits in a row may be such a number: json reads those.
+_LONG_NUMBER_TEXT = re.compile(r"\d{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+
+
+def loads(data: str | bytes | bytearray | memoryview) -> Any:
+    """Parse jsonb text as fast as orjson does, exactly as json does."""
+    if isinstance(data, str):
+        if _LONG_NUMBER_TEXT.search(data):
+            return json.loads(data)
+        return orjson.loads(data)
+    raw = bytes(data)
+    if _LONG_NUMBER_BYTES.search(raw):
+        return json.loads(raw)
+    return orjson.loads(raw)

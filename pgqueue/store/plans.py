@@ -1,0 +1,82 @@
+"""Operations of several statements, written once, without I/O.
+
+Each plan is a generator: it yields (query, params) and is sent back the rows the query
+returned (a list of tuples); its return value is the operation's result. JobStore and
+AsyncJobStore each run any plan in a few lines, so the logic exists once for both (the
+way psycopg keeps its protocol code apart from its sync and async connections).
+Internal API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any, LiteralString
+
+from pgqueue.errors import ConfigurationError, PgQueueError
+from pgqueue.sql import QUERIES
+from pgqueue.store.params import JobSpec, insert_query
+
+Step = tuple[LiteralString, dict[str, Any]]
+Plan = Generator[Step, list[tuple[Any, ...]], Any]
+INSERT_TRIES = 5
+
+
+def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any, ...]], list[int]]:
+    """Insert jobs; ids in input order, a duplicate unique key giving the holder's id.
+
+    The holder of a taken key is looked up in the same transaction; if it finished in
+    between, only the jobs that found no holder are inserted again (never one twice)."""
+    if not specs:
+        return []
+    parents = sorted({p for s in specs for p in (s.depends_on or ())})
+    if parents:
+        missing = [r[0] for r in (yield QUERIES["job_missing"], {"ids": parents})]
+        if missing:
+            raise ConfigurationError(f"depends_on names unknown job(s): {missing}")
+    if keys := sorted({s.unique_key for s in specs if s.unique_key is not None}):
+        yield QUERIES["job_release_unique"], {"unique_keys": keys}
+    ids: list[int | None] = [None] * len(specs)
+    todo = list(range(len(specs)))
+    for _ in range(INSERT_TRIES):
+        batch = [specs[i] for i in todo]
+        rows = yield insert_query(batch)
+        if len(batch) == 1 and not rows:  # job_insert returns nothing on a conflict
+            rows = [(None, batch[0].unique_key)]
+        if parents:
+            # Parents that already finished free (or cancel) their children now.
+            yield QUERIES["job_settle_children"], {"parents": parents, "after": None}
+        taken: dict[str, list[int]] = {}
+        for i, (job_id, key) in zip(todo, rows, strict=True):
+            if job_id is not None:
+                ids[i] = job_id
+            else:
+                taken.setdefault(key, []).append(i)
+        if not taken:
+            return [i for i in ids if i is not None]
+        found = yield QUERIES["job_find_unique"], {"unique_keys": sorted(taken)}
+        holders = {key: job_id for key, job_id in found}
+        todo = []
+        for key, positions in taken.items():
+            if key in holders:
+                for i in positions:
+                    ids[i] = holders[key]
+            else:
+                todo.extend(positions)
+        if not todo:
+            return [i for i in ids if i is not None]
+        todo.sort()
+    raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
+
+
+def job_cancel(
+    job_id: int, reason: str | None
+) -> Generator[Step, list[tuple[Any, ...]], str | None]:
+    """Cancel a job; the state it had (None: no such job). Children of a job cancelled
+    while queued are settled in the same transaction."""
+    rows = yield QUERIES["job_cancel"], {"id": job_id, "reason": reason}
+    if not rows:
+        return None
+    state: str = rows[0][0]
+    if state == "queued":
+        yield QUERIES["job_settle_children"], {"parents": [job_id], "after": None}
+    return state

@@ -1,0 +1,139 @@
+"""JobStore: the synchronous store, for producers and admin commands. Internal API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from pgqueue.job import Job
+from pgqueue.sql import QUERIES
+from pgqueue.store import plans
+from pgqueue.store.errors import translate_errors
+from pgqueue.store.params import JobSpec
+
+Row = dict[str, Any]
+
+
+def as_dicts(description: Any, rows: Sequence[Sequence[Any]]) -> list[Row]:
+    names = [col[0] for col in description] if description else []
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def queue_set_params(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """queue_set changes only the settings given (a key present with None removes it)."""
+    params = {
+        "name": name,
+        "paused": settings.get("paused"),
+        "concurrency_limit": settings.get("concurrency_limit"),
+        "set_concurrency": "concurrency_limit" in settings,
+        "rate_limit": settings.get("rate_limit"),
+        "set_rate": "rate_limit" in settings,
+        "rate_period": settings.get("rate_period"),
+    }
+    for state in ("succeeded", "dead", "cancelled"):
+        params[f"retain_{state}"] = settings.get(f"retain_{state}")
+        params[f"set_retain_{state}"] = f"retain_{state}" in settings
+    return params
+
+
+class JobStore:
+    """Synchronous store over a psycopg pool, or a caller's DBAPI connection."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    @contextmanager
+    def _cursor(self, conn: Any = None) -> Iterator[Any]:
+        with translate_errors():
+            if conn is None:
+                with self.pool.connection() as own, own.cursor() as cur:
+                    yield cur
+            else:
+                cur = conn.cursor()
+                try:
+                    yield cur
+                finally:
+                    cur.close()
+
+    def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
+        with self._cursor(conn) as cur:
+            cur.execute(QUERIES[name], params)
+            return as_dicts(cur.description, cur.fetchall() if cur.description else [])
+
+    def _drive(self, plan: plans.Plan, conn: Any = None) -> Any:
+        """Run a plan's statements on one connection, in one transaction."""
+        with self._cursor(conn) as cur:
+            try:
+                step = next(plan)
+                while True:
+                    cur.execute(*step)
+                    step = plan.send(list(cur.fetchall()) if cur.description else [])
+            except StopIteration as done:
+                return done.value
+
+    def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
+        result: list[int] = self._drive(plans.job_insert_many(specs), conn)
+        return result
+
+    def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
+        state: str | None = self._drive(plans.job_cancel(job_id, reason), conn)
+        return state
+
+    def job_get(self, job_id: int, conn: Any = None) -> Job | None:
+        rows = self._run("job_get", {"id": job_id}, conn)
+        return Job.from_row(rows[0]) if rows else None
+
+    def job_outcome(self, job_id: int) -> Row | None:
+        rows = self._run("job_outcome", {"id": job_id})
+        return rows[0] if rows else None
+
+    def job_retry(self, job_id: int, conn: Any = None) -> bool:
+        return bool(self._run("job_retry", {"id": job_id}, conn))
+
+    def queue_stats(self) -> list[Row]:
+        return self._run("queue_stats", {})
+
+    def throughput(self, minutes: int = 60) -> list[Row]:
+        return self._run("throughput", {"minutes": minutes})
+
+    def metrics_jobs(self) -> list[Row]:
+        return self._run("metrics_jobs", {})
+
+    def metrics_recent(self) -> list[Row]:
+        return self._run("metrics_recent", {})
+
+    def job_list(self, **filters: Any) -> list[Row]:
+        params = {k: filters.get(k) for k in ("queue", "state", "task", "since", "before_id")}
+        params["limit"] = filters.get("limit", 50)
+        return self._run("job_list", params)
+
+    def job_purge(
+        self, state: str, before: datetime, queue: str | None = None, batch: int = 1000
+    ) -> int:
+        """Delete one batch; returns how many went (0: done)."""
+        params = {"state": state, "before": before, "queue": queue, "batch": batch}
+        return len(self._run("job_purge", params))
+
+    def job_retry_dead(self, queue: str | None = None, batch: int = 1000) -> int:
+        """Re-queue one batch of dead jobs; returns how many (0: done)."""
+        return len(self._run("job_retry_dead", {"queue": queue, "batch": batch}))
+
+    def queue_set(self, name: str, **settings: Any) -> Row:
+        return self._run("queue_set", queue_set_params(name, settings))[0]
+
+    def queue_config(self) -> list[Row]:
+        return self._run("queue_config", {})
+
+    def schedule_list(self) -> list[Row]:
+        return self._run("schedule_list", {})
+
+    def worker_list(self) -> list[Row]:
+        return self._run("worker_list", {})
+
+    def schema_version(self) -> str | None:
+        rows = self._run("schema_version", {})
+        return rows[0]["version_num"] if rows else None

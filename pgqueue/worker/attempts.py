@@ -1,0 +1,191 @@
+"""The attempts this worker process holds: which run, which wait for a slot, what each was
+asked to do. The one owner of slot accounting and of cancel, abandon and release marks.
+
+Invariants (each kept here and nowhere else):
+- At most `concurrency` attempts run at once. An attempt counts until its task ends: a sync
+  handler still in its thread after a timeout, or a copy abandoned because the job was
+  rescued elsewhere, keeps its slot until it returns.
+- At most one attempt of a job runs in this process. A later attempt of a job whose earlier
+  attempt is still here (the job was rescued while this worker was paused, then claimed here
+  again) waits until the earlier one has ended.
+- A mark (cancel, abandon, release) belongs to one attempt, named by (job id, attempt
+  number), never to a job id: it can never reach the job's next attempt.
+- Jobs claimed ahead wait in claim order; they are started as slots free, or handed back
+  with `take_waiting` when the worker stops or learns they are not its own any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+from pgqueue.context import JobContext
+from pgqueue.job import Job
+
+
+class Mark(enum.Enum):
+    """What the worker asked of a running attempt; the first mark wins."""
+
+    CANCEL = "cancel"  # someone asked to cancel the job: it ends `cancelled`
+    ABANDON = "abandon"  # the job was rescued from this worker: its outcome is not written
+    RELEASE = "release"  # shutdown: the job goes back to the queue, the attempt given back
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One attempt of one job, running in this process."""
+
+    job: Job
+    ctx: JobContext
+    is_async: bool
+    mark: Mark | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.job.id, self.job.attempts)
+
+    def ask(self, mark: Mark) -> bool:
+        """Mark the attempt and interrupt it: async handlers are cancelled at their next
+        await, sync ones see `ctx.cancelled`. False if it was already marked."""
+        if self.mark is not None:
+            return False
+        self.mark = mark
+        self.ctx._cancel()
+        if self.is_async and self.task is not None:
+            self.task.cancel()
+        return True
+
+
+Execute = Callable[[Attempt], Awaitable[None]]
+MakeAttempt = Callable[[Job], Attempt]
+
+
+class Attempts:
+    """Running and waiting attempts of one worker process (see the module's invariants)."""
+
+    def __init__(self, concurrency: int, make: MakeAttempt, execute: Execute) -> None:
+        self.concurrency = concurrency
+        self._make = make
+        self._execute = execute
+        self._running: dict[tuple[int, int], Attempt] = {}
+        self._by_job: dict[int, Attempt] = {}
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._cancel_on_start: set[tuple[int, int]] = set()  # waiting jobs asked to cancel
+        self.slot_freed = asyncio.Event()
+        self.accepting = True
+
+    # -- counts ---------------------------------------------------------------------------------
+
+    def running(self) -> int:
+        return len(self._running)
+
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def held(self) -> int:
+        """Jobs this process holds: running, or claimed and waiting for a slot."""
+        return len(self._running) + len(self._waiting)
+
+    def room(self) -> int:
+        """Slots free to start a job right now."""
+        return self.concurrency - len(self._running)
+
+    def __iter__(self) -> Iterator[Attempt]:
+        return iter(list(self._running.values()))
+
+    def job_ids(self) -> set[int]:
+        return set(self._by_job) | {job.id for job in self._waiting}
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Start a claimed job now if a slot is free and no attempt of it runs here, else
+        keep it waiting."""
+        if self.accepting and self.room() > 0 and job.id not in self._by_job:
+            self._launch(job)
+        else:
+            self._waiting.append(job)
+
+    def _launch(self, job: Job) -> None:
+        attempt = self._make(job)
+        if attempt.key in self._cancel_on_start:
+            self._cancel_on_start.discard(attempt.key)
+            attempt.mark = Mark.CANCEL  # asked while it waited: ends without running
+        self._running[attempt.key] = attempt
+        self._by_job[job.id] = attempt
+        attempt.task = asyncio.create_task(self._run(attempt), name=f"pgqueue-job-{job.id}")
+
+    async def _run(self, attempt: Attempt) -> None:
+        try:
+            await self._execute(attempt)
+        finally:
+            del self._running[attempt.key]
+            if self._by_job.get(attempt.job.id) is attempt:
+                del self._by_job[attempt.job.id]
+            self._start_waiting()
+            self.slot_freed.set()
+
+    def _start_waiting(self) -> None:
+        """Start waiting jobs while slots are free, skipping (for now) any job whose earlier
+        attempt still runs here."""
+        if not self.accepting:
+            return
+        blocked: list[Job] = []
+        while self._waiting and self.room() > 0:
+            job = self._waiting.popleft()
+            if job.id in self._by_job:
+                blocked.append(job)
+            else:
+                self._launch(job)
+        self._waiting.extendleft(reversed(blocked))
+
+    # -- asking -----------------------------------------------------------------------------------
+
+    def cancel(self, job_id: int, attempt: int) -> bool:
+        """Cancel this attempt if it is here (running, or waiting: then it ends as soon as
+        it starts, without running); True if it was told now."""
+        running = self._running.get((job_id, attempt))
+        if running is not None:
+            return running.ask(Mark.CANCEL)
+        key = (job_id, attempt)
+        if key not in self._cancel_on_start and any(
+            (j.id, j.attempts) == key for j in self._waiting
+        ):
+            self._cancel_on_start.add(key)
+            return True
+        return False
+
+    def abandon_all(self) -> list[Job]:
+        """This worker was declared lost and its jobs rescued: stop every running copy
+        (their outcomes will not be written) and give up the waiting jobs, which are
+        returned (they are not ours any more either)."""
+        for attempt in self:
+            attempt.ask(Mark.ABANDON)
+        return self.take_waiting()
+
+    def release_all(self) -> None:
+        """Shutdown, grace over: interrupt every running attempt and give its job back. A
+        sync handler's thread cannot be stopped: its job goes back all the same, and the
+        thread ends with the process."""
+        for attempt in self:
+            attempt.ask(Mark.RELEASE)
+            if attempt.task is not None:
+                attempt.task.cancel()
+
+    def take_waiting(self) -> list[Job]:
+        """Remove and return the jobs waiting for a slot."""
+        jobs = list(self._waiting)
+        self._waiting.clear()
+        self._cancel_on_start.clear()
+        return jobs
+
+    async def wait_running(self, timeout: float | None) -> bool:
+        """Wait until no attempt runs (or `timeout`); True if none does."""
+        tasks = [a.task for a in self if a.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        return not self._running

@@ -1,0 +1,135 @@
+"""The claim loop: takes due jobs from the table for the attempts registry, as many as it
+has room for, and sleeps until a wake-up, the next due job, or the safety poll.
+
+Quick jobs (a few milliseconds on average) are claimed one batch ahead: the next claim runs
+beside the current batch instead of after it, when every slot would sit empty for its round
+trip. Jobs of queues with cluster-wide limits are never claimed ahead (they would hold their
+queue's budget while waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from uuid import UUID
+
+import psycopg
+
+from pgqueue.errors import SchemaNotMigrated
+from pgqueue.job import Job
+from pgqueue.settings import WorkerSettings
+from pgqueue.store import AsyncJobStore, first_line, is_unavailable
+from pgqueue.worker.attempts import Attempts
+from pgqueue.worker.completer import Completer
+from pgqueue.worker.events import wait_any
+from pgqueue.worker.queue_settings import QueueSettings
+from pgqueue.worker.runner import Runner
+
+log = logging.getLogger("pgqueue.worker")
+LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
+QUICK_JOB = 0.005  # seconds: jobs this short on average let the next claim overlap a batch
+
+
+def retryable(exc: BaseException) -> bool:
+    """Worth trying again: the database is away, or it refused this statement this time (a
+    lock timeout, a deadlock, a cancelled statement). A missing schema or a bug is not."""
+    if isinstance(exc, SchemaNotMigrated):
+        return False
+    return is_unavailable(exc) or isinstance(exc, psycopg.Error)
+
+
+class Claimer:
+    """Claims jobs for one worker process."""
+
+    def __init__(
+        self,
+        store: AsyncJobStore,
+        worker_id: UUID,
+        settings: WorkerSettings,
+        attempts: Attempts,
+        runner: Runner,
+        completer: Completer,
+        queue_settings: QueueSettings,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.settings = settings
+        self.queues = list(settings.queues) if settings.queues else None
+        self.attempts = attempts
+        self.runner = runner
+        self.completer = completer
+        self.queue_settings = queue_settings
+        self.wake = asyncio.Event()
+
+    def quick(self) -> bool:
+        avg = self.runner.avg_duration
+        return avg is not None and avg < QUICK_JOB
+
+    def free(self) -> int:
+        """Jobs to claim now. Running and waiting jobs take room; while jobs are quick, one
+        batch more than the concurrency may be held. Finished jobs whose outcome is not
+        written yet count too, beyond a batch's worth, so a slow database cannot make the
+        worker claim far ahead."""
+        c = self.settings.concurrency
+        cap = 2 * c if self.quick() else c
+        held = self.attempts.held()
+        return min(cap - held, cap + c - held - self.completer.backlog)
+
+    async def claim_once(self, limit: int) -> list[Job]:
+        """Claim up to `limit` jobs (from limited queues too) and hand them to the attempts
+        registry, best first."""
+        if self.queue_settings.due():
+            self.queue_settings.load(await self.store.queue_config())
+        room = self.attempts.room()
+        jobs = await self.store.job_claim(self.worker_id, self.queues, limit)
+        rest = min(limit, room) - len(jobs)
+        limited = self.queue_settings.limited
+        if limited and rest > 0:
+            jobs += await self.store.job_claim_limited(self.worker_id, limited, rest)
+        jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        for job in jobs:
+            self.attempts.submit(job)
+        return jobs
+
+    async def _idle_delay(self) -> float:
+        """How long to sleep when nothing is due: until the next scheduled job, the safety
+        poll, or (with a limited queue) a short look again."""
+        s = self.settings
+        wait = await self.store.job_next_run_at(self.queues)
+        delay = s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
+        if self.queue_settings.limited:
+            # A limited queue's budget comes back as jobs finish and starts slide out of
+            # the window: look again soon rather than at the next notification.
+            delay = min(delay, LIMITED_POLL)
+        return delay
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim until `stop` is set. Database trouble is waited out with backoff."""
+        s = self.settings
+        backoff = 0.1
+        slot_freed = self.attempts.slot_freed
+        while not stop.is_set():
+            free = self.free()
+            if free <= 0:
+                slot_freed.clear()
+                if self.free() <= 0:
+                    await wait_any(s.poll_interval, stop, slot_freed)
+                continue
+            limit = min(free, s.claim_batch)
+            # Cleared before the claim: a notification that lands during it is not lost.
+            self.wake.clear()
+            try:
+                jobs = await self.claim_once(limit)
+                if len(jobs) < limit:
+                    delay = await self._idle_delay()
+                    await wait_any(delay, stop, self.wake)
+                elif self.attempts.running() >= s.concurrency and not self.quick():
+                    # Let jobs that finish together free their slots before the next claim.
+                    await asyncio.sleep(0)
+            except Exception as exc:
+                if not retryable(exc):
+                    raise
+                log.warning("%s; claiming again in %.1fs", first_line(exc), backoff)
+                await wait_any(backoff, stop)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1

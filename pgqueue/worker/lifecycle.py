@@ -1,0 +1,345 @@
+"""The worker process's lifecycle: connect and register, start the parts, stop gracefully.
+
+The parts, each owning its state:
+- Attempts (attempts.py): running and waiting attempts, slots, marks.
+- Runner (runner.py): runs an attempt to its outcome.
+- Completer (completer.py): writes outcomes in batches.
+- Claimer (claimer.py): claims jobs into Attempts.
+- Listener (listener.py): notifications, which are hints only.
+- Heartbeat and CancelWatcher (liveness.py).
+- Maintenance services (pgqueue.maintenance): rescue, dependency sweep, pruning, scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from pgqueue.app import App
+from pgqueue.errors import ConfigurationError, SchemaNotMigrated
+from pgqueue.job import Released
+from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, every
+from pgqueue.settings import WorkerSettings
+from pgqueue.store import AsyncJobStore, first_line, is_unavailable, loads
+from pgqueue.store.errors import refused_reason
+from pgqueue.worker.attempts import Attempts
+from pgqueue.worker.claimer import Claimer
+from pgqueue.worker.completer import Completer, outcome_row
+from pgqueue.worker.events import wait_any
+from pgqueue.worker.listener import Listener
+from pgqueue.worker.liveness import CancelWatcher, Heartbeat
+from pgqueue.worker.queue_settings import QueueSettings
+from pgqueue.worker.runner import Runner
+
+log = logging.getLogger("pgqueue.worker")
+NEEDS_REVISION = "0008"  # the oldest schema this worker runs on (cancel_requested_at)
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # Claimed rows carry args/kwargs as jsonb: orjson parses them several times faster.
+    set_json_loads(loads, conn)
+
+
+async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
+    await _configure(conn)
+    # A claim is safe to lose in a database crash (the job is simply claimable again), so
+    # its commit does not wait for the disk: the idle enqueue-to-start time is one network
+    # round trip, not one plus a flush. Outcomes, on the other pool, wait as usual.
+    await conn.execute("SET synchronous_commit = off")
+
+
+class Worker:
+    """One worker process's engine. `await run()` until `stop()` is called (or a signal)."""
+
+    def __init__(
+        self, app: App, settings: WorkerSettings | None = None, dsn: str | None = None
+    ) -> None:
+        self.app = app
+        self.settings = settings or WorkerSettings()
+        self.dsn = dsn if dsn is not None else app.dsn
+        self.id = uuid4()
+        self.queues = list(self.settings.queues) if self.settings.queues else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._failure: BaseException | None = None  # a part that died: raised by run()
+        self.runner: Runner | None = None
+        self.attempts: Attempts | None = None  # for tests and embedding: what runs here
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to shut down gracefully; safe from any thread or signal handler."""
+        loop, stop = self._loop, self._stop
+        if loop is None or stop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            stop.set()
+        else:
+            loop.call_soon_threadsafe(stop.set)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """For tests and embedding: block until the worker is registered and listening."""
+        return self._started.wait(timeout)
+
+    @property
+    def processed(self) -> int:
+        return self.runner.processed if self.runner else 0
+
+    @property
+    def stuck_threads(self) -> int:
+        """Sync attempts still running in threads although their attempt timed out."""
+        return len(self.runner.executor.stuck) if self.runner else 0
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        stop = self._stop = asyncio.Event()
+        threads = ThreadPoolExecutor(
+            max_workers=self.settings.concurrency, thread_name_prefix="pgqueue-job"
+        )
+        pools: list[AsyncConnectionPool] = []
+        try:
+            if not await self._connect(pools):
+                return
+            await self._run_parts(pools[0], pools[1], threads, stop)
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            self._started.set()  # wait_started() returns on failure too
+            for pool in pools:
+                await pool.close()
+            threads.shutdown(wait=False, cancel_futures=True)
+
+    def _pool(self, name: str, size: int, configure: Any) -> AsyncConnectionPool:
+        return AsyncConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=size,
+            open=False,
+            name=name,
+            kwargs={"autocommit": True},
+            timeout=5.0,
+            configure=configure,
+        )
+
+    async def _register(self, store: AsyncJobStore) -> None:
+        s = self.settings
+        await store.worker_register(
+            self.id, socket.gethostname(), os.getpid(), self.queues, s.concurrency, s.lease
+        )
+
+    async def _connect(self, pools: list[AsyncConnectionPool]) -> bool:
+        """Open the pools and register, retrying while the database is away. False if
+        stopped first. A refused login or a missing schema is raised at once."""
+        assert self._stop is not None
+        backoff = 0.5
+        while not self._stop.is_set():
+            # Few connections: claims, outcomes and heartbeats are batched, never per job.
+            main = self._pool("pgqueue-worker", 3, _configure)
+            claims = self._pool("pgqueue-claims", 1, _configure_claims)
+            try:
+                # One direct attempt first: it fails fast, with libpq's reason, in one line.
+                probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
+                await probe.close()
+                await main.open(wait=True, timeout=5)
+                await claims.open(wait=True, timeout=5)
+                store = AsyncJobStore(main)
+                version = await store.schema_version()
+                if version is None or version < NEEDS_REVISION:
+                    at = "is not migrated" if version is None else f"is at revision {version}"
+                    raise SchemaNotMigrated(
+                        f"the pgqueue schema {at} and this worker needs {NEEDS_REVISION}: "
+                        "run `pgqueue migrate`"
+                    )
+                await self._register(store)
+                pools[:] = [main, claims]
+                return True
+            except Exception as exc:
+                await main.close()
+                await claims.close()
+                if reason := refused_reason(exc):
+                    raise ConfigurationError(reason) from None
+                if not is_unavailable(exc):
+                    raise
+                log.warning(
+                    "database unavailable (%s); retrying in %.1fs", first_line(exc), backoff
+                )
+                await wait_any(backoff, self._stop)
+                backoff = min(backoff * 2, 10.0)
+        return False
+
+    async def _run_parts(
+        self,
+        main: AsyncConnectionPool,
+        claims: AsyncConnectionPool,
+        threads: ThreadPoolExecutor,
+        stop: asyncio.Event,
+    ) -> None:
+        s = self.settings
+        store = AsyncJobStore(main)
+        queue_settings = QueueSettings(s)
+        completer = Completer(store, self.id, s.outcome_batch, delete_now=queue_settings.delete_now)
+        runner = self.runner = Runner(self.app, threads, completer)
+        attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
+        completer.on_written = attempts.slot_freed.set
+        claimer = Claimer(
+            AsyncJobStore(claims), self.id, s, attempts, runner, completer, queue_settings
+        )
+        cancels = CancelWatcher(store, self.id, attempts)
+
+        def lost() -> None:
+            for job in attempts.abandon_all():
+                log.info("job %d: given up (rescued from this worker)", job.id)
+
+        def queue_changed(queue: str) -> None:
+            if queue_settings.changed(queue):
+                claimer.wake.set()
+
+        def listener_connected() -> None:
+            claimer.wake.set()  # jobs and cancels may have come while we were away
+            cancels.request()
+
+        heartbeat = Heartbeat(
+            store, self.id, s, lambda: self._register(store), lost, cancels.request
+        )
+        listener = Listener(
+            self.dsn, self.queues, claimer.wake.set, cancels.request, queue_changed,
+            listener_connected,
+        )  # fmt: skip
+        rescuer = Rescuer(store, self.id, heartbeat.healthy_for, s.lease)
+        sweeper = DependencySweeper(store)
+        pruner = Pruner(store, queue_settings, s.prune_batch)
+
+        async def maintain() -> None:
+            await rescuer.run_once()
+            await sweeper.run_once()
+            await pruner.run_once()
+
+        parts = {
+            "listener": listener.run(),
+            "completer": completer.run(),
+            "heartbeat": heartbeat.run(),
+            "cancels": cancels.run(),
+            "maintenance": every(s.heartbeat_interval, "maintenance", maintain),
+        }
+        if s.scheduler and self.app.schedules:
+            parts["scheduler"] = self._schedule(Scheduler(store, self.app.schedule_specs()))
+        helpers = [asyncio.create_task(c, name=f"pgqueue-{n}") for n, c in parts.items()]
+        for helper in helpers:
+            helper.add_done_callback(self._helper_died)
+        started = False
+        try:
+            # Start without notifications if need be: the safety poll covers until they work.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.connected.wait(), timeout=10)
+            log.info(
+                "worker %s started: queues=%s concurrency=%d pid=%d",
+                self.id,
+                ",".join(self.queues) if self.queues else "*",
+                s.concurrency,
+                os.getpid(),
+            )
+            started = True
+            self._started.set()
+            await claimer.run(stop)
+        finally:
+            await self._shutdown(attempts, completer)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await store.worker_unregister(self.id)
+            if started:
+                log.info("worker %s stopped after %d job(s)", self.id, runner.processed)
+
+    async def _schedule(self, scheduler: Scheduler) -> None:
+        assert self._stop is not None
+        while not self._stop.is_set():
+            try:
+                await scheduler.run_once()
+            except Exception as exc:
+                if is_unavailable(exc) or isinstance(exc, psycopg.Error):
+                    log.warning("scheduler: %s", first_line(exc))
+                else:
+                    log.exception("scheduler: unexpected error")
+            await wait_any(scheduler.delay(), self._stop)
+
+    def _helper_died(self, task: asyncio.Task[Any]) -> None:
+        """A part ended on its own (a bug, or a missing schema): say so in one line and
+        stop, rather than go on half-working."""
+        if task.cancelled() or self._stop is None or self._stop.is_set():
+            return
+        exc = task.exception()
+        self._failure = exc or RuntimeError(f"worker part {task.get_name()} ended")
+        log.error("worker part %s stopped: %s; shutting down", task.get_name(), exc)
+        self.stop()
+
+    async def _shutdown(self, attempts: Attempts, completer: Completer) -> None:
+        """Claimed jobs that did not start go straight back; running ones get the grace
+        period, then go back too (their attempts given back); outcomes are flushed."""
+        grace = self.settings.shutdown_grace
+        attempts.accepting = False
+        for job in attempts.take_waiting():
+            completer.put(outcome_row(job, Released()))
+        if attempts.running():
+            log.info("stopping: waiting up to %gs for %d running job(s)", grace, attempts.running())
+        if not await attempts.wait_running(grace):
+            log.warning(
+                "grace period over: releasing %d job(s) back to the queue", attempts.running()
+            )
+            attempts.release_all()
+            await attempts.wait_running(5)
+        if not await completer.flush(timeout=max(grace, 10)):
+            log.error(
+                "could not record %d outcome(s) before exiting; the rescue will handle those jobs",
+                completer.backlog,
+            )
+
+
+def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Worker:
+    """Run a worker in this thread until SIGTERM/SIGINT (the CLI's `pgqueue work`)."""
+    import signal
+
+    worker = Worker(app, settings, dsn)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info(
+                    "received %s: shutting down gracefully (again to exit at once)",
+                    signal.Signals(signum).name,
+                )
+                worker.stop()
+            else:
+                log.warning("received %s again: exiting now", signal.Signals(signum).name)
+                logging.shutdown()
+                os._exit(1)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        await worker.run()
+
+    asyncio.run(main())
+    return worker

@@ -1,0 +1,89 @@
+"""LISTEN/NOTIFY wake-ups for the worker, on a dedicated connection.
+
+Notifications are hints and nothing more: any role may send them, so none carries a job or
+an instruction. A job notification wakes the claimer (which claims from the table); a cancel
+notification makes the worker read the cancel requests of its own running jobs from the
+table; a queue notification makes it re-read queue settings. If the connection drops the
+worker keeps working by polling, and the listener reconnects, LISTENs again and calls
+`on_connected` (anything may have happened meanwhile: the worker looks at the table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+import psycopg
+
+from pgqueue.store.errors import first_line
+
+JOBS_CHANNEL = "pgqueue_jobs"
+CANCEL_CHANNEL = "pgqueue_cancel"
+QUEUES_CHANNEL = "pgqueue_queues"
+ANY_QUEUE = "*"  # sent for a queue name too long for a notification
+
+log = logging.getLogger("pgqueue.worker")
+
+
+class Listener:
+    """Keeps a LISTEN connection open and turns notifications into wake-ups."""
+
+    def __init__(
+        self,
+        dsn: str,
+        queues: Sequence[str] | None,
+        on_jobs: Callable[[], None],
+        on_cancel: Callable[[], None],
+        on_queue_change: Callable[[str], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        self.dsn = dsn
+        self.queues = frozenset(queues) if queues else None
+        self.on_jobs = on_jobs
+        self.on_cancel = on_cancel
+        self.on_queue_change = on_queue_change
+        self.on_connected = on_connected
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting with backoff."""
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            except psycopg.OperationalError as exc:
+                log.warning(
+                    "listener: cannot connect (%s); retrying in %.1fs", first_line(exc), backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            try:
+                channels = (JOBS_CHANNEL, CANCEL_CHANNEL, QUEUES_CHANNEL)
+                await conn.execute("; ".join(f"LISTEN {c}" for c in channels))
+                self.connected.set()
+                if backoff > 0.1:
+                    log.info("listener: reconnected")
+                backoff = 0.1
+                self.on_connected()
+                async for note in conn.notifies():
+                    self._dispatch(note.channel, note.payload)
+            except psycopg.OperationalError as exc:
+                log.warning(
+                    "listener: connection lost (%s); polling until it is back", first_line(exc)
+                )
+                await asyncio.sleep(backoff)
+                backoff = 0.2
+            finally:
+                self.connected.clear()
+                await conn.close()
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            if self.queues is None or payload in self.queues or payload == ANY_QUEUE:
+                self.on_jobs()
+        elif channel == CANCEL_CHANNEL:
+            self.on_cancel()
+        elif channel == QUEUES_CHANNEL:
+            self.on_queue_change(payload)

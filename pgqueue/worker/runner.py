@@ -1,0 +1,116 @@
+"""Runs one attempt to its outcome and hands the outcome to the completer: the attempt's
+marks decide what an interrupted attempt comes to. Logs one line per outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pgqueue.context import JobContext
+from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
+from pgqueue.worker.attempts import Attempt, Mark
+from pgqueue.worker.completer import Completer, outcome_row
+from pgqueue.worker.execute import Runner as Executor
+
+job_log = logging.getLogger("pgqueue.job")
+log = logging.getLogger("pgqueue.worker")
+
+_OUTCOME_LEVELS: dict[type, tuple[int, str]] = {
+    Succeeded: (logging.INFO, "succeeded"),
+    Failed: (logging.WARNING, "failed"),
+    Snoozed: (logging.INFO, "snoozed"),
+    Released: (logging.INFO, "released (shutdown)"),
+    Cancelled: (logging.INFO, "cancelled"),
+}
+
+
+class Runner:
+    """Turns claimed jobs into attempts and runs them; keeps the jobs' average duration
+    (the claimer claims ahead while jobs are quick)."""
+
+    def __init__(self, app: Any, threads: ThreadPoolExecutor, completer: Completer) -> None:
+        self.app = app
+        self.executor = Executor(app, threads)
+        self.completer = completer
+        self.avg_duration: float | None = None
+        self.processed = 0
+
+    def make(self, job: Job) -> Attempt:
+        ctx = JobContext(job=job, attempt=job.attempts, logger=job_log, _app=self.app)
+        task = self.app.tasks.get(job.task)
+        return Attempt(job=job, ctx=ctx, is_async=task is not None and task.is_async)
+
+    async def execute(self, attempt: Attempt) -> None:
+        job, ctx = attempt.job, attempt.ctx
+        task = self.app.tasks.get(job.task)
+        timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
+        started = time.monotonic()
+        outcome: Outcome | None = None
+        if attempt.mark is None:
+            try:
+                outcome = await self.executor.run(job, ctx, timeout)
+            except asyncio.CancelledError:
+                pass  # interrupted by a mark (or by the loop shutting down)
+        outcome = self._decide(attempt, outcome)
+        if outcome is None:
+            log.warning(
+                "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
+            )
+        else:
+            self.completer.put(outcome_row(job, outcome, ctx._followups))
+            self._log_outcome(job, outcome, time.monotonic() - started)
+        self.processed += 1
+        duration = time.monotonic() - started
+        avg = self.avg_duration
+        self.avg_duration = duration if avg is None else 0.9 * avg + 0.1 * duration
+        # A sync attempt that timed out keeps its slot until its thread returns.
+        await self.executor.wait_thread(attempt.key)
+
+    @staticmethod
+    def _decide(attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
+        """What the attempt comes to, given its mark; None: nothing is written."""
+        match attempt.mark:
+            case Mark.ABANDON:
+                return None  # the job is someone else's now; the write would be refused
+            case Mark.RELEASE:
+                return outcome if outcome is not None else Released()
+            case Mark.CANCEL:
+                return Cancelled("cancel requested while it ran")
+        return outcome if outcome is not None else Released()
+
+    def _log_outcome(self, job: Job, outcome: Outcome, duration: float) -> None:
+        """One line per outcome: successes at INFO, retries WARNING, dead ERROR."""
+        level, what = _OUTCOME_LEVELS[type(outcome)]
+        if not job_log.isEnabledFor(level):
+            return  # the hot path when successes are not wanted: no formatting at all
+        detail = ""
+        match outcome:
+            case Failed(error, None):
+                level, what, detail = logging.ERROR, "dead", f": {error['error']}"
+            case Failed(error, retry_in):
+                detail = f", retry in {retry_in:.1f}s: {error['error']}"
+            case Snoozed(delay):
+                detail = f" for {delay:.1f}s"
+        fields = {
+            "job_id": job.id,
+            "task": job.task,
+            "queue": job.queue,
+            "attempt": job.attempts,
+            "duration_ms": round(duration * 1000, 3),
+            "outcome": what,
+        }
+        job_log.log(
+            level,
+            "job %d %s queue=%s attempt=%d duration=%.1fms %s%s",
+            job.id,
+            job.task,
+            job.queue,
+            job.attempts,
+            duration * 1000,
+            what,
+            detail,
+            extra={"job": fields},
+        )
