@@ -222,3 +222,15 @@ def spawner(fail_first: bool) -> str:
     if fail_first and ctx.attempt == 1:
         raise RuntimeError("first attempt fails after enqueueing")
     return "spawned"
+
+
+@app.task(name="big_result")
+async def big_result(size: int) -> str:
+    """A result of `size` bytes of JSON text (give or take the quotes)."""
+    return "x" * size
+
+
+@app.task(name="nul_result", max_attempts=1)
+async def nul_result() -> str:
+    """A result PostgreSQL's jsonb refuses (a NUL character)."""
+    return "a\u0000b"
