@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from pgqueue.errors import ConfigurationError
@@ -41,6 +42,12 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         if self.queues is not None and (not self.queues or not all(self.queues)):
             raise ConfigurationError("queues must be non-empty names")
+        for name, most in LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"{name} must be a number")
+            if not math.isfinite(value) or value > most:
+                raise ConfigurationError(f"{name} must be a finite number up to {most:g}")
         for name in ("retain_succeeded", "retain_cancelled", "retain_dead"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0")
@@ -54,3 +61,21 @@ class WorkerSettings:
             raise ConfigurationError("shutdown_grace must be >= 0")
         if self.lease <= self.heartbeat_interval:
             raise ConfigurationError("lease must be longer than heartbeat_interval")
+
+
+DAY = 86400.0
+# The largest value each number may take: NaN, infinities and values no clock or thread pool
+# can honour are refused when the settings are built, not discovered by a worker later.
+LIMITS: dict[str, float] = {
+    "concurrency": 10_000,
+    "shutdown_grace": DAY,
+    "heartbeat_interval": DAY,
+    "lease": 7 * DAY,
+    "poll_interval": DAY,
+    "claim_batch": 10_000,
+    "outcome_batch": 100_000,
+    "retain_succeeded": 100 * 365 * DAY,
+    "retain_cancelled": 100 * 365 * DAY,
+    "retain_dead": 100 * 365 * DAY,
+    "prune_batch": 1_000_000,
+}

@@ -1,0 +1,92 @@
+"""Pure parts of the lifecycle, without a database: the insert plan, settings, schedules."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+import pgqueue
+from pgqueue.errors import ConfigurationError
+from pgqueue.schedule import Schedule
+from pgqueue.settings import WorkerSettings
+from pgqueue.store import JobSpec, loads, plans
+
+
+def spec(task: str, key: str | None = None) -> JobSpec:
+    return JobSpec(task, "[]", "{}", "default", 0, 3, unique_key=key)
+
+
+def test_insert_retry_never_inserts_a_keyless_job_twice():
+    """The holder of a taken key finished between the insert and the look-up: only the job
+    that found no holder is inserted again."""
+    specs = [spec("plain"), spec("keyed", "k")]
+    plan = plans.job_insert_many(specs)
+    step = next(plan)  # release expired keys
+    assert "unique_until = NULL" in step[0]
+    query, params = plan.send([])
+    assert "jobs" in params and '"plain"' in params["jobs"] and '"keyed"' in params["jobs"]
+    query, params = plan.send([(1, None), (None, "k")])  # the key was taken
+    assert params == {"unique_keys": ["k"]}
+    query, params = plan.send([])  # ...and its holder is gone by now
+    assert "INSERT" in query and params["task"] == "keyed", "only the keyed job again"
+    with pytest.raises(StopIteration) as done:
+        plan.send([(2, "k")])
+    assert done.value.value == [1, 2]
+
+
+def test_duplicate_keys_get_the_holders_id():
+    plan = plans.job_insert_many([spec("a", "k"), spec("b", "k")])
+    next(plan)
+    plan.send([])
+    plan.send([(7, "k"), (None, "k")])
+    with pytest.raises(StopIteration) as done:
+        plan.send([("k", 7)])
+    assert done.value.value == [7, 7]
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("heartbeat_interval", math.nan),
+        ("lease", math.inf),
+        ("poll_interval", math.nan),
+        ("shutdown_grace", math.inf),
+        ("concurrency", 99_999_999_999),
+        ("claim_batch", 10**12),
+        ("retain_dead", math.inf),
+    ],
+)
+def test_settings_refuse_numbers_no_worker_can_honour(field, value):
+    with pytest.raises(ConfigurationError, match=field):
+        WorkerSettings(**{field: value})
+
+
+def test_a_cron_that_never_fires_is_refused_when_declared():
+    with pytest.raises(ConfigurationError, match="never fires"):
+        Schedule(name="never", task="t", cron="0 0 31 2 *")
+    app = pgqueue.App("postgresql://localhost/unused")
+    with pytest.raises(ConfigurationError, match="never fires"):
+
+        @app.periodic(cron="0 0 30 2 *")
+        def never() -> None: ...
+
+
+def test_missed_fire_times_are_caught_up_from_the_last_one_on_record():
+    every_minute = Schedule(name="m", task="t", cron="* * * * *")
+    now = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
+    # Everything was down for ten minutes: the latest missed fire is enqueued, once.
+    assert every_minute.due_since(now - timedelta(minutes=10), now) == [
+        datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    ]
+    # A loop that ran late catches up within the look-back.
+    assert every_minute.due_since(now - timedelta(minutes=2), now)[-1] == datetime(
+        2026, 1, 1, 12, 0, tzinfo=UTC
+    )
+
+
+def test_json_from_the_database_keeps_big_integers():
+    assert loads(b"[1180591620717411303424, 2]") == [2**70, 2]
+    assert loads('{"a": -36893488147419103232}') == {"a": -(2**65)}
+    assert loads(b'["x", 1.5]') == ["x", 1.5]
