@@ -65,10 +65,13 @@ def supervise(processes: int, argv: list[str] | None = None) -> int:
             now = time.monotonic()
             restarts = [t for t in restarts if now - t < 60]
             # A child that dies at once again and again (bad code, bad DSN) is restarted
-            # slowly rather than in a tight loop.
-            if len(restarts) >= 3 * processes:
-                time.sleep(1.0)
-            restarts.append(now)
+            # ever more slowly (up to 30 s apart) rather than in a tight loop.
+            extra = len(restarts) - processes
+            if extra >= 0:
+                pause_until = now + min(30.0, 0.5 * 2**extra)
+                while not stopping and time.monotonic() < pause_until:
+                    time.sleep(0.1)
+            restarts.append(time.monotonic())
             if stopping:
                 continue
             log.warning("worker process %d exited with %s; starting a new one", child.pid, code)
