@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -234,3 +235,17 @@ async def big_result(size: int) -> str:
 async def nul_result() -> str:
     """A result PostgreSQL's jsonb refuses (a NUL character)."""
     return "a\u0000b"
+
+
+@app.task(name="nap_logged", max_attempts=20, retry=fast)
+def nap_logged(seconds: float) -> str:
+    """Sleeps, recording its start and end when the database lets it (it may be down)."""
+    ctx = pgqueue.context()
+    with contextlib.suppress(psycopg.Error):
+        effect(ctx.job.id, ctx.attempt, "start")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled:
+        time.sleep(0.02)
+    with contextlib.suppress(psycopg.Error):
+        effect(ctx.job.id, ctx.attempt, "end")
+    return "napped"
