@@ -80,7 +80,7 @@ class Claimer:
         if self.queue_settings.due():
             self.queue_settings.load(await self.store.queue_config())
         room = self.attempts.room()
-        jobs = await self.store.job_claim(self.worker_id, self.queues, limit)
+        jobs = await self.store.job_claim(self.worker_id, self.queues, limit, start=room)
         rest = min(limit, room) - len(jobs)
         limited = self.queue_settings.limited
         if limited and rest > 0:

@@ -48,6 +48,8 @@ class Runner:
         task = self.app.tasks.get(job.task)
         timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
         started = time.monotonic()
+        if job.started_at is None and attempt.mark is None:
+            self.completer.note_start(job)  # claimed ahead: its attempt counts from now
         outcome: Outcome | None = None
         if attempt.mark is None:
             try:
@@ -60,7 +62,8 @@ class Runner:
                 "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
             )
         else:
-            self.completer.put(outcome_row(job, outcome, ctx._followups))
+            ran = time.monotonic() - started
+            self.completer.put(outcome_row(job, outcome, ctx._followups, ran))
             self._log_outcome(job, outcome, time.monotonic() - started)
         self.processed += 1
         duration = time.monotonic() - started

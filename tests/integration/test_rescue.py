@@ -84,3 +84,59 @@ def test_live_worker_jobs_are_not_rescued(dsn, app):
 
     asyncio.run(with_store(dsn, scenario))
     assert app.get_job(job_id).state == "running"
+
+
+def test_jobs_claimed_ahead_are_charged_only_when_they_start(dsn, app, db):
+    """A worker killed while jobs it claimed ahead wait for a slot: they were never started,
+    so they go back without an attempt counted, even with max_attempts=1."""
+    ids = [jobs.add.options(max_attempts=1).enqueue(i, 1) for i in range(3)]
+    lost = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.worker_register(lost, "host", 1, None, 1, 2.0)
+        claimed = await store.job_claim(lost, None, 10, start=1)
+        assert [(j.id, j.attempts, j.started_at is None) for j in claimed] == [
+            (ids[0], 1, False),
+            (ids[1], 1, True),
+            (ids[2], 1, True),
+        ]
+        # The second one started: its start is recorded (attempt counted now).
+        second = claimed[1]
+        assert await store.job_finish_many(
+            lost, [OutcomeRow(second.id, second.attempts, "started", charge=1)]
+        ) == {second.id: "running"}
+        db.execute("DELETE FROM pgqueue.workers WHERE id = %s", (lost,))
+        assert await Rescuer(store).run_once() == 3
+
+    asyncio.run(with_store(dsn, scenario))
+    started, also_started, never_started = (app.get_job(i) for i in ids)
+    assert started.state == "dead" and started.attempts == 1
+    assert also_started.state == "dead" and also_started.attempts == 1
+    assert never_started.state == "queued" and never_started.attempts == 0
+    assert never_started.errors == [] and never_started.last_error is None
+
+
+def test_an_old_attempts_outcome_cannot_land_on_a_job_claimed_ahead_again(dsn, app, db):
+    """Attempt 1 is rescued from a paused worker, which then claims the job ahead again
+    (attempt 2, not yet charged): attempt 1's late outcome must not land on it."""
+    job_id = jobs.add.enqueue(1, 2)
+    w = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.worker_register(w, "host", 1, None, 1, 2.0)
+        (first,) = await store.job_claim(w, None, 10)
+        db.execute("UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour'")
+        assert await Rescuer(store).run_once() == 1
+        db.execute("UPDATE pgqueue.jobs SET run_at = now()")
+        await store.worker_register(w, "host", 1, None, 1, 2.0)
+        (again,) = await store.job_claim(w, None, 10, start=0)
+        assert (first.attempts, again.attempts) == (1, 2)
+        late = OutcomeRow(job_id, 1, "succeeded", result_json="3")
+        assert await store.job_finish_many(w, [late]) == {}
+        # Attempt 2's outcome, with its start in the same row, lands.
+        done = OutcomeRow(job_id, 2, "succeeded", result_json="3", charge=1, ran=0.01)
+        assert await store.job_finish_many(w, [done]) == {job_id: "succeeded"}
+
+    asyncio.run(with_store(dsn, scenario))
+    job = app.get_job(job_id)
+    assert job.state == "succeeded" and job.attempts == 2 and job.started_at is not None
