@@ -158,9 +158,6 @@ WHERE unique_key = ANY(%(unique_keys)s::text[])
 -- Take up to `limit` due jobs from `queues` (NULL: every queue), best priority first, and mark
 -- them running for `worker_id`. Each queue is read through jobs_claim_idx in claim order and
 -- stops at `limit` rows, so the cost does not grow with the backlog or the number of queues.
--- The first `start` of them start at once: their attempt is counted and started_at set. The
--- others are claimed ahead, to wait in the worker for a slot: they are not charged an attempt
--- until they start (started_at stays NULL; the worker records the start with its outcomes).
 WITH RECURSIVE known_queues AS (
     -- Distinct queues of queued jobs by skipping through the index (no full scan).
     (SELECT queue FROM pgqueue.jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
@@ -174,7 +171,7 @@ WITH RECURSIVE known_queues AS (
     UNION
     SELECT unnest(%(queues)s::text[])
 ), picked AS (
-    SELECT c.id, c.priority, c.run_at
+    SELECT c.id
     FROM wanted AS w
     CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
@@ -193,17 +190,14 @@ WITH RECURSIVE known_queues AS (
           AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
     ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s::int
-), ranked AS (
-    SELECT id, row_number() OVER (ORDER BY priority DESC, run_at, id) <= %(start)s::int AS now
-    FROM picked
 )
 UPDATE pgqueue.jobs AS j
 SET state = 'running',
-    attempts = j.attempts + ranked.now::int,
+    attempts = j.attempts + 1,
     worker_id = %(worker_id)s::uuid,
-    started_at = CASE WHEN ranked.now THEN coalesce(%(now)s::timestamptz, now()) END
-FROM ranked
-WHERE j.id = ranked.id
+    started_at = coalesce(%(now)s::timestamptz, now())
+FROM picked
+WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
           j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at;
 
@@ -326,38 +320,30 @@ WHERE state = 'queued'
 -- Record a batch of attempt outcomes. Each row is applied only if the job is still running
 -- the same attempt for the same worker, so a late outcome never overwrites a rescue or a
 -- cancel. `refund` gives the attempt back (Retry, shutdown). Re-queued jobs wake workers.
--- A job claimed ahead is charged its attempt only when it starts (`charge`): by a 'started'
--- row, or by its outcome when both are written together (started `ran` seconds ago).
 WITH o AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id bigint, attempt int, state text, result jsonb, error jsonb, delay float8,
-             refund int, charge int, ran float8)
+             refund int)
 ), updated AS (
     UPDATE pgqueue.jobs AS j
     -- A job asked to cancel is not queued again: the request is on the row, whether or not
     -- its notification reached this worker.
-    SET state = CASE WHEN o.state = 'started' THEN 'running'
-                     WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
+    SET state = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
                      THEN 'cancelled' ELSE o.state END,
-        attempts = j.attempts + o.charge - o.refund,
-        started_at = CASE WHEN o.charge = 1 AND o.refund = 0
-                          THEN now() - make_interval(secs => coalesce(o.ran, 0))
-                          ELSE j.started_at END,
+        attempts = j.attempts - o.refund,
         run_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
                       THEN now() + make_interval(secs => coalesce(o.delay, 0))
                       ELSE j.run_at END,
-        result = CASE WHEN o.state = 'started' THEN j.result ELSE o.result END,
+        result = o.result,
         last_error = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
                           THEN 'Cancelled: cancel requested while it ran'
                           ELSE coalesce(o.error ->> 'error', j.last_error) END,
         errors = CASE WHEN o.error IS NULL THEN j.errors
                       ELSE j.errors || jsonb_build_array(
                           o.error || jsonb_build_object('at', now())) END,
-        finished_at = CASE WHEN o.state = 'started'
-                             OR (o.state = 'queued' AND j.cancel_requested_at IS NULL)
+        finished_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
                            THEN NULL ELSE now() END,
-        unique_until = CASE WHEN (o.state NOT IN ('queued', 'started')
-                                  OR (o.state = 'queued' AND j.cancel_requested_at IS NOT NULL))
+        unique_until = CASE WHEN (o.state <> 'queued' OR j.cancel_requested_at IS NOT NULL)
                                  AND j.unique_for IS NOT NULL
                             THEN now() + make_interval(secs => j.unique_for) END
     FROM o
@@ -365,9 +351,7 @@ WITH o AS MATERIALIZED (
     -- no other index can serve it. A scan of this worker's running jobs instead would grow
     -- with every job it ran since the last vacuum (dead index entries), batch after batch.
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = o.id
-      AND (j.state = 'running' AND j.attempts + o.charge = o.attempt
-           -- not started yet (claimed ahead) exactly when the row charges the attempt
-           AND (j.started_at IS NULL) = (o.charge = 1)
+      AND (j.state = 'running' AND j.attempts = o.attempt
            AND j.worker_id = %(worker_id)s::uuid) IS TRUE
     RETURNING j.id, j.state, j.queue
 )
@@ -381,11 +365,9 @@ FROM updated AS u;
 
 -- name: job_rescue_lost
 -- Jobs running for a worker whose heartbeat is older than its lease (or whose row is gone)
--- go back to queued (the attempt stays counted) with a backoff of 2^(attempts-1) seconds, to
--- dead when attempts are used up, or to cancelled when a cancel was asked for. A job claimed
--- ahead that never started (started_at NULL) was never charged: it is queued again as it was.
--- Safe to run on every node at once: rows are locked with SKIP LOCKED and the update
--- re-checks that each job is still running.
+-- go back to queued with the attempt counted and a backoff of 2^(attempts-1) seconds, or to
+-- dead when attempts are used up. Safe to run on every node at once: rows are locked with
+-- SKIP LOCKED and the update re-checks that each job is still running.
 WITH lost AS (
     SELECT j.id FROM pgqueue.jobs AS j
     WHERE j.state = 'running'
@@ -397,35 +379,25 @@ WITH lost AS (
             AND w.heartbeat_at > coalesce(%(now)s::timestamptz, now())
                                  - make_interval(secs => w.lease))
     FOR UPDATE OF j SKIP LOCKED
-), fate AS (
-    SELECT j.id,
-           CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                WHEN j.started_at IS NULL THEN 'unstarted'
-                WHEN j.attempts >= j.max_attempts THEN 'dead'
-                ELSE 'queued' END AS fate
-    FROM pgqueue.jobs AS j JOIN lost ON lost.id = j.id
 ), rescued AS (
     UPDATE pgqueue.jobs AS j
-    SET state = CASE WHEN f.fate = 'unstarted' THEN 'queued' ELSE f.fate END,
-        run_at = CASE f.fate
-                     WHEN 'queued'
-                     THEN now() + make_interval(secs => least(power(2, j.attempts - 1), 3600))
-                     WHEN 'unstarted' THEN now()
-                     ELSE j.run_at END,
-        finished_at = CASE WHEN f.fate IN ('dead', 'cancelled') THEN now() END,
-        last_error = CASE f.fate
-                         WHEN 'unstarted' THEN j.last_error
-                         WHEN 'cancelled'
-                         THEN 'Cancelled: cancel requested, and its worker stopped heartbeating'
-                         ELSE 'WorkerLost: the worker running this attempt stopped heartbeating'
+    SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                     WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
+        run_at = CASE WHEN j.attempts >= j.max_attempts OR j.cancel_requested_at IS NOT NULL
+                      THEN j.run_at
+                      ELSE now() + make_interval(secs => least(power(2, j.attempts - 1), 3600))
+                 END,
+        finished_at = CASE WHEN j.attempts >= j.max_attempts
+                             OR j.cancel_requested_at IS NOT NULL THEN now() END,
+        last_error = CASE WHEN j.cancel_requested_at IS NOT NULL
+                          THEN 'Cancelled: cancel requested, and its worker stopped heartbeating'
+                          ELSE 'WorkerLost: the worker running this attempt stopped heartbeating'
                      END,
-        errors = CASE WHEN f.fate = 'unstarted' THEN j.errors
-                      ELSE j.errors || jsonb_build_array(jsonb_build_object(
-                          'attempt', j.attempts, 'at', now(), 'worker_id', j.worker_id,
-                          'error', 'WorkerLost: the worker running this attempt stopped '
-                                   || 'heartbeating')) END
-    FROM fate AS f
-    WHERE j.id = f.id AND j.state = 'running'
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'at', now(), 'worker_id', j.worker_id,
+            'error', 'WorkerLost: the worker running this attempt stopped heartbeating'))
+    FROM lost
+    WHERE j.id = lost.id AND j.state = 'running'
     RETURNING j.id, j.state, j.queue
 )
 SELECT r.id, r.state,
@@ -594,9 +566,8 @@ SELECT target.state,
 FROM target;
 
 -- name: job_cancel_requests
--- Attempts running for this worker that were asked to cancel: (id, attempt), where a job
--- claimed ahead and not started yet is on the attempt it will run as.
-SELECT id, attempts + (started_at IS NULL)::int FROM pgqueue.jobs
+-- Attempts running for this worker that were asked to cancel: (id, attempt).
+SELECT id, attempts FROM pgqueue.jobs
 WHERE state = 'running' AND worker_id = %(worker_id)s::uuid
   AND cancel_requested_at IS NOT NULL;
 

@@ -109,22 +109,9 @@ class AsyncJobStore:
     # -- the worker: tuples or named types, never dicts, on the hot path -------------------------
 
     async def job_claim(
-        self,
-        worker_id: UUID,
-        queues: Sequence[str] | None,
-        limit: int,
-        start: int | None = None,
-        now: datetime | None = None,
+        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
     ) -> list[Job]:
-        """Claim up to `limit` jobs; the first `start` (default: all) start at once, the
-        others are claimed ahead and not charged an attempt until they start."""
-        params = {
-            "worker_id": worker_id,
-            "queues": queues,
-            "limit": limit,
-            "start": limit if start is None else start,
-            "now": now,
-        }
+        params = {"worker_id": worker_id, "queues": queues, "limit": limit, "now": now}
         return [claimed_job(r, worker_id) for r in await self._tuples("job_claim", params)]
 
     async def job_claim_limited(

@@ -46,8 +46,6 @@ class OutcomeRow:
     error_json: str | None = None
     delay: float | None = None
     refund: int = 0
-    charge: int = 0  # 1: the attempt was not counted at claim (claimed ahead); count it now
-    ran: float = 0.0  # seconds since the attempt started (for started_at when charged late)
     followups: tuple[JobSpec, ...] = ()
     queue: str = ""  # not written: for retention decisions after the write
 
@@ -89,11 +87,8 @@ CLAIM_COLUMNS = (
 
 
 def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
-    """The Job a claimed row stands for: running, for `worker_id`, on the attempt it runs
-    as. A job claimed ahead (started_at None) is not charged yet: its attempt is the next."""
+    """The Job a claimed row stands for: running, for `worker_id`, this attempt."""
     fields = dict(zip(CLAIM_COLUMNS, row, strict=True))
-    if fields["started_at"] is None:
-        fields["attempts"] += 1
     return Job(
         **fields,
         state=JobState.RUNNING,
@@ -168,8 +163,6 @@ def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]
             "error": None if r.error_json is None else fragment(r.error_json),
             "delay": r.delay,
             "refund": r.refund,
-            "charge": r.charge,
-            "ran": r.ran,
         }
         for r in rows
     ]

@@ -1,10 +1,9 @@
 """The claim loop: takes due jobs from the table for the attempts registry, as many as it
-has room for, and sleeps until a wake-up, the next due job, or the safety poll.
+has free slots for, and sleeps until a wake-up, the next due job, or the safety poll.
 
-Quick jobs (a few milliseconds on average) are claimed one batch ahead: the next claim runs
-beside the current batch instead of after it, when every slot would sit empty for its round
-trip. Jobs of queues with cluster-wide limits are never claimed ahead (they would hold their
-queue's budget while waiting)."""
+A job is claimed only for a slot that is free now, so every claimed job starts at once and
+its attempt (counted by the claim) is one it really gets. Nothing is claimed ahead to wait
+in the worker: an attempt charged to a job still waiting would be lost with the process."""
 
 from __future__ import annotations
 
@@ -22,11 +21,9 @@ from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer
 from pgqueue.worker.events import wait_any
 from pgqueue.worker.queue_settings import QueueSettings
-from pgqueue.worker.runner import Runner
 
 log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
-QUICK_JOB = 0.005  # seconds: jobs this short on average let the next claim overlap a batch
 
 
 def retryable(exc: BaseException) -> bool:
@@ -46,7 +43,6 @@ class Claimer:
         worker_id: UUID,
         settings: WorkerSettings,
         attempts: Attempts,
-        runner: Runner,
         completer: Completer,
         queue_settings: QueueSettings,
     ) -> None:
@@ -55,24 +51,15 @@ class Claimer:
         self.settings = settings
         self.queues = list(settings.queues) if settings.queues else None
         self.attempts = attempts
-        self.runner = runner
         self.completer = completer
         self.queue_settings = queue_settings
         self.wake = asyncio.Event()
 
-    def quick(self) -> bool:
-        avg = self.runner.avg_duration
-        return avg is not None and avg < QUICK_JOB
-
     def free(self) -> int:
-        """Jobs to claim now. Running and waiting jobs take room; while jobs are quick, one
-        batch more than the concurrency may be held. Finished jobs whose outcome is not
-        written yet count too, beyond a batch's worth, so a slow database cannot make the
-        worker claim far ahead."""
+        """Jobs to claim now: free slots, less the outcomes not written yet beyond a batch's
+        worth, so a slow database cannot make the worker run far ahead of its records."""
         c = self.settings.concurrency
-        cap = 2 * c if self.quick() else c
-        held = self.attempts.held()
-        return min(cap - held, cap + c - held - self.completer.backlog)
+        return min(c - self.attempts.held(), 2 * c - self.attempts.held() - self.completer.backlog)
 
     async def claim_once(self, limit: int) -> list[Job]:
         """Claim up to `limit` jobs (from limited queues too) and hand them to the attempts
@@ -80,7 +67,7 @@ class Claimer:
         if self.queue_settings.due():
             self.queue_settings.load(await self.store.queue_config())
         room = self.attempts.room()
-        jobs = await self.store.job_claim(self.worker_id, self.queues, limit, start=room)
+        jobs = await self.store.job_claim(self.worker_id, self.queues, limit)
         rest = min(limit, room) - len(jobs)
         limited = self.queue_settings.limited
         if limited and rest > 0:
@@ -122,7 +109,7 @@ class Claimer:
                 if len(jobs) < limit:
                     delay = await self._idle_delay()
                     await wait_any(delay, stop, self.wake)
-                elif self.attempts.running() >= s.concurrency and not self.quick():
+                elif self.attempts.running() >= s.concurrency:
                     # Let jobs that finish together free their slots before the next claim.
                     await asyncio.sleep(0)
             except Exception as exc:

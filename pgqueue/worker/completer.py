@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from uuid import UUID
 
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
@@ -20,23 +19,8 @@ BATCH_BYTES = 16 * 2**20  # an outcome batch stays well under jsonb's 255 MB per
 MAX_RESULT_BYTES = 64 * 2**20  # a bigger result is refused: the job ends dead, saying why
 
 
-def outcome_row(
-    job: Job, outcome: Outcome, followups: Sequence[JobSpec] = (), ran: float = 0.0
-) -> OutcomeRow:
-    """The database change an outcome stands for (follow-ups only go with a success). A job
-    claimed ahead (started_at None) still has its attempt to count: the row says so."""
-    row = _outcome_row(job, outcome, followups)
-    if job.started_at is None:
-        return replace(row, charge=1, ran=ran)
-    return row
-
-
-def start_row(job: Job) -> OutcomeRow:
-    """A job claimed ahead has started: count its attempt now."""
-    return OutcomeRow(job.id, job.attempts, "started", charge=1, queue=job.queue)
-
-
-def _outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec]) -> OutcomeRow:
+def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
+    """The database change an outcome stands for (follow-ups only go with a success)."""
     match outcome:
         case Succeeded(result_json) if (
             result_json is not None and len(result_json) > MAX_RESULT_BYTES
@@ -91,11 +75,6 @@ class Completer:
     While one batch is being written the next one accumulates, so the batch size follows the
     load without a timer. If the database is away, the buffer is kept and written when it
     is back; outcomes are never dropped while the process lives.
-
-    It also records the starts of jobs claimed ahead (their attempts count when they start):
-    a start goes out with the next batch, or, if the job's outcome comes before that, in the
-    outcome's own row. The starts' states are the completer's alone: pending (not sent),
-    sending (in the batch being written) or written.
     """
 
     def __init__(
@@ -112,8 +91,6 @@ class Completer:
         self.worker_id = worker_id
         self.batch = batch
         self._pending: list[OutcomeRow] = []
-        self._starts: dict[tuple[int, int], OutcomeRow] = {}  # pending or being sent
-        self._sent: set[tuple[int, int]] = set()  # starts in a batch being written or written
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -121,20 +98,7 @@ class Completer:
         self.written = 0
 
     def put(self, row: OutcomeRow) -> None:
-        if row.charge:
-            key = (row.id, row.attempt)
-            if key in self._sent:
-                self._sent.discard(key)  # its start is (being) written: count nothing more
-                row = replace(row, charge=0)
-            else:
-                self._starts.pop(key, None)  # its start goes with the outcome
         self._pending.append(row)
-        self._idle.clear()
-        self._ready.set()
-
-    def note_start(self, job: Job) -> None:
-        """A job claimed ahead starts now: record it (its attempt counts from now)."""
-        self._starts[(job.id, job.attempts)] = start_row(job)
         self._idle.clear()
         self._ready.set()
 
@@ -142,35 +106,33 @@ class Completer:
     def backlog(self) -> int:
         return len(self._pending)
 
+    def pending_ids(self) -> set[int]:
+        """Jobs finished here whose outcome is not written yet."""
+        return {r.id for r in self._pending}
+
     def _next_batch(self) -> list[OutcomeRow]:
-        """The oldest outcomes, up to `batch` rows and BATCH_BYTES (at least one row), and
-        every start not written yet."""
-        rows = self._pending[: self.batch]
+        """The oldest outcomes, up to `batch` rows and BATCH_BYTES (at least one row)."""
         size = 0
-        for n, row in enumerate(rows):
+        for n, row in enumerate(self._pending[: self.batch]):
             size += row.size
             if size > BATCH_BYTES and n > 0:
-                rows = rows[:n]
-                break
-        return rows
+                return self._pending[:n]
+        return self._pending[: self.batch]
 
     async def run(self) -> None:
         backoff = 0.05
         while True:
             await self._ready.wait()
-            if not self._pending and not self._starts:
+            if not self._pending:
                 self._ready.clear()
                 self._idle.set()
                 continue
             rows = self._next_batch()
-            starts = list(self._starts.values())
-            self._sent.update((r.id, r.attempt) for r in starts)
             try:
-                applied = await self._write(rows + starts)
+                applied = await self._write(rows)
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
-                self._unsend(starts)
                 log.warning(
                     "%s; %d outcome(s) kept, retrying in %.1fs",
                     first_line(exc),
@@ -182,32 +144,18 @@ class Completer:
                 continue
             backoff = 0.05
             del self._pending[: len(rows)]
-            for start in starts:
-                self._starts.pop((start.id, start.attempt), None)
             self.written += len(applied)
             self.on_written()
             await self._settle_children(applied)
             await self._delete_finished(rows, applied)
-            lost = [r.id for r in rows + starts if r.id not in applied]
-            if lost:
+            if len(applied) != len(rows):
+                lost = [r.id for r in rows if r.id not in applied]
                 self.rejected += len(lost)
                 log.warning(
                     "outcome of job(s) %s not recorded: no longer running this "
                     "attempt here (rescued or cancelled meanwhile)",
                     lost,
                 )
-
-    def _unsend(self, starts: list[OutcomeRow]) -> None:
-        """A batch did not land: its starts are unsent again, and an outcome that came
-        meanwhile (told its start was written) takes its start back in its own row, so the
-        next batch never holds two rows for one job."""
-        keys = {(r.id, r.attempt) for r in starts}
-        self._sent.difference_update(keys)
-        for i, row in enumerate(self._pending):
-            key = (row.id, row.attempt)
-            if key in keys and key in self._starts:
-                del self._starts[key]
-                self._pending[i] = replace(row, charge=1)
 
     async def _write(self, rows: list[OutcomeRow]) -> Applied:
         """Write a batch; if the database refuses it for any reason but being away (a NUL
@@ -259,14 +207,7 @@ class Completer:
                     "error": f"StorageError: the outcome could not be stored: {first_line(exc)}",
                 }
                 log.error("job %d: %s", row.id, error["error"])
-                fallback = OutcomeRow(
-                    row.id,
-                    row.attempt,
-                    "dead",
-                    error_json=dumps(error),
-                    charge=row.charge,
-                    ran=row.ran,
-                )
+                fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
                 applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
         return applied
 

@@ -199,9 +199,7 @@ class Worker:
         runner = self.runner = Runner(self.app, threads, completer)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         completer.on_written = attempts.slot_freed.set
-        claimer = Claimer(
-            AsyncJobStore(claims), self.id, s, attempts, runner, completer, queue_settings
-        )
+        claimer = Claimer(AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings)
         cancels = CancelWatcher(store, self.id, attempts)
 
         def lost() -> None:

@@ -28,14 +28,12 @@ _OUTCOME_LEVELS: dict[type, tuple[int, str]] = {
 
 
 class Runner:
-    """Turns claimed jobs into attempts and runs them; keeps the jobs' average duration
-    (the claimer claims ahead while jobs are quick)."""
+    """Turns claimed jobs into attempts and runs them."""
 
     def __init__(self, app: Any, threads: ThreadPoolExecutor, completer: Completer) -> None:
         self.app = app
         self.executor = Executor(app, threads)
         self.completer = completer
-        self.avg_duration: float | None = None
         self.processed = 0
 
     def make(self, job: Job) -> Attempt:
@@ -48,8 +46,6 @@ class Runner:
         task = self.app.tasks.get(job.task)
         timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
         started = time.monotonic()
-        if job.started_at is None and attempt.mark is None:
-            self.completer.note_start(job)  # claimed ahead: its attempt counts from now
         outcome: Outcome | None = None
         if attempt.mark is None:
             try:
@@ -62,13 +58,9 @@ class Runner:
                 "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
             )
         else:
-            ran = time.monotonic() - started
-            self.completer.put(outcome_row(job, outcome, ctx._followups, ran))
+            self.completer.put(outcome_row(job, outcome, ctx._followups))
             self._log_outcome(job, outcome, time.monotonic() - started)
         self.processed += 1
-        duration = time.monotonic() - started
-        avg = self.avg_duration
-        self.avg_duration = duration if avg is None else 0.9 * avg + 0.1 * duration
         # A sync attempt that timed out keeps its slot until its thread returns.
         await self.executor.wait_thread(attempt.key)
 

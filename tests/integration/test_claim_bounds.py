@@ -1,6 +1,6 @@
-"""Quick jobs: the worker claims its next batch while the current one runs. Concurrency still
-holds for running handlers, a batch waiting for slots is never lost, and slow jobs are never
-claimed ahead."""
+"""How much a worker claims: only for free slots. Concurrency holds for running handlers, the
+jobs held in the table stay bounded, and nothing is claimed ahead to wait (its attempt would
+be charged before it started)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def test_quick_jobs_never_run_beyond_concurrency(app, worker, db):
     states = dict(db.execute("SELECT state, count(*) FROM pgqueue.jobs GROUP BY 1").fetchall())
     assert states == {"succeeded": 3000}
     assert jobs.running["peak"] <= 5, "more handlers ran at once than the concurrency"
-    # In the table: the running batch, at most one batch waiting for slots, and at most one
-    # batch finished whose outcomes are being written.
-    assert peak_running_rows <= 15
+    # In the table: the running jobs, and at most a batch's worth finished whose outcomes are
+    # being written.
+    assert peak_running_rows <= 10
 
 
 def test_stopping_releases_claimed_jobs_that_did_not_start(app, dsn, db):
@@ -44,8 +44,8 @@ def test_stopping_releases_claimed_jobs_that_did_not_start(app, dsn, db):
     assert not_done == 0
 
 
-def test_slow_jobs_are_not_claimed_ahead(app, worker, db):
-    ids = app.enqueue_many([{"task": "async_sleep", "args": [0.05]} for i in range(40)])
+def test_no_job_is_claimed_ahead(app, worker, db):
+    ids = app.enqueue_many([{"task": "quick", "args": [i]} for i in range(2000)])
     most_waiting = 0
     with worker(concurrency=4) as w:
         deadline = time.monotonic() + 30
