@@ -88,15 +88,29 @@ CLAIM_COLUMNS = (
 
 def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
     """The Job a claimed row stands for: running, for `worker_id`, this attempt."""
-    fields = dict(zip(CLAIM_COLUMNS, row, strict=True))
+    # Positional, in CLAIM_COLUMNS order: this runs for every job a worker takes.
+    (job_id, queue, task, args, kwargs, priority, run_at, attempts, max_attempts, unique_key,
+     timeout, created_at, started_at) = row  # fmt: skip
     return Job(
-        **fields,
-        state=JobState.RUNNING,
-        last_error=None,
-        errors=[],
-        result=None,
-        worker_id=worker_id,
-        finished_at=None,
+        job_id,
+        queue,
+        task,
+        args,
+        kwargs,
+        JobState.RUNNING,
+        priority,
+        run_at,
+        attempts,
+        max_attempts,
+        unique_key,
+        timeout,
+        None,  # last_error
+        [],  # errors
+        None,  # result
+        worker_id,
+        created_at,
+        started_at,
+        None,  # finished_at
     )
 
 

@@ -24,6 +24,7 @@ from pgqueue.worker.queue_settings import QueueSettings
 
 log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
+GATHER = 0.002  # seconds a claim for a few slots waits for more to free
 
 
 def retryable(exc: BaseException) -> bool:
@@ -54,6 +55,8 @@ class Claimer:
         self.completer = completer
         self.queue_settings = queue_settings
         self.wake = asyncio.Event()
+        # Free slots worth a claim without waiting a moment for more.
+        self.gather = max(1, min(settings.claim_batch, settings.concurrency // 4))
 
     def free(self) -> int:
         """Jobs to claim now: free slots, less the outcomes not written yet beyond a batch's
@@ -94,6 +97,7 @@ class Claimer:
         s = self.settings
         backoff = 0.1
         slot_freed = self.attempts.slot_freed
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             free = self.free()
             if free <= 0:
@@ -101,6 +105,15 @@ class Claimer:
                 if self.free() <= 0:
                     await wait_any(s.poll_interval, stop, slot_freed)
                 continue
+            if free < self.gather and self.attempts.running():
+                # A slot or two just freed while others run: give the jobs finishing beside
+                # them a moment to free theirs, so one claim serves many slots (quick jobs
+                # would otherwise cost a round trip each). A slow job loses GATHER at most.
+                deadline = loop.time() + GATHER
+                while self.free() < self.gather and loop.time() < deadline:
+                    slot_freed.clear()
+                    await wait_any(deadline - loop.time(), stop, slot_freed)
+                free = self.free()
             limit = min(free, s.claim_batch)
             # Cleared before the claim: a notification that lands during it is not lost.
             self.wake.clear()

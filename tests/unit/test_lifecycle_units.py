@@ -90,3 +90,19 @@ def test_json_from_the_database_keeps_big_integers():
     assert loads(b"[1180591620717411303424, 2]") == [2**70, 2]
     assert loads('{"a": -36893488147419103232}') == {"a": -(2**65)}
     assert loads(b'["x", 1.5]') == ["x", 1.5]
+
+
+def test_a_claimed_row_becomes_the_job_it_names():
+    import dataclasses
+    import uuid
+
+    from pgqueue.store.params import CLAIM_COLUMNS, claimed_job
+
+    row = [f"value-{name}" for name in CLAIM_COLUMNS]
+    worker = uuid.uuid4()
+    job = claimed_job(row, worker)
+    for name, value in zip(CLAIM_COLUMNS, row, strict=True):
+        assert getattr(job, name) == value, name
+    assert job.state == "running" and job.worker_id == worker and job.errors == []
+    assert job.finished_at is None and job.result is None and job.last_error is None
+    assert len(dataclasses.fields(job)) >= 19
