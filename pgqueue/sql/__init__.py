@@ -1,4 +1,13 @@
-"""Loads queries.sql into {name: query}. Internal: names and texts may change."""
+"""pgqueue's runtime queries, one file per concern (jobs, claim, outcomes, maintenance,
+workers, queues, schedules, stats), loaded into {name: query}. Internal: names and texts
+may change.
+
+Format of the .sql files: each block starts with "-- name: <query_name>" and a one-line
+description; other "-- " lines at the start of a line are comments and are dropped.
+Parameters are psycopg named placeholders with explicit casts. `now` parameters may be NULL,
+meaning the database clock (tests pin them). Every query is used by pgqueue/store/, and
+only there; names are unique across the files.
+"""
 
 from __future__ import annotations
 
@@ -19,4 +28,17 @@ def _parse(text: str) -> dict[str, LiteralString]:
     return queries
 
 
-QUERIES = _parse(resources.files(__package__).joinpath("queries.sql").read_text())
+def _load() -> dict[str, LiteralString]:
+    queries: dict[str, LiteralString] = {}
+    files = sorted(resources.files(__package__).iterdir(), key=lambda f: f.name)
+    for file in files:
+        if not file.name.endswith(".sql"):
+            continue
+        for name, query in _parse(file.read_text()).items():
+            if name in queries:
+                raise RuntimeError(f"query {name} is defined twice ({file.name})")
+            queries[name] = query
+    return queries
+
+
+QUERIES = _load()

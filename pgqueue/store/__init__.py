@@ -1,5 +1,5 @@
 """The only code that executes SQL: JobStore (sync) and AsyncJobStore, each running the
-named queries of pgqueue/sql/queries.sql. Given a caller's connection a method runs inside
+named queries of pgqueue/sql/*.sql. Given a caller's connection a method runs inside
 the caller's transaction; otherwise it borrows a pooled connection and commits. Driver
 errors become pgqueue.errors here. Internal API.
 """

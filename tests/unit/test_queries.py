@@ -1,4 +1,4 @@
-"""Every query in queries.sql is used by the store, and the store names only real queries."""
+"""Every query in pgqueue/sql/ is used by the store, and the store names only real queries."""
 
 from __future__ import annotations
 

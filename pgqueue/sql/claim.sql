@@ -1,0 +1,127 @@
+-- Claiming due jobs, plain and through queues with cluster-wide limits.
+-- Format: see pgqueue/sql/__init__.py.
+
+-- name: job_claim
+-- Take up to `limit` due jobs from `queues` (NULL: every queue), best priority first, and mark
+-- them running for `worker_id`. Each queue is read through jobs_claim_idx in claim order and
+-- stops at `limit` rows, so the cost does not grow with the backlog or the number of queues.
+WITH RECURSIVE known_queues AS (
+    -- Distinct queues of queued jobs by skipping through the index (no full scan).
+    (SELECT queue FROM pgqueue.jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue > k.queue ORDER BY j.queue LIMIT 1)
+    FROM known_queues AS k WHERE k.queue IS NOT NULL
+), wanted AS (
+    SELECT queue FROM known_queues
+    WHERE queue IS NOT NULL AND %(queues)s::text[] IS NULL
+    UNION
+    SELECT unnest(%(queues)s::text[])
+), picked AS (
+    SELECT c.id
+    FROM wanted AS w
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = w.queue
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT %(limit)s::int
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    -- Only a registered worker claims (one declared lost registers again first). Paused
+    -- queues are skipped, and queues with limits go through job_claim_limited.
+    WHERE EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
+      AND NOT EXISTS (
+        SELECT 1 FROM pgqueue.queues AS q
+        WHERE q.name = w.queue
+          AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT %(limit)s::int
+)
+UPDATE pgqueue.jobs AS j
+SET state = 'running',
+    attempts = j.attempts + 1,
+    worker_id = %(worker_id)s::uuid,
+    started_at = coalesce(%(now)s::timestamptz, now())
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
+          j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at;
+
+-- name: queue_lock_limited
+-- First statement of a limited claim: lock the limited queues of `queues` (NULL: all), so
+-- that claimers of one limited queue take turns. The counts are read by the next statement,
+-- which sees every claim committed before the lock was granted.
+SELECT q.name FROM pgqueue.queues AS q
+WHERE (%(queues)s::text[] IS NULL OR q.name = ANY(%(queues)s::text[]))
+  AND NOT q.paused
+  AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL)
+ORDER BY q.name
+FOR UPDATE;
+
+-- name: job_claim_limited
+-- Second statement of a limited claim: for each locked queue, the budget is what its
+-- concurrency limit (running jobs) and rate limit (starts in the sliding window) leave;
+-- claim up to that, record the starts, and forget starts that slid out of the window.
+WITH budget AS (
+    SELECT q.name AS queue, q.rate_limit,
+           least(
+               %(limit)s::int,
+               coalesce(q.concurrency_limit - (
+                   SELECT count(*) FROM pgqueue.jobs AS r
+                   WHERE r.state = 'running' AND r.queue = q.name), %(limit)s::int),
+               coalesce(q.rate_limit - (
+                   SELECT coalesce(sum(s.n), 0) FROM pgqueue.queue_starts AS s
+                   WHERE s.queue = q.name
+                     AND s.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
+               ), %(limit)s::int)
+           ) AS n
+    FROM pgqueue.queues AS q
+    WHERE q.name = ANY(%(queues)s::text[])
+      AND EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
+), picked AS (
+    SELECT c.id
+    FROM budget AS b
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = b.queue
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT greatest(b.n, 0)
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT %(limit)s::int
+), claimed AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'running',
+        attempts = j.attempts + 1,
+        worker_id = %(worker_id)s::uuid,
+        -- The clock, not the transaction start: this transaction may have waited for the
+        -- queue lock, and started_at must agree with the sliding window.
+        started_at = coalesce(%(now)s::timestamptz, clock_timestamp())
+    FROM picked
+    WHERE j.id = picked.id
+    RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
+              j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at
+), recorded AS (
+    INSERT INTO pgqueue.queue_starts (queue, started_at, n)
+    SELECT c.queue, clock_timestamp(), count(*)
+    FROM claimed AS c JOIN budget AS b ON b.queue = c.queue
+    WHERE b.rate_limit IS NOT NULL
+    GROUP BY c.queue
+), forgotten AS (
+    DELETE FROM pgqueue.queue_starts AS s
+    USING pgqueue.queues AS q
+    WHERE s.queue = q.name AND q.name = ANY(%(queues)s::text[])
+      AND s.started_at < clock_timestamp() - make_interval(secs => q.rate_period)
+)
+SELECT * FROM claimed;
+
+-- name: job_next_run_at
+-- Seconds until the next queued job of `queues` (NULL: every queue) becomes due, if any.
+SELECT extract(epoch FROM min(run_at) - coalesce(%(now)s::timestamptz, now()))::float8
+FROM pgqueue.jobs
+WHERE state = 'queued'
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND run_at > coalesce(%(now)s::timestamptz, now());

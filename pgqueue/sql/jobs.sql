@@ -1,0 +1,194 @@
+-- Inserting, reading and changing jobs: enqueue, cancel, retry, list, purge.
+-- Format: see pgqueue/sql/__init__.py.
+
+-- name: job_insert_many
+-- Insert jobs in input order; a row whose unique_key is taken comes back with a NULL id.
+-- A job with depends_on waits (run_at 9999-12-31, a sentinel) until job_settle_children
+-- frees it. The jobs come as one JSON document, in order.
+WITH input AS MATERIALIZED (
+    SELECT nextval('pgqueue.jobs_id_seq') AS id, t.*
+    FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
+        AS (queue text, task text, args jsonb, kwargs jsonb, priority int,
+            run_at timestamptz, delay float8, max_attempts int, unique_key text,
+            timeout float8, depends_on jsonb, unique_for float8))
+    WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay, max_attempts,
+                         unique_key, timeout, depends_on, unique_for, ord)
+), inserted AS (
+    INSERT INTO pgqueue.jobs
+        (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
+         depends_on, unique_for)
+    SELECT id, queue, task, args, kwargs, priority,
+           CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
+                ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
+           max_attempts, unique_key, timeout,
+           CASE WHEN depends_on IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
+           unique_for
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+        AND (state IN ('queued', 'running') OR unique_until IS NOT NULL)
+    DO NOTHING
+    RETURNING id
+)
+SELECT inserted.id, input.unique_key
+FROM input LEFT JOIN inserted USING (id)
+ORDER BY input.ord;
+
+-- name: job_insert_keyless
+-- Insert jobs none of which has a unique key, so every one is inserted: lighter than
+-- job_insert_many. Ids are drawn from the sequence in input order, so sorting them gives
+-- the rows back in that order.
+WITH inserted AS (
+    INSERT INTO pgqueue.jobs
+        (queue, task, args, kwargs, priority, run_at, max_attempts, timeout, depends_on,
+         unique_for)
+    SELECT queue, task, args, kwargs, priority,
+           CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
+                ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
+           max_attempts, timeout,
+           CASE WHEN depends_on IS NOT NULL
+                THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
+           unique_for
+    FROM jsonb_to_recordset(%(jobs)s::jsonb)
+        AS t(queue text, task text, args jsonb, kwargs jsonb, priority int, run_at timestamptz,
+             delay float8, max_attempts int, unique_key text, timeout float8, depends_on jsonb,
+             unique_for float8)
+    RETURNING id
+)
+SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
+
+-- name: job_insert
+-- Insert one job (the common case, lighter than job_insert_many); no row if its unique_key
+-- is taken.
+INSERT INTO pgqueue.jobs
+    (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
+     depends_on, unique_for)
+VALUES (
+    %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s::int,
+    CASE WHEN %(depends_on)s::bigint[] IS NOT NULL THEN '9999-12-31 00:00:00+00'
+         ELSE coalesce(%(run_at)s::timestamptz,
+                       now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) END,
+    %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8,
+    %(depends_on)s::bigint[], %(unique_for)s::float8
+)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    AND (state IN ('queued', 'running') OR unique_until IS NOT NULL)
+DO NOTHING
+RETURNING id, unique_key;
+
+-- name: job_missing
+-- Which of these ids are not jobs (depends_on must name existing jobs).
+SELECT i FROM unnest(%(ids)s::bigint[]) AS i
+WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS j WHERE j.id = i);
+
+-- name: job_release_unique
+-- Free unique keys whose unique_for window has passed, so an enqueue can take them.
+UPDATE pgqueue.jobs SET unique_until = NULL
+WHERE unique_key = ANY(%(unique_keys)s::text[])
+  AND unique_until IS NOT NULL AND unique_until <= now();
+
+-- name: job_find_unique
+-- The job holding each of these unique keys (queued, running, or within its unique_for).
+SELECT unique_key, id FROM pgqueue.jobs
+WHERE unique_key = ANY(%(unique_keys)s::text[])
+  AND (state IN ('queued', 'running') OR unique_until IS NOT NULL);
+
+-- name: job_get
+-- One job, every column.
+SELECT * FROM pgqueue.jobs WHERE id = %(id)s::bigint;
+
+-- name: job_outcome
+-- What wait() needs to know about a job.
+SELECT state, result, last_error FROM pgqueue.jobs WHERE id = %(id)s::bigint;
+
+-- name: job_cancel
+-- Cancel a job that has not finished. A queued job is cancelled at once. A running one gets
+-- cancel_requested_at: its worker reads that (woken by a notification that is only a hint,
+-- or at its next heartbeat), and the outcome write and the rescue honour it. Returns the
+-- state the job had.
+WITH target AS (
+    SELECT id, state FROM pgqueue.jobs WHERE id = %(id)s::bigint FOR UPDATE
+), cancelled AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'cancelled', finished_at = now(),
+        last_error = coalesce(%(reason)s::text, 'cancelled')
+    FROM target WHERE j.id = target.id AND target.state = 'queued'
+    RETURNING j.id
+), requested AS (
+    UPDATE pgqueue.jobs AS j
+    SET cancel_requested_at = coalesce(j.cancel_requested_at, now())
+    FROM target WHERE j.id = target.id AND target.state = 'running'
+    RETURNING j.id
+)
+SELECT target.state,
+       CASE WHEN target.state = 'running'
+            THEN pg_notify('pgqueue_cancel', '') END AS told
+FROM target;
+
+-- name: job_retry
+-- Put a dead or cancelled job back in the queue now, with at least one attempt left.
+WITH retried AS (
+    UPDATE pgqueue.jobs
+    SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+        max_attempts = greatest(max_attempts, attempts + 1)
+    WHERE id = %(id)s::bigint AND state IN ('dead', 'cancelled')
+      -- Another live job holding the same unique key keeps this one where it is.
+      AND NOT EXISTS (
+          SELECT 1 FROM pgqueue.jobs AS o
+          WHERE o.unique_key = pgqueue.jobs.unique_key AND o.id <> pgqueue.jobs.id
+            AND (o.state IN ('queued', 'running') OR o.unique_until IS NOT NULL))
+    RETURNING id, queue
+)
+SELECT id, queue, pg_notify('pgqueue_jobs', queue) FROM retried;
+
+-- name: job_retry_dead
+-- `pgqueue jobs retry --all-dead`: re-queue up to `batch` dead jobs (of `queue`, if given).
+WITH picked AS (
+    SELECT id FROM pgqueue.jobs
+    WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND NOT EXISTS (
+          SELECT 1 FROM pgqueue.jobs AS o
+          WHERE o.unique_key = jobs.unique_key AND o.id <> jobs.id
+            AND (o.state IN ('queued', 'running') OR o.unique_until IS NOT NULL))
+    ORDER BY id
+    LIMIT %(batch)s::int
+    FOR UPDATE SKIP LOCKED
+), retried AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+        max_attempts = greatest(j.max_attempts, j.attempts + 1)
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.id, j.queue
+)
+SELECT r.id,
+       (SELECT count(pg_notify('pgqueue_jobs', q.queue))
+        FROM (SELECT DISTINCT queue FROM retried) AS q) AS woken
+FROM retried AS r;
+
+-- name: job_list
+-- Jobs, newest first, filtered; page with `before_id` (the last id of the previous page).
+SELECT id, queue, task, state, priority, attempts, max_attempts, run_at, created_at,
+       started_at, finished_at, last_error
+FROM pgqueue.jobs
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+  AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ORDER BY id DESC
+LIMIT %(limit)s::int;
+
+-- name: job_purge
+-- `pgqueue jobs purge`: delete up to `batch` jobs in `state` finished before `before`.
+WITH doomed AS (
+    SELECT id FROM pgqueue.jobs
+    WHERE state = %(state)s::text AND state IN ('succeeded', 'dead', 'cancelled')
+      AND finished_at < %(before)s::timestamptz
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    ORDER BY finished_at
+    LIMIT %(batch)s::int
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgqueue.jobs AS j USING doomed WHERE j.id = doomed.id
+RETURNING j.id;

@@ -1,0 +1,55 @@
+-- Writing what attempts came to, and the cancel requests a worker honours.
+-- Format: see pgqueue/sql/__init__.py.
+
+-- name: job_finish_many
+-- Record a batch of attempt outcomes. Each row is applied only if the job is still running
+-- the same attempt for the same worker, so a late outcome never overwrites a rescue or a
+-- cancel. `refund` gives the attempt back (Retry, shutdown). Re-queued jobs wake workers.
+WITH o AS MATERIALIZED (
+    SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
+        AS o(id bigint, attempt int, state text, result jsonb, error jsonb, delay float8,
+             refund int)
+), updated AS (
+    UPDATE pgqueue.jobs AS j
+    -- A job asked to cancel is not queued again: the request is on the row, whether or not
+    -- its notification reached this worker.
+    SET state = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
+                     THEN 'cancelled' ELSE o.state END,
+        attempts = j.attempts - o.refund,
+        run_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
+                      THEN now() + make_interval(secs => coalesce(o.delay, 0))
+                      ELSE j.run_at END,
+        result = o.result,
+        last_error = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
+                          THEN 'Cancelled: cancel requested while it ran'
+                          ELSE coalesce(o.error ->> 'error', j.last_error) END,
+        errors = CASE WHEN o.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(
+                          o.error || jsonb_build_object('at', now())) END,
+        finished_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
+                           THEN NULL ELSE now() END,
+        unique_until = CASE WHEN (o.state <> 'queued' OR j.cancel_requested_at IS NOT NULL)
+                                 AND j.unique_for IS NOT NULL
+                            THEN now() + make_interval(secs => j.unique_for) END
+    FROM o
+    -- The jobs are read by primary key (the id list), and the guard sits inside IS TRUE so
+    -- no other index can serve it. A scan of this worker's running jobs instead would grow
+    -- with every job it ran since the last vacuum (dead index entries), batch after batch.
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = o.id
+      AND (j.state = 'running' AND j.attempts = o.attempt
+           AND j.worker_id = %(worker_id)s::uuid) IS TRUE
+    RETURNING j.id, j.state, j.queue
+)
+SELECT u.id, u.state,
+       (SELECT count(pg_notify('pgqueue_jobs', q.queue))
+        FROM (SELECT DISTINCT queue FROM updated WHERE state = 'queued') AS q) AS woken,
+       -- Whether any job waits on another: if none does, job_settle_children is skipped.
+       EXISTS (SELECT 1 FROM pgqueue.jobs AS x
+               WHERE x.state = 'queued' AND x.run_at = '9999-12-31 00:00:00+00') AS waiting
+FROM updated AS u;
+
+-- name: job_cancel_requests
+-- Attempts running for this worker that were asked to cancel: (id, attempt).
+SELECT id, attempts FROM pgqueue.jobs
+WHERE state = 'running' AND worker_id = %(worker_id)s::uuid
+  AND cancel_requested_at IS NOT NULL;

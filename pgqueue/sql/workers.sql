@@ -1,0 +1,31 @@
+-- Worker registration and heartbeats.
+-- Format: see pgqueue/sql/__init__.py.
+
+-- name: worker_register
+-- Announce a worker process.
+INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease)
+VALUES (%(id)s::uuid, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int,
+        %(lease)s::float8)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: worker_heartbeat
+-- A worker is alive. Returns nothing if its row is gone (it was declared lost).
+UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(id)s::uuid RETURNING id;
+
+-- name: worker_unregister
+-- A worker leaves cleanly.
+DELETE FROM pgqueue.workers WHERE id = %(id)s::uuid;
+
+-- name: worker_list
+-- Registered workers, with how long ago each heartbeat was and the jobs each is running.
+SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.lease, w.started_at, w.heartbeat_at,
+       extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
+       extract(epoch FROM now() - w.heartbeat_at)::float8 < w.lease AS alive,
+       (SELECT count(*) FROM pgqueue.jobs AS j
+        WHERE j.state = 'running' AND j.worker_id = w.id) AS running
+FROM pgqueue.workers AS w
+ORDER BY w.host, w.started_at;
+
+-- name: schema_version
+-- The applied pgqueue migration, or nothing when the schema is not there.
+SELECT version_num FROM pgqueue.alembic_version;
