@@ -1,27 +1,177 @@
-"""The `pgqueue` command: a thin typer layer over the library."""
+"""The `pgqueue` command: a thin typer layer over the library.
+
+Whatever the input, a failure is one line on stderr (`pgqueue: error: ...`) and a non-zero
+exit: 2 for a usage error, 1 for the rest. Values are checked here before the database sees
+them (numbers within PostgreSQL's integer types, finite durations, text PostgreSQL can store),
+so the database's own errors are left for what only it can know.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
-from collections.abc import Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
+from typer._click import exceptions as click  # typer vendors click since 0.28
+from typer.core import TyperGroup
 
 from pgqueue.app import App, resolve_dsn
 from pgqueue.durations import parse_duration
 from pgqueue.errors import ConfigurationError, PgQueueError, UnknownTask
-from pgqueue.web.guard import MAX_BODY
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+INT4 = 2**31 - 1
+INT8 = 2**63 - 1
+MAX_BODY = 1024 * 1024  # pgqueue.web.guard.MAX_BODY, without importing the web stack
+MAX_DURATION = 100 * 365 * 86400.0  # seconds: durations beyond a century are typos
+MAX_DELAY = 10 * 365 * 86400.0  # as the REST API
+MAX_NAME = 200  # queue names; the insert trigger sends them in a NOTIFY (8,000 bytes at most)
+MAX_TEXT = 500  # task names, unique keys
+MAX_JSON_DEPTH = 100
+
+
+class OneLineErrors(TyperGroup):
+    """The root command: turns every failure into one line on stderr, a traceback into
+    nothing (`PGQUEUE_TRACEBACK=1` shows it, for a bug report)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            _check_argv(argv)
+            code = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
+        except click.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.UsageError as exc:
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+            code = _one_line(exc.format_message() + hint, exc.exit_code)
+        except click.ClickException as exc:
+            code = _one_line(exc.format_message(), exc.exit_code)
+        except typer.Abort:
+            code = _one_line("aborted", 1)
+        except PgQueueError as exc:
+            code = _one_line(str(exc), 1)
+        except KeyboardInterrupt:
+            code = 130
+        except Exception as exc:
+            if os.environ.get("PGQUEUE_TRACEBACK"):
+                raise
+            code = _one_line(_describe(exc), 1)
+        if not standalone_mode:
+            return code
+        sys.exit(code or 0)
+
+
+def _one_line(message: str, code: int) -> int:
+    text = " ".join(message.split()) or "failed"
+    typer.echo(f"pgqueue: error: {text}", err=True)
+    return code
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error nobody planned for: its kind and the first line of its text."""
+    import psycopg
+
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, psycopg.Error):
+        state = f" [{exc.sqlstate}]" if getattr(exc, "sqlstate", None) else ""
+        return f"the database refused it{state}: {first or type(exc).__name__}"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _check_argv(argv: list[str]) -> None:
+    """Every argument must be text PostgreSQL can store: UTF-8 (a shell passes any bytes,
+    which Python keeps as surrogates) and no NUL character."""
+    for i, arg in enumerate(argv, 1):
+        if "\x00" in arg:
+            raise click.UsageError(f"argument {i} holds a NUL character")
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            raise click.UsageError(f"argument {i} is not valid UTF-8 text") from None
+
+
+def _text(what: str, limit: int) -> Callable[[str | None], str | None]:
+    """A typer callback refusing empty or over-long text."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value:
+            raise typer.BadParameter(f"{what} must not be empty")
+        if len(value.encode()) > limit:
+            raise typer.BadParameter(f"{what} is longer than {limit} bytes")
+        return value
+
+    return check
+
+
+def _number(
+    low: float, high: float, *, open_low: bool = False
+) -> Callable[[float | None], float | None]:
+    """A typer callback for a float option: finite (no nan, no inf) and within bounds."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"{value} is not a finite number")
+        if value < low or (open_low and value == low) or value > high:
+            bound = f"> {low:g}" if open_low else f">= {low:g}"
+            raise typer.BadParameter(f"{value:g} is out of range: {bound} and <= {high:g}")
+        return value
+
+    return check
+
+
+def _dsn(value: str | None) -> str | None:
+    """Refuse a DSN that libpq cannot parse, before anything tries to connect with it."""
+    if value is None:
+        return None
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    if "\x00" in value:
+        raise typer.BadParameter("holds a NUL character")
+    try:
+        value.encode()
+        conninfo_to_dict(value)
+    except UnicodeEncodeError:
+        raise typer.BadParameter("is not valid UTF-8 text") from None
+    except ProgrammingError as exc:
+        raise typer.BadParameter(" ".join(str(exc).split())) from None
+    return value
+
+
+def duration(text: str, what: str, limit: float = MAX_DURATION) -> float:
+    """Seconds in a duration like `7d`, refused when it is no real length of time."""
+    seconds = parse_duration(text)
+    if not math.isfinite(seconds) or seconds > limit:
+        raise ConfigurationError(f"{what} {text!r} is too long: at most {limit / 86400:g} days")
+    return seconds
+
+
 cli = typer.Typer(
     name="pgqueue",
+    cls=OneLineErrors,
     help="A durable job queue on PostgreSQL.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,10 +192,16 @@ Dsn = Annotated[
         "--dsn",
         envvar=["PGQUEUE_DSN", "DATABASE_URL"],
         show_envvar=True,
+        callback=_dsn,
         help="PostgreSQL DSN or URL (else PGQUEUE_DSN, DATABASE_URL, libpq's PG*).",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JobId = Annotated[int, typer.Argument(min=1, max=INT8, metavar="JOB_ID", help="The job's id.")]
+QueueName = Annotated[str, typer.Argument(callback=_text("queue name", MAX_NAME))]
+QueueOption = Annotated[
+    str | None, typer.Option(help="Only this queue.", callback=_text("--queue", MAX_NAME))
+]
 STATES = ("queued", "running", "succeeded", "dead", "cancelled")
 
 
@@ -73,13 +229,56 @@ def load_app(path: str) -> App:
 
 
 def _json_arg(text: str, what: str, kind: type) -> Any:
+    def no_constant(name: str) -> Any:
+        fail(f"--{what} holds {name}: JSON has no such number")
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
         fail(f"--{what} is not valid JSON: {exc}")
+    except RecursionError:
+        fail(f"--{what} cannot be read: nested more than {MAX_JSON_DEPTH} levels deep")
+    except ValueError as exc:  # a number of more than 4,300 digits
+        fail(f"--{what} cannot be read: {' '.join(str(exc).split())}")
     if not isinstance(value, kind):
         fail(f"--{what} must be a JSON {'array' if kind is list else 'object'}")
+    _check_json(value, what)
     return value
+
+
+def _check_json(value: Any, what: str) -> None:
+    """Refuse what PostgreSQL's jsonb cannot hold: NUL characters (`\\u0000`), lone
+    surrogates (`\\ud800`), numbers that do not fit in 64 bits or a double, deep nesting."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            fail(f"--{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(item, str):
+            _check_json_text(item, what)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not -(2**63) <= item <= INT8:
+                fail(f"--{what} holds an integer that does not fit in 64 bits")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                fail(f"--{what} holds a number too large for a double")
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, dict):
+            for key, v in item.items():
+                _check_json_text(key, what)
+                stack.append((v, depth + 1))
+
+
+def _check_json_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        fail(f"--{what} holds a NUL character (\\u0000), which PostgreSQL cannot store")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        fail(f"--{what} holds a lone surrogate (like \\ud800): not valid Unicode text")
 
 
 def _app(dsn: str | None) -> App:
@@ -162,18 +361,39 @@ def work(
     app_path: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Where your App is.")],
     dsn: Dsn = None,
     queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues (default: all).")
+        str | None,
+        typer.Option(
+            help="Comma-separated queues (default: all).",
+            callback=_text("--queues", 100 * MAX_NAME),
+        ),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Jobs run at once per process.")] = 10,
-    processes: Annotated[int, typer.Option(help="Worker processes to run.")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(help="Jobs run at once per process.", min=1, max=10_000)
+    ] = 10,
+    processes: Annotated[int, typer.Option(help="Worker processes to run.", min=1, max=1024)] = 1,
     shutdown_grace: Annotated[
-        float, typer.Option(help="Seconds to finish jobs on SIGTERM.")
+        float,
+        typer.Option(help="Seconds to finish jobs on SIGTERM.", callback=_number(0, 7 * 86400)),
     ] = 30.0,
-    heartbeat_interval: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 5.0,
-    lease: Annotated[float, typer.Option(help="Seconds of silence before rescue.")] = 30.0,
-    poll_interval: Annotated[float, typer.Option(help="Safety poll, in seconds.")] = 5.0,
-    log_level: Annotated[str, typer.Option(help="DEBUG logs every job outcome.")] = "INFO",
-    log_format: Annotated[str, typer.Option(help="text or json.")] = "text",
+    heartbeat_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between heartbeats.", callback=_number(0, 3600, open_low=True)),
+    ] = 5.0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of silence before rescue.", callback=_number(0, 86400, open_low=True)
+        ),
+    ] = 30.0,
+    poll_interval: Annotated[
+        float,
+        typer.Option(help="Safety poll, in seconds.", callback=_number(0, 3600, open_low=True)),
+    ] = 5.0,
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        typer.Option(help="DEBUG logs every job outcome.", case_sensitive=False),
+    ] = "INFO",
+    log_format: Annotated[Literal["text", "json"], typer.Option(help="text or json.")] = "text",
     scheduler: Annotated[
         bool, typer.Option(help="Enqueue the app's periodic jobs (safe on every node).")
     ] = True,
@@ -187,9 +407,11 @@ def work(
     from pgqueue.settings import WorkerSettings
     from pgqueue.worker import run_worker
 
-    _setup_logging(log_level, log_format)
+    _setup_logging(log_level.upper(), log_format)
     app = load_app(app_path)
     queue_list = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
+    for name in queue_list or ():
+        _text("a queue in --queues", MAX_NAME)(name)
     settings = WorkerSettings(
         queues=queue_list,
         concurrency=concurrency,
@@ -198,13 +420,11 @@ def work(
         lease=lease,
         poll_interval=poll_interval,
         scheduler=scheduler,
-        retain_succeeded=parse_duration(retain_succeeded),
-        retain_cancelled=parse_duration(retain_cancelled),
-        retain_dead=parse_duration(retain_dead),
+        retain_succeeded=duration(retain_succeeded, "--retain-succeeded"),
+        retain_cancelled=duration(retain_cancelled, "--retain-cancelled"),
+        retain_dead=duration(retain_dead, "--retain-dead"),
     )
     resolved = resolve_dsn(dsn) if dsn is not None else app.dsn
-    if processes < 1:
-        fail("--processes must be at least 1")
     if processes > 1:
         from pgqueue.supervisor import supervise
 
@@ -223,15 +443,29 @@ def work(
 
 @cli.command()
 def enqueue(
-    task: Annotated[str, typer.Argument(help="Task name.")],
+    task: Annotated[str, typer.Argument(help="Task name.", callback=_text("task", MAX_TEXT))],
     dsn: Dsn = None,
     args: Annotated[str, typer.Option(help="Positional arguments, a JSON array.")] = "[]",
     kwargs: Annotated[str, typer.Option(help="Keyword arguments, a JSON object.")] = "{}",
-    queue: Annotated[str | None, typer.Option(help="Queue (default: the task's).")] = None,
-    priority: Annotated[int | None, typer.Option(help="Higher runs first.")] = None,
-    delay: Annotated[float | None, typer.Option(help="Seconds from now.")] = None,
-    unique_key: Annotated[str | None, typer.Option(help="At most one live job per key.")] = None,
-    max_attempts: Annotated[int | None, typer.Option(help="Attempts before dead.")] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(help="Queue (default: the task's).", callback=_text("--queue", MAX_NAME)),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="Higher runs first.", min=-INT4 - 1, max=INT4)
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option(help="Seconds from now.", callback=_number(0, MAX_DELAY))
+    ] = None,
+    unique_key: Annotated[
+        str | None,
+        typer.Option(
+            help="At most one live job per key.", callback=_text("--unique-key", MAX_TEXT)
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(help="Attempts before dead.", min=1, max=INT4)
+    ] = None,
     app_path: Annotated[
         str | None, typer.Option("--app", help="MODULE:APP to check the task name against.")
     ] = None,
@@ -352,7 +586,7 @@ def workers(dsn: Dsn = None, as_json: Json = False) -> None:
 
 
 @queues_cli.command("pause")
-def queues_pause(name: str, dsn: Dsn = None) -> None:
+def queues_pause(name: QueueName, dsn: Dsn = None) -> None:
     """Stop claiming from a queue on every node; running jobs finish."""
     with _app(dsn) as app:
         app.pause_queue(name)
@@ -360,7 +594,7 @@ def queues_pause(name: str, dsn: Dsn = None) -> None:
 
 
 @queues_cli.command("resume")
-def queues_resume(name: str, dsn: Dsn = None) -> None:
+def queues_resume(name: QueueName, dsn: Dsn = None) -> None:
     """Start claiming from a queue again."""
     with _app(dsn) as app:
         app.resume_queue(name)
@@ -369,13 +603,19 @@ def queues_resume(name: str, dsn: Dsn = None) -> None:
 
 @queues_cli.command("limit")
 def queues_limit(
-    name: str,
+    name: QueueName,
     dsn: Dsn = None,
     concurrency: Annotated[
-        int | None, typer.Option(help="Most jobs running at once, cluster-wide.")
+        int | None,
+        typer.Option(help="Most jobs running at once, cluster-wide.", min=0, max=INT4),
     ] = None,
-    rate: Annotated[int | None, typer.Option(help="Most starts per --per seconds.")] = None,
-    per: Annotated[float | None, typer.Option(help="Rate window in seconds (1).")] = None,
+    rate: Annotated[
+        int | None, typer.Option(help="Most starts per --per seconds.", min=0, max=INT4)
+    ] = None,
+    per: Annotated[
+        float | None,
+        typer.Option(help="Rate window in seconds (1).", callback=_number(0, 86400, open_low=True)),
+    ] = None,
     clear: Annotated[bool, typer.Option(help="Remove both limits.")] = False,
 ) -> None:
     """Set cluster-wide limits on a queue."""
@@ -419,7 +659,7 @@ def queues_list(dsn: Dsn = None, as_json: Json = False) -> None:
 
 
 @jobs_cli.command("show")
-def jobs_show(job_id: int, dsn: Dsn = None, as_json: Json = False) -> None:
+def jobs_show(job_id: JobId, dsn: Dsn = None, as_json: Json = False) -> None:
     """Everything about one job, with its error history."""
     from dataclasses import asdict
 
@@ -455,14 +695,18 @@ LIST_COLUMNS = [
 @jobs_cli.command("list")
 def jobs_list(
     dsn: Dsn = None,
-    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    queue: QueueOption = None,
     state: Annotated[
         str | None, typer.Option(help="queued, running, succeeded, dead or cancelled.")
     ] = None,
-    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Only this task.", callback=_text("--task", MAX_TEXT))
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Created within this long, e.g. 1h.")] = None,
-    limit: Annotated[int, typer.Option(help="Jobs per page.")] = 50,
-    before_id: Annotated[int | None, typer.Option(help="Next page: the last id shown.")] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page.", min=1, max=100_000)] = 50,
+    before_id: Annotated[
+        int | None, typer.Option(help="Next page: the last id shown.", min=1, max=INT8)
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Jobs, newest first, with filters and paging."""
@@ -470,10 +714,8 @@ def jobs_list(
 
     if state is not None and state not in STATES:
         fail(f"unknown state {state!r}: one of {', '.join(STATES)}")
-    if limit < 1:
-        fail("--limit must be at least 1")
     since_at = (
-        None if since is None else datetime.now(UTC) - timedelta(seconds=parse_duration(since))
+        None if since is None else datetime.now(UTC) - timedelta(seconds=duration(since, "--since"))
     )
     with _app(dsn) as app:
         rows = app.store.job_list(
@@ -494,7 +736,7 @@ def jobs_list(
 
 
 @jobs_cli.command("cancel")
-def jobs_cancel(job_id: int, dsn: Dsn = None) -> None:
+def jobs_cancel(job_id: JobId, dsn: Dsn = None) -> None:
     """Cancel a queued or running job."""
     with _app(dsn) as app:
         if not app.cancel(job_id):
@@ -504,10 +746,12 @@ def jobs_cancel(job_id: int, dsn: Dsn = None) -> None:
 
 @jobs_cli.command("retry")
 def jobs_retry(
-    job_id: Annotated[int | None, typer.Argument(help="The job to retry.")] = None,
+    job_id: Annotated[
+        int | None, typer.Argument(help="The job to retry.", min=1, max=INT8, metavar="JOB_ID")
+    ] = None,
     dsn: Dsn = None,
     all_dead: Annotated[bool, typer.Option("--all-dead", help="Every dead job.")] = False,
-    queue: Annotated[str | None, typer.Option(help="With --all-dead: only this queue.")] = None,
+    queue: QueueOption = None,
     as_json: Json = False,
 ) -> None:
     """Queue a dead or cancelled job again, or every dead job (in batches)."""
@@ -531,7 +775,7 @@ def jobs_purge(
     dsn: Dsn = None,
     state: Annotated[str, typer.Option(help="succeeded, dead or cancelled.")] = "succeeded",
     older_than: Annotated[str, typer.Option(help="Finished before this long ago, e.g. 7d.")] = "7d",
-    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    queue: QueueOption = None,
     as_json: Json = False,
 ) -> None:
     """Delete finished jobs, in batches that never block workers."""
@@ -539,7 +783,7 @@ def jobs_purge(
 
     if state not in ("succeeded", "dead", "cancelled"):
         fail("--state must be succeeded, dead or cancelled")
-    before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than))
+    before = datetime.now(UTC) - timedelta(seconds=duration(older_than, "--older-than"))
     with _app(dsn) as app:
         total = _batches(lambda: app.store.job_purge(state, before, queue=queue), "purged", as_json)
     if as_json:
@@ -565,7 +809,7 @@ def _batches(step: Callable[[], int], verb: str, quiet: bool) -> int:
 
 @queues_cli.command("retention")
 def queues_retention(
-    name: str,
+    name: QueueName,
     dsn: Dsn = None,
     succeeded: Annotated[str | None, typer.Option(help="Keep succeeded jobs this long.")] = None,
     dead: Annotated[str | None, typer.Option(help="Keep dead jobs this long.")] = None,
@@ -578,7 +822,7 @@ def queues_retention(
         kwargs = {"succeeded": None, "dead": None, "cancelled": None}
     for key, value in (("succeeded", succeeded), ("dead", dead), ("cancelled", cancelled)):
         if value is not None:
-            kwargs[key] = parse_duration(value)
+            kwargs[key] = duration(value, f"--{key}")
     if not kwargs:
         fail("give --succeeded, --dead, --cancelled or --default")
     with _app(dsn) as app:
@@ -638,8 +882,13 @@ def serve(
 
     from pgqueue.web import create_app
 
-    app = _app(dsn)
-    app.store.schema_version()  # a clear error now rather than on the first request
+    listening = _listen(host, port)
+    try:
+        app = _app(dsn)
+        app.store.schema_version()  # a clear error now rather than on the first request
+    except BaseException:
+        listening.close()
+        raise
     web = create_app(app, token=token, allowed_hosts=hosts, max_body=max_body_size)
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"pgqueue dashboard on http://{shown}:{port}/" + ("" if token else " (read-only)"))
@@ -649,29 +898,34 @@ def serve(
             "add the names clients use with --allowed-host",
             err=True,
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         web,
-        host=host,
-        port=port,
         log_level="warning",
         server_header=False,
-        # A reverse proxy's X-Forwarded-* is trusted from loopback only (uvicorn's default).
+        # Reverse proxies' X-Forwarded-* are trusted from loopback only (uvicorn's default).
         h11_max_incomplete_event_size=64 * 1024,
     )
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket on host:port, or one clear line when that cannot be."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        return socket.create_server(address, family=family, backlog=2048)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        fail(f"cannot listen on {host}:{port}: {reason}")
 
 
 def main() -> None:
-    """Entry point: run the CLI, turning pgqueue's errors into one line on stderr."""
-    try:
-        cli()
-    except PgQueueError as exc:
-        typer.echo(f"pgqueue: error: {exc}", err=True)
-        sys.exit(1)
-    except ConfigurationError as exc:  # pragma: no cover - ConfigurationError is a PgQueueError
-        typer.echo(f"pgqueue: error: {exc}", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    """Entry point (`pgqueue`): errors come out as one line, see OneLineErrors."""
+    cli()
 
 
 if __name__ == "__main__":

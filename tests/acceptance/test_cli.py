@@ -54,7 +54,7 @@ def test_enqueue_checks_task_against_app(dsn, db):
         (["enqueue", "add", "--args", "[1,"], "--args is not valid JSON"),
         (["enqueue", "add", "--args", "{}"], "--args must be a JSON array"),
         (["enqueue", "add", "--kwargs", "[]"], "--kwargs must be a JSON object"),
-        (["enqueue", "add", "--delay", "-5"], "delay must be >= 0"),
+        (["enqueue", "add", "--delay", "-5"], "'--delay': -5 is out of range"),
         (["work", "no_such_module:app"], "cannot import 'no_such_module'"),
         (["work", "tests.jobs:nothing"], "is not a pgqueue.App"),
         (["jobs", "show", "999999"], "no job with id 999999"),
@@ -97,7 +97,7 @@ def test_worker_refuses_an_older_schema(server_dsn):
         assert run_cli("migrate", env=env).returncode == 0
         assert run_cli("migrate", "downgrade", "0006", env=env).returncode == 0
         result = run_cli("work", "tests.jobs:app", env=env, timeout=30)
-        assert_clean_error(result, "needs 0007: run `pgqueue migrate`")
+        assert_clean_error(result, "needs 0008: run `pgqueue migrate`")
 
 
 def test_jobs_show_cancel_retry(dsn, db):
