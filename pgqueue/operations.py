@@ -1,0 +1,169 @@
+"""What an App does with jobs and queues once they exist: inspect, cancel, retry, pause,
+limit, wait. A mixin of App, over the same stores."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pgqueue.errors import ConfigurationError, JobCancelled, JobFailed
+from pgqueue.integrations.sqlalchemy import async_connection, sync_connection
+from pgqueue.job import Job
+from pgqueue.spec import positive_int, seconds
+from pgqueue.store import AsyncJobStore, JobStore
+
+_UNSET: Any = object()
+
+
+def _sync_conn(conn: Any) -> Any:
+    return None if conn is None else sync_connection(conn)
+
+
+async def _async_conn(conn: Any) -> Any:
+    return None if conn is None else await async_connection(conn)
+
+
+class Operations:
+    """Job and queue operations; App provides the stores."""
+
+    @property
+    def store(self) -> JobStore:
+        raise NotImplementedError
+
+    async def async_store(self) -> AsyncJobStore:
+        raise NotImplementedError
+
+    def get_job(self, job_id: int, conn: Any = None) -> Job | None:
+        """The job with this id, or None."""
+        return self.store.job_get(job_id, conn=_sync_conn(conn))
+
+    async def get_job_async(self, job_id: int) -> Job | None:
+        return await (await self.async_store()).job_get(job_id)
+
+    def cancel(self, job_id: int, reason: str | None = None) -> bool:
+        """Cancel a job that has not finished; False if it already had.
+
+        A queued job becomes `cancelled` at once; a running one is cancelled by its worker.
+        """
+        state = self.store.job_cancel(job_id, reason)
+        return state in ("queued", "running")
+
+    def retry(self, job_id: int) -> bool:
+        """Queue a dead or cancelled job again, now; False if it is in another state."""
+        return self.store.job_retry(job_id)
+
+    # -- queues -----------------------------------------------------------------------------
+
+    def pause_queue(self, name: str) -> None:
+        """Stop claiming from `name` on every node (running jobs finish)."""
+        self.store.queue_set(_queue_name(name), paused=True)
+
+    def resume_queue(self, name: str) -> None:
+        """Start claiming from `name` again on every node."""
+        self.store.queue_set(_queue_name(name), paused=False)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = _UNSET,
+        rate: int | None = _UNSET,
+        per: float | None = None,
+    ) -> None:
+        """Cluster-wide limits for a queue: at most `concurrency` jobs running at once, at
+        most `rate` starts per `per` seconds (a sliding window). None removes a limit;
+        an omitted argument leaves it as it is."""
+        settings: dict[str, Any] = {}
+        if concurrency is not _UNSET:
+            if concurrency is not None:
+                positive_int(concurrency, "concurrency", 0)
+            settings["concurrency_limit"] = concurrency
+        if rate is not _UNSET:
+            if rate is not None:
+                positive_int(rate, "rate", 0)
+            settings["rate_limit"] = rate
+        if per is not None:
+            settings["rate_period"] = seconds(per, "per")
+            if settings["rate_period"] == 0:
+                raise ConfigurationError("per must be positive")
+        self.store.queue_set(_queue_name(name), **settings)
+
+    def set_queue_retention(
+        self,
+        name: str,
+        *,
+        succeeded: float | timedelta | None = _UNSET,
+        dead: float | timedelta | None = _UNSET,
+        cancelled: float | timedelta | None = _UNSET,
+    ) -> None:
+        """How long finished jobs of a queue are kept, in seconds (0: deleted at completion;
+        None: the worker's default; omitted: unchanged)."""
+        settings: dict[str, Any] = {}
+        for state, value in (("succeeded", succeeded), ("dead", dead), ("cancelled", cancelled)):
+            if value is not _UNSET:
+                settings[f"retain_{state}"] = (
+                    None if value is None else seconds(value, f"retention of {state}")
+                )
+        self.store.queue_set(_queue_name(name), **settings)
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Queues with settings (paused, limits)."""
+        return self.store.queue_config()
+
+    def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.05) -> Any:
+        """Block until the job is final; return its result.
+
+        Raises JobFailed (dead), JobCancelled, TimeoutError, or JobNotFound.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            row = self.store.job_outcome(job_id)
+            result = _final_result(job_id, row)
+            if result is not _UNSET:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 0.5)
+
+    async def wait_async(
+        self, job_id: int, timeout: float | None = None, poll: float = 0.05
+    ) -> Any:
+        """The asyncio twin of `wait`."""
+        store = await self.async_store()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            result = _final_result(job_id, await store.job_outcome(job_id))
+            if result is not _UNSET:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+def _queue_name(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError("queue name must be a non-empty string")
+    return name
+
+
+def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:
+    from pgqueue.errors import JobNotFound
+
+    if row is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    state = row["state"]
+    if state == "succeeded":
+        return row["result"]
+    if state == "dead":
+        raise JobFailed(job_id, row["last_error"])
+    if state == "cancelled":
+        raise JobCancelled(job_id)
+    return _UNSET
