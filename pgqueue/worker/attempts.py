@@ -97,9 +97,6 @@ class Attempts:
     def __iter__(self) -> Iterator[Attempt]:
         return iter(list(self._running.values()))
 
-    def job_ids(self) -> set[int]:
-        return set(self._by_job) | {job.id for job in self._waiting}
-
     # -- starting -------------------------------------------------------------------------------
 
     def submit(self, job: Job) -> None:

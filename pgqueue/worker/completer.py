@@ -106,10 +106,6 @@ class Completer:
     def backlog(self) -> int:
         return len(self._pending)
 
-    def pending_ids(self) -> set[int]:
-        """Jobs finished here whose outcome is not written yet."""
-        return {r.id for r in self._pending}
-
     def _next_batch(self) -> list[OutcomeRow]:
         """The oldest outcomes, up to `batch` rows and BATCH_BYTES (at least one row)."""
         size = 0
