@@ -37,6 +37,11 @@ WITH RECURSIVE known_queues AS (
           AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
     ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s::int
+), durability AS (
+    -- This transaction's commit need not wait for the disk: a claim lost in a server crash
+    -- leaves the job claimable again. Local to the transaction, so nothing leaks to the
+    -- connection's next user (a pooler's other clients).
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
 )
 UPDATE pgqueue.jobs AS j
 SET state = 'running',
@@ -44,7 +49,7 @@ SET state = 'running',
     worker_id = %(worker_id)s::uuid,
     started_at = coalesce(%(now)s::timestamptz, now())
 FROM picked
-WHERE j.id = picked.id
+WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
 RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
           j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at;
 

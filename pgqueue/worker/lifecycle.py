@@ -51,14 +51,6 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_loads(loads, conn)
 
 
-async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
-    await _configure(conn)
-    # A claim is safe to lose in a database crash (the job is simply claimable again), so
-    # its commit does not wait for the disk: the idle enqueue-to-start time is one network
-    # round trip, not one plus a flush. Outcomes, on the other pool, wait as usual.
-    await conn.execute("SET synchronous_commit = off")
-
-
 class Worker:
     """One worker process's engine. `await run()` until `stop()` is called (or a signal)."""
 
@@ -153,7 +145,7 @@ class Worker:
         while not self._stop.is_set():
             # Few connections: claims, outcomes and heartbeats are batched, never per job.
             main = self._pool("pgqueue-worker", 3, _configure)
-            claims = self._pool("pgqueue-claims", 1, _configure_claims)
+            claims = self._pool("pgqueue-claims", 1, _configure)
             try:
                 # One direct attempt first: it fails fast, with libpq's reason, in one line.
                 probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)

@@ -211,3 +211,31 @@ def test_only_connection_errors_count_as_the_database_being_away(dsn, db):
         with pytest.raises(psycopg.OperationalError) as cut:
             victim.execute("SELECT 1")
         assert is_unavailable(cut.value)
+
+
+def test_a_claim_commits_without_waiting_for_the_disk_and_leaks_no_setting(dsn, app):
+    """Claims skip the flush at commit (a lost claim is only a job claimable again), set in
+    the claim's own transaction, so a pooled connection's next user is not affected."""
+    jobs.add.enqueue(1, 1)
+    worker_id = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> str:
+        await store.worker_register(worker_id, "host", 1, None, 1, 30.0)
+        assert len(await store.job_claim(worker_id, None, 10)) == 1
+        async with store.pool.connection() as conn:
+            cur = await conn.execute("SHOW synchronous_commit")
+            row = await cur.fetchone()
+            return row[0]
+
+    pool_of_one = AsyncConnectionPool(
+        dsn, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+    )
+
+    async def run() -> str:
+        await pool_of_one.open()
+        try:
+            return await scenario(AsyncJobStore(pool_of_one))
+        finally:
+            await pool_of_one.close()
+
+    assert asyncio.run(run()) == "on"
