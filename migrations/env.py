@@ -12,6 +12,10 @@ from sqlalchemy import create_engine, pool, text
 config = context.config
 SCHEMA = config.get_main_option("pgqueue_schema") or "pgqueue"
 VERSION_TABLE = "alembic_version"
+# Two `pgqueue migrate` at once (say, every replica of an app at deploy) take turns: the second
+# waits, then finds the schema migrated. A transaction-level lock, so it also holds through a
+# pooler in transaction mode and is released however the run ends.
+LOCK = f"SELECT pg_advisory_xact_lock(hashtext('pgqueue.migrate:{SCHEMA}'))"
 
 
 def run_offline() -> None:
@@ -22,6 +26,7 @@ def run_offline() -> None:
         version_table=VERSION_TABLE,
     )
     with context.begin_transaction():
+        context.execute(LOCK)
         context.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
         context.run_migrations()
 
@@ -38,13 +43,16 @@ def run_online() -> None:
 
 
 def _run_with(connection: object) -> None:
+    # One transaction for the whole run, opened by the lock: the current revision is read
+    # once the lock is held, so a run that waited sees what the one before it committed.
+    connection.execute(text(LOCK))  # type: ignore[attr-defined]
     # The schema must exist before alembic creates its version table inside it.
     connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))  # type: ignore[attr-defined]
     context.configure(
         connection=connection,  # type: ignore[arg-type]
         version_table_schema=SCHEMA,
         version_table=VERSION_TABLE,
-        transaction_per_migration=True,
+        transaction_per_migration=False,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -7,6 +7,7 @@ SQLAlchemy connection alembic gives you: pgqueue keeps its own version table in 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,125 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """What `downgrade(revision)` would do to the data: the revisions it would undo, whether
+    that drops the jobs table, how many jobs it holds and how many workers are alive."""
+
+    current: str | None
+    undone: tuple[str, ...]
+    drops_jobs: bool
+    jobs: int
+    live_workers: int
+
+
+def downgrade_plan(dsn: str, revision: str) -> DowngradePlan:
+    """Look before `downgrade`: read the current revision, jobs and live workers."""
+    import re
+
+    import psycopg
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+        # to_regclass: NULL rather than an error when the schema is not there.
+        has_version, has_jobs, has_workers = conn.execute(
+            "SELECT to_regclass('pgqueue.alembic_version') IS NOT NULL,"
+            " to_regclass('pgqueue.jobs') IS NOT NULL,"
+            " to_regclass('pgqueue.workers') IS NOT NULL"
+        ).fetchone() or (False, False, False)
+        row = (
+            conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchone()
+            if has_version
+            else None
+        )
+        current = row[0] if row else None
+        undone: list[str] = []
+        if current is not None:
+            if match := re.fullmatch(r"-(\d+)", revision):
+                rev: Any = script.get_revision(current)
+                for _ in range(int(match.group(1))):
+                    if rev is None:
+                        break
+                    undone.append(rev.revision)
+                    down = rev.down_revision
+                    rev = script.get_revision(down) if isinstance(down, str) else None
+            else:
+                lower = None if revision == "base" else revision
+                undone = [
+                    r.revision
+                    for r in script.iterate_revisions(current, lower or "base")
+                    if r is not None and r.revision != lower
+                ]
+        first = {r.revision for r in script.walk_revisions() if r.down_revision is None}
+        drops_jobs = has_jobs and any(r in first for r in undone)
+        jobs = (
+            int(conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0])  # type: ignore[index]
+            if drops_jobs
+            else 0
+        )
+        live = (
+            int(
+                conn.execute(
+                    "SELECT count(*) FROM pgqueue.workers"
+                    " WHERE heartbeat_at > now() - make_interval(secs => lease)"
+                ).fetchone()[0]  # type: ignore[index]
+            )
+            if has_workers and undone
+            else 0
+        )
+    return DowngradePlan(current, tuple(undone), drops_jobs, jobs, live)
+
+
+# Group roles (NOLOGIN): grant one to each login role, e.g. `GRANT pgqueue_producer TO web`.
+# Idempotent; run again after a migration adds tables (the default privileges cover tables
+# created later by the role that runs this, usually the one that runs the migrations).
+ROLES_SQL = """
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgqueue_producer') THEN
+        CREATE ROLE pgqueue_producer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgqueue_worker') THEN
+        CREATE ROLE pgqueue_worker NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgqueue_observer') THEN
+        CREATE ROLE pgqueue_observer NOLOGIN;
+    END IF;
+END
+$$;
+
+GRANT USAGE ON SCHEMA pgqueue TO pgqueue_producer, pgqueue_worker, pgqueue_observer;
+
+-- Producers insert jobs and read back the ids they were given (RETURNING id, and the
+-- existing job for a duplicate unique key): never arguments, results or errors.
+GRANT INSERT ON pgqueue.jobs TO pgqueue_producer;
+GRANT SELECT (id, queue, state, unique_key) ON pgqueue.jobs TO pgqueue_producer;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgqueue TO pgqueue_producer;
+
+-- Workers claim, run and record jobs, heartbeat, enqueue periodic jobs, prune: rows only,
+-- never the schema.
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgqueue TO pgqueue_worker;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA pgqueue TO pgqueue_worker;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgqueue TO pgqueue_worker;
+ALTER DEFAULT PRIVILEGES IN SCHEMA pgqueue
+    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO pgqueue_worker;
+ALTER DEFAULT PRIVILEGES IN SCHEMA pgqueue GRANT USAGE, SELECT ON SEQUENCES TO pgqueue_worker;
+
+-- Observers (the dashboard without actions, /metrics, `pgqueue stats`): read only.
+GRANT SELECT ON ALL TABLES IN SCHEMA pgqueue TO pgqueue_observer;
+ALTER DEFAULT PRIVILEGES IN SCHEMA pgqueue GRANT SELECT ON TABLES TO pgqueue_observer;
+"""
+
+
+def create_roles(dsn: str) -> None:
+    """Create the group roles pgqueue_producer, pgqueue_worker and pgqueue_observer if
+    missing, and grant each what it needs on the migrated schema (ROLES_SQL)."""
+    import psycopg
+
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        # The migrations' lock: roles are granted on a schema that is not changing under them.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('pgqueue.migrate:pgqueue'))")
+        conn.execute(ROLES_SQL)
