@@ -175,10 +175,13 @@ $$;
 
 GRANT USAGE ON SCHEMA pgqueue TO pgqueue_producer, pgqueue_worker, pgqueue_observer;
 
--- Producers insert jobs and read back the ids they were given (RETURNING id, and the
--- existing job for a duplicate unique key): never arguments, results or errors.
+-- Producers insert jobs (plain SQL needs nothing more). pgqueue's enqueue also reads back
+-- the ids it was given, the job holding a unique key, whether depends_on names jobs, and
+-- frees unique keys whose unique_for has passed: those columns only, never arguments,
+-- results or errors.
 GRANT INSERT ON pgqueue.jobs TO pgqueue_producer;
-GRANT SELECT (id, queue, state, unique_key) ON pgqueue.jobs TO pgqueue_producer;
+GRANT SELECT (id, queue, state, unique_key, unique_until) ON pgqueue.jobs TO pgqueue_producer;
+GRANT UPDATE (unique_until) ON pgqueue.jobs TO pgqueue_producer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgqueue TO pgqueue_producer;
 
 -- Workers claim, run and record jobs, heartbeat, enqueue periodic jobs, prune: rows only,

@@ -1,0 +1,208 @@
+"""The group roles of `pgqueue migrate roles`: each can do its job and nothing more, and a role
+with no grants can neither read a job nor make a worker do anything (notifications are hints
+that a worker checks against the table)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import errors
+
+import pgqueue
+from tests.acceptance.conftest import WorkerProcess, run_cli
+from tests.acceptance.test_cli import scratch_database
+
+SUFFIX = uuid.uuid4().hex[:8]
+LOGINS = {
+    "producer": f"pgq_producer_{SUFFIX}",
+    "worker": f"pgq_worker_{SUFFIX}",
+    "observer": f"pgq_observer_{SUFFIX}",
+    "nobody": f"pgq_nobody_{SUFFIX}",
+}
+
+
+def as_role(dsn: str, role: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    info["user"] = role
+    info.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+
+
+@pytest.fixture(scope="module")
+def roles_db(server_dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A migrated database with the group roles, and a login role in each (and one in none)."""
+    with scratch_database(server_dsn, f"pgqueue_test_roles_{SUFFIX}") as dsn:
+        assert run_cli("migrate", env={"PGQUEUE_DSN": dsn}).returncode == 0
+        granted = run_cli("migrate", "roles", env={"PGQUEUE_DSN": dsn})
+        assert granted.returncode == 0, granted.stderr
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for kind, login in LOGINS.items():
+                conn.execute(f"CREATE ROLE {login} LOGIN")
+                if kind != "nobody":
+                    conn.execute(f"GRANT pgqueue_{kind} TO {login}")
+            # The tests' tasks write here: the application's own table, its own grant.
+            conn.execute(
+                "CREATE TABLE public.effects (job_id bigint, attempt int, pid int, "
+                "at timestamptz DEFAULT clock_timestamp(), note text)"
+            )
+            conn.execute(f"GRANT INSERT ON public.effects TO {LOGINS['worker']}")
+        try:
+            yield dsn, {kind: as_role(dsn, login) for kind, login in LOGINS.items()}
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE usename = ANY(%s)",
+                    (list(LOGINS.values()),),
+                )
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for login in LOGINS.values():
+            conn.execute(f"DROP ROLE IF EXISTS {login}")
+
+
+def denied(dsn: str, sql: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute(sql)  # type: ignore[arg-type]
+        except errors.InsufficientPrivilege:
+            return True
+    return False
+
+
+def test_roles_sql_is_printable_and_idempotent(roles_db):
+    dsn, _ = roles_db
+    printed = run_cli("migrate", "roles", "--sql", env={"PGQUEUE_DSN": dsn})
+    assert "GRANT INSERT ON pgqueue.jobs TO pgqueue_producer" in printed.stdout
+    assert run_cli("migrate", "roles", env={"PGQUEUE_DSN": dsn}).returncode == 0
+
+
+def test_producer_inserts_and_reads_nothing_else(roles_db):
+    _, logins = roles_db
+    producer = logins["producer"]
+    with psycopg.connect(producer, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[1, 2]')")
+    with pgqueue.App(producer) as app:
+        first = app.enqueue("add", args=[3, 4], unique_key=f"k-{SUFFIX}")
+        assert app.enqueue("add", args=[3, 4], unique_key=f"k-{SUFFIX}") == first
+        assert len(app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(3)])) == 3
+    for sql in (
+        "SELECT args FROM pgqueue.jobs",
+        "SELECT result, last_error, errors, kwargs FROM pgqueue.jobs",
+        "UPDATE pgqueue.jobs SET state = 'dead'",
+        "DELETE FROM pgqueue.jobs",
+        "TRUNCATE pgqueue.jobs",
+        "SELECT * FROM pgqueue.workers",
+        "SELECT * FROM pgqueue.queues",
+        "INSERT INTO pgqueue.queues (name, paused) VALUES ('q', true)",
+        "CREATE TABLE pgqueue.mine (x int)",
+        "DROP TABLE pgqueue.jobs",
+    ):
+        assert denied(producer, sql), sql
+
+
+def test_observer_reads_everything_and_changes_nothing(roles_db):
+    _, logins = roles_db
+    observer = logins["observer"]
+    with psycopg.connect(observer, autocommit=True) as conn:
+        for table in ("jobs", "workers", "queues", "schedules", "alembic_version"):
+            conn.execute(f"SELECT * FROM pgqueue.{table} LIMIT 1")
+    with pgqueue.App(observer) as app:
+        assert isinstance(app.store.queue_stats(), list)
+    result = run_cli("stats", "--json", env={"PGQUEUE_DSN": observer})
+    assert result.returncode == 0, result.stderr
+    for sql in (
+        "INSERT INTO pgqueue.jobs (task) VALUES ('add')",
+        "UPDATE pgqueue.jobs SET state = 'dead'",
+        "DELETE FROM pgqueue.jobs",
+        "UPDATE pgqueue.queues SET paused = true",
+        "CREATE TABLE pgqueue.mine (x int)",
+    ):
+        assert denied(observer, sql), sql
+
+
+def test_nobody_can_do_nothing(roles_db):
+    dsn, logins = roles_db
+    nobody = logins["nobody"]
+    for sql in (
+        "SELECT id FROM pgqueue.jobs",
+        "SELECT count(*) FROM pgqueue.jobs",
+        "INSERT INTO pgqueue.jobs (task) VALUES ('add')",
+        "UPDATE pgqueue.jobs SET state = 'queued'",
+        "SELECT * FROM pgqueue.workers",
+        "SELECT * FROM pgqueue.queues",
+    ):
+        assert denied(nobody, sql), sql
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        functions = conn.execute(
+            "SELECT p.oid::regprocedure::text, has_function_privilege(%s, p.oid, 'EXECUTE') "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'pgqueue'",
+            (LOGINS["nobody"],),
+        ).fetchall()
+        definers = conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'pgqueue' AND p.prosecdef"
+        ).fetchall()
+    assert not [name for name, can in functions if can], functions
+    assert not definers, f"SECURITY DEFINER functions: {definers}"
+
+
+@pytest.mark.timeout(120)
+def test_worker_role_runs_jobs_and_nobody_can_steer_it(roles_db, tmp_path):
+    dsn, logins = roles_db
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE pgqueue.jobs")
+        running = conn.execute(
+            "INSERT INTO pgqueue.jobs (task, args) VALUES ('sleep', '[1.5]') RETURNING id"
+        ).fetchone()[0]
+        later = conn.execute(
+            "INSERT INTO pgqueue.jobs (task, args, run_at) "
+            "VALUES ('add', '[1, 2]', now() + interval '1 hour') RETURNING id"
+        ).fetchone()[0]
+    worker = WorkerProcess(logins["worker"], "--poll-interval", "0.5", log=tmp_path / "w.log")
+    try:
+        worker.wait_started()
+        deadline = time.monotonic() + 20
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while (
+                conn.execute("SELECT state FROM pgqueue.jobs WHERE id = %s", (running,)).fetchone()[
+                    0
+                ]
+                != "running"
+            ):
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.05)
+        # Someone with no grants shouts on every channel, with job ids and fake job rows.
+        with psycopg.connect(logins["nobody"], autocommit=True) as conn:
+            for channel in ("pgqueue_cancel", "pgqueue_jobs", "pgqueue_queues", "pgqueue_push"):
+                for payload in (
+                    str(running),
+                    str(later),
+                    "default",
+                    "*",
+                    f'{{"id": {later}, "task": "add", "args": [1, 2], "cancel": {running}}}',
+                ):
+                    conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+        deadline = time.monotonic() + 30
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while (
+                state := conn.execute(
+                    "SELECT state FROM pgqueue.jobs WHERE id = %s", (running,)
+                ).fetchone()[0]
+            ) in ("queued", "running"):
+                assert time.monotonic() < deadline, worker.output()
+                time.sleep(0.1)
+            assert state == "succeeded", worker.output()
+            assert conn.execute(
+                "SELECT state, attempts FROM pgqueue.jobs WHERE id = %s", (later,)
+            ).fetchone() == ("queued", 0)
+            assert conn.execute("SELECT count(*) FROM pgqueue.queues").fetchone()[0] == 0
+        assert worker.proc.poll() is None, "the worker is still up"
+    finally:
+        worker.stop()
+    assert "Traceback" not in worker.output()
