@@ -40,13 +40,46 @@ def _histogram(
         out.append(f"{name}_count{_labels(queue=queue)} {len(values)}")
 
 
+# Server health an operator alerts on. To move into pgqueue/sql/stats.sql as `server_health`
+# with a JobStore method; until then the one query outside the store.
+SERVER_HEALTH = """
+SELECT pg_notification_queue_usage() AS notify_queue_usage,
+       coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 AS oldest_xact_age
+FROM pg_stat_activity
+WHERE datname = current_database() AND xact_start IS NOT NULL
+"""
+
+
+def server_health(app: App) -> tuple[float, float]:
+    """(NOTIFY queue usage 0..1, age in seconds of the oldest open transaction in this
+    database). Other roles' transactions are visible with pg_monitor or pg_read_all_stats."""
+    from pgqueue.store import translate_errors
+
+    with translate_errors(), app.store.pool.connection() as conn:
+        row = conn.execute(SERVER_HEALTH).fetchone()
+    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+
+
 def render(app: App) -> str:
     """The metrics page. Histograms and outcome counts cover jobs finished in the last hour
     (a sliding window kept in the database, not counters in one process)."""
     jobs = app.store.metrics_jobs()
     recent = app.store.metrics_recent()
     workers = app.store.worker_list()
+    notify_usage, oldest_xact = server_health(app)
     out: list[str] = []
+    out.append(
+        "# HELP pgqueue_notify_queue_usage Fraction of PostgreSQL's NOTIFY queue in use "
+        "(at 1, every NOTIFY fails: a listener is stuck)."
+    )
+    out.append("# TYPE pgqueue_notify_queue_usage gauge")
+    out.append(f"pgqueue_notify_queue_usage {notify_usage}")
+    out.append(
+        "# HELP pgqueue_oldest_transaction_age_seconds Age of the oldest open transaction in "
+        "the database (long ones keep dead job rows from being vacuumed)."
+    )
+    out.append("# TYPE pgqueue_oldest_transaction_age_seconds gauge")
+    out.append(f"pgqueue_oldest_transaction_age_seconds {oldest_xact}")
     out.append("# HELP pgqueue_jobs Jobs in the table, by queue and state.")
     out.append("# TYPE pgqueue_jobs gauge")
     counts: dict[tuple[str, str], int] = {(r["queue"], r["state"]): r["n"] for r in jobs}

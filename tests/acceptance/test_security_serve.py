@@ -352,3 +352,23 @@ def test_insecure_no_token_is_explicit(dsn, tmp_path):
         )
         assert status == 400
     assert "--allowed-host" in log.read_text()
+
+
+# -- /metrics for operators -------------------------------------------------------------------
+
+
+def test_metrics_show_notify_queue_and_oldest_transaction(dsn):
+    import psycopg
+    from prometheus_client.parser import text_string_to_metric_families
+
+    web = client()
+    with psycopg.connect(dsn) as long_tx:
+        long_tx.execute("SELECT 1")  # opens a transaction and keeps it open
+        time.sleep(1.2)
+        text = web.get("/metrics", headers=AUTH).text
+        long_tx.rollback()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    usage = families["pgqueue_notify_queue_usage"].samples[0].value
+    assert 0 <= usage < 0.01
+    oldest = families["pgqueue_oldest_transaction_age_seconds"].samples[0].value
+    assert oldest >= 1.0
