@@ -115,3 +115,33 @@ def test_dashboard_live_counts_and_retry(app, db, server):
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_pages_render_under_their_csp_offline(app, server):
+    """The dashboard and /api/docs load only from the server (Swagger UI from the package)
+    and break none of their own Content-Security-Policy."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            complaints: list[str] = []
+            elsewhere: list[str] = []
+            page.on("console", lambda m: complaints.append(m.text) if m.type == "error" else None)
+            page.on(
+                "request",
+                lambda r: None if r.url.startswith(server) else elsewhere.append(r.url),
+            )
+            page.goto(f"{server}/api/docs")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+                "pgqueue", timeout=15_000
+            )
+            expect(page.locator(".opblock").first).to_be_visible()
+            page.goto(f"{server}/#token={TOKEN}")
+            expect(page.locator("#status")).to_contain_text("live", timeout=10_000)
+            assert "token" not in page.url, "the token is kept out of the address bar"
+            assert not [c for c in complaints if "Content Security Policy" in c], complaints
+            assert not [u for u in elsewhere if not u.startswith("data:")], elsewhere
+        finally:
+            browser.close()
