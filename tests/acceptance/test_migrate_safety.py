@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pgqueue import migrate
-from tests.acceptance.conftest import ROOT, run_cli
+from tests.acceptance.conftest import ROOT, WorkerProcess, run_cli
 from tests.acceptance.test_cli import assert_clean_error, scratch_database
 
 
@@ -95,3 +95,28 @@ def test_migrate_bad_input(dsn, args, fragment):
 def test_migrate_sql_takes_the_lock():
     sql = migrate.upgrade_sql()
     assert sql.index("pg_advisory_xact_lock") < sql.index("CREATE TABLE")
+
+
+@pytest.mark.timeout(120)
+def test_worker_whose_schema_is_dropped_exits_with_one_line(server_dsn, tmp_path):
+    with scratch_database(server_dsn, "pgqueue_test_schema_dropped") as scratch:
+        env = {"PGQUEUE_DSN": scratch}
+        assert run_cli("migrate", env=env).returncode == 0
+        with psycopg.connect(scratch, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE public.effects (job_id bigint, attempt int, pid int, "
+                "at timestamptz DEFAULT clock_timestamp(), note text)"
+            )
+        worker = WorkerProcess(scratch, "--poll-interval", "0.5", log=tmp_path / "w.log")
+        try:
+            worker.wait_started()
+            dropped = run_cli("migrate", "downgrade", "base", "--yes", env=env)
+            assert dropped.returncode == 0, dropped.stderr
+            code = worker.wait(60)
+        finally:
+            worker.stop()
+        output = worker.output()
+        assert code != 0, output
+        assert "Traceback" not in output, output
+        assert output.strip().splitlines()[-1].startswith("pgqueue: error:"), output
+        assert "migrate" in output.strip().splitlines()[-1], output
