@@ -12,7 +12,7 @@ from typing import Any
 from pgqueue.errors import ConfigurationError, JobCancelled, JobFailed
 from pgqueue.integrations.sqlalchemy import async_connection, sync_connection
 from pgqueue.job import Job
-from pgqueue.spec import positive_int, seconds
+from pgqueue.spec import name, positive_int, seconds
 from pgqueue.store import AsyncJobStore, JobStore
 
 _UNSET: Any = object()
@@ -148,10 +148,8 @@ class Operations:
             delay = min(delay * 1.5, 0.5)
 
 
-def _queue_name(name: str) -> str:
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError("queue name must be a non-empty string")
-    return name
+def _queue_name(queue: str) -> str:
+    return name(queue, "queue")
 
 
 def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:

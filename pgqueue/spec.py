@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +15,13 @@ from pgqueue.store import JobSpec, dumps
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
+MAX_SECONDS = 100 * 365 * 86400.0  # durations beyond a century are mistakes (and overflow)
+MAX_NAME_BYTES = {"queue": 200, "task": 500, "unique_key": 500}
+INT4 = 2**31
+INT8 = 2**63
+# JSON escapes PostgreSQL's jsonb refuses: NUL, and UTF-16 surrogates (checked precisely when
+# one appears, since a valid pair is fine).
+_SUSPECT_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +41,57 @@ class EnqueueOptions:
 
 
 def seconds(value: float | timedelta, what: str) -> float:
-    """A duration in seconds: finite and not negative."""
+    """A duration in seconds: finite, not negative, at most a century."""
     n = value.total_seconds() if isinstance(value, timedelta) else value
     if isinstance(n, bool) or not isinstance(n, int | float):
         raise ConfigurationError(f"{what} must be seconds (a number) or a timedelta")
     if not 0 <= n < math.inf:
         raise ConfigurationError(f"{what} must be >= 0 (and finite), got {n}")
+    if n > MAX_SECONDS:
+        raise ConfigurationError(f"{what} must be at most {MAX_SECONDS:g} seconds (100 years)")
     return float(n)
+
+
+def name(value: Any, what: str) -> str:
+    """A queue, task or unique key: text PostgreSQL can store, of a sensible length."""
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{what} must be a non-empty string")
+    if "\x00" in value:
+        raise ConfigurationError(f"{what} must not contain a NUL character")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"{what} must be valid text (it has a lone surrogate)") from None
+    if size > MAX_NAME_BYTES[what]:
+        raise ConfigurationError(f"{what} must be at most {MAX_NAME_BYTES[what]} bytes")
+    return value
+
+
+def _storable(text: str, what: str) -> str:
+    """JSON text jsonb will take: no NUL character and no lone surrogate in any string."""
+    if _SUSPECT_ESCAPE.search(text):
+        for piece in _strings(json.loads(text)):
+            if "\x00" in piece:
+                raise SerializationError(f"{what} contain a NUL character, which jsonb refuses")
+            try:
+                piece.encode()
+            except UnicodeEncodeError:
+                raise SerializationError(
+                    f"{what} contain a lone surrogate (invalid text)"
+                ) from None
+    return text
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
 
 
 def positive_int(value: Any, what: str, minimum: int) -> int:
@@ -64,22 +117,22 @@ def build_spec(
     unique_for: float | timedelta | None = None,
 ) -> JobSpec:
     """Validate and serialise one job; raises before anything touches the database."""
-    if not isinstance(task, str) or not task:
-        raise ConfigurationError("task name must be a non-empty string")
-    if not isinstance(queue, str) or not queue:
-        raise ConfigurationError("queue must be a non-empty string")
+    name(task, "task")
+    name(queue, "queue")
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ConfigurationError(f"priority must be an integer, got {priority!r}")
     if not -(2**31) <= priority < 2**31:
         raise ConfigurationError("priority must fit in 32 bits")
     positive_int(max_attempts, "max_attempts", 1)
+    if max_attempts >= INT4:
+        raise ConfigurationError("max_attempts must fit in 32 bits")
     if delay is not None and run_at is not None:
         raise ConfigurationError("give delay or run_at, not both")
     delay_s = seconds(delay, "delay") if delay is not None else None
     if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
         raise ConfigurationError("run_at must be a timezone-aware datetime")
-    if unique_key is not None and not isinstance(unique_key, str):
-        raise ConfigurationError("unique_key must be a string")
+    if unique_key is not None:
+        name(unique_key, "unique_key")
     timeout_s = seconds(timeout, "timeout") if timeout is not None else None
     unique_for_s = seconds(unique_for, "unique_for") if unique_for is not None else None
     if unique_for_s is not None and unique_key is None:
@@ -90,7 +143,7 @@ def build_spec(
             raise ConfigurationError("depends_on must be a list of job ids")
         parents = tuple(depends_on)
         if not parents or not all(
-            isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in parents
+            isinstance(p, int) and not isinstance(p, bool) and 0 < p < INT8 for p in parents
         ):
             raise ConfigurationError("depends_on must be a non-empty list of job ids")
     if timeout_s == 0:
@@ -103,8 +156,10 @@ def build_spec(
         raise SerializationError("kwargs keys must be strings")
     try:
         args_json, kwargs_json = dumps(args_list), dumps(kwargs_dict)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"arguments of {task} are not JSON-serialisable: {exc}") from None
+    _storable(args_json, f"arguments of {task}")
+    _storable(kwargs_json, f"keyword arguments of {task}")
     return JobSpec(
         task=task,
         args_json=args_json,

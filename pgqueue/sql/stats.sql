@@ -57,3 +57,11 @@ FROM pgqueue.jobs
 WHERE state IN ('succeeded', 'dead', 'cancelled')
   AND finished_at > now() - interval '1 hour'
   AND started_at IS NOT NULL;
+
+-- name: server_health
+-- For /metrics: the fraction of the NOTIFY queue in use, and the age in seconds of the
+-- oldest open transaction in this database (other roles' need pg_monitor to be seen).
+SELECT pg_notification_queue_usage() AS notify_queue_usage,
+       coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 AS oldest_xact_age
+FROM pg_stat_activity
+WHERE datname = current_database() AND xact_start IS NOT NULL;

@@ -131,6 +131,9 @@ class JobStore:
     def schedule_list(self) -> list[Row]:
         return self._run("schedule_list", {})
 
+    def server_health(self) -> Row:
+        return self._run("server_health", {})[0]
+
     def worker_list(self) -> list[Row]:
         return self._run("worker_list", {})
 

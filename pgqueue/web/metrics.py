@@ -42,22 +42,11 @@ def _histogram(
 
 # Server health an operator alerts on. To move into pgqueue/sql/stats.sql as `server_health`
 # with a JobStore method; until then the one query outside the store.
-SERVER_HEALTH = """
-SELECT pg_notification_queue_usage() AS notify_queue_usage,
-       coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 AS oldest_xact_age
-FROM pg_stat_activity
-WHERE datname = current_database() AND xact_start IS NOT NULL
-"""
-
-
 def server_health(app: App) -> tuple[float, float]:
     """(NOTIFY queue usage 0..1, age in seconds of the oldest open transaction in this
     database). Other roles' transactions are visible with pg_monitor or pg_read_all_stats."""
-    from pgqueue.store import translate_errors
-
-    with translate_errors(), app.store.pool.connection() as conn:
-        row = conn.execute(SERVER_HEALTH).fetchone()
-    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+    row = app.store.server_health()
+    return float(row["notify_queue_usage"]), float(row["oldest_xact_age"])
 
 
 def render(app: App) -> str:

@@ -106,3 +106,44 @@ def test_a_claimed_row_becomes_the_job_it_names():
     assert job.state == "running" and job.worker_id == worker and job.errors == []
     assert job.finished_at is None and job.result is None and job.last_error is None
     assert len(dataclasses.fields(job)) >= 19
+
+
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        ({"queue": "q\x00"}, "NUL"),
+        ({"queue": "\ud800"}, "lone surrogate"),
+        ({"queue": "q" * 201}, "at most 200 bytes"),
+        ({"unique_key": "k\x00"}, "NUL"),
+        ({"delay": 1e300}, "at most"),
+        ({"timeout": float("inf")}, "finite"),
+        ({"max_attempts": 2**40}, "32 bits"),
+        ({"depends_on": [2**64]}, "job ids"),
+    ],
+)
+def test_job_options_postgresql_cannot_store_are_refused_before_the_database(options, fragment):
+    app = pgqueue.App("postgresql://localhost/unused")
+    with pytest.raises(ConfigurationError, match=fragment):
+        app._spec("t", [], {}, options)
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["a\x00b"], "NUL"),
+        ([{"k": ["\udfff"]}], "lone surrogate"),
+        ([{"a\x00": 1}], "NUL"),
+    ],
+)
+def test_arguments_jsonb_refuses_are_a_clear_error(args, fragment):
+    from pgqueue.errors import SerializationError
+
+    app = pgqueue.App("postgresql://localhost/unused")
+    with pytest.raises(SerializationError, match=fragment):
+        app._spec("t", args, {}, {})
+
+
+def test_valid_text_with_escapes_is_accepted():
+    app = pgqueue.App("postgresql://localhost/unused")
+    spec = app._spec("t", ["😀", "\\u0000 is text here", "é"], {}, {})
+    assert loads(spec.args_json) == ["😀", "\\u0000 is text here", "é"]
