@@ -50,8 +50,11 @@ SET state = 'running',
     started_at = coalesce(%(now)s::timestamptz, now())
 FROM picked
 WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
-RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
-          j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at;
+-- Arguments as text, parsed by the worker itself (and no kwargs at all when there are none):
+-- cheaper than jsonb values through the driver, for every job claimed.
+RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
+          j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
+          j.started_at;
 
 -- name: queue_lock_limited
 -- First statement of a limited claim: lock the limited queues of `queues` (NULL: all), so
@@ -107,8 +110,9 @@ WITH budget AS (
         started_at = coalesce(%(now)s::timestamptz, clock_timestamp())
     FROM picked
     WHERE j.id = picked.id
-    RETURNING j.id, j.queue, j.task, j.args, j.kwargs, j.priority, j.run_at, j.attempts,
-              j.max_attempts, j.unique_key, j.timeout, j.created_at, j.started_at
+    RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
+              j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
+              j.started_at
 ), recorded AS (
     INSERT INTO pgqueue.queue_starts (queue, started_at, n)
     SELECT c.queue, clock_timestamp(), count(*)

@@ -95,8 +95,8 @@ def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
         job_id,
         queue,
         task,
-        args,
-        kwargs,
+        loads(args),  # text: see job_claim
+        loads(kwargs) if kwargs is not None else {},
         JobState.RUNNING,
         priority,
         run_at,

@@ -34,7 +34,7 @@ class Mark(enum.Enum):
     RELEASE = "release"  # shutdown: the job goes back to the queue, the attempt given back
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Attempt:
     """One attempt of one job, running in this process."""
 

@@ -99,10 +99,14 @@ def test_a_claimed_row_becomes_the_job_it_names():
     from pgqueue.store.params import CLAIM_COLUMNS, claimed_job
 
     row = [f"value-{name}" for name in CLAIM_COLUMNS]
+    row[CLAIM_COLUMNS.index("args")] = '[1, "two"]'  # text, parsed by the worker
+    row[CLAIM_COLUMNS.index("kwargs")] = None  # no kwargs: NULL
     worker = uuid.uuid4()
     job = claimed_job(row, worker)
     for name, value in zip(CLAIM_COLUMNS, row, strict=True):
-        assert getattr(job, name) == value, name
+        if name not in ("args", "kwargs"):
+            assert getattr(job, name) == value, name
+    assert job.args == [1, "two"] and job.kwargs == {}
     assert job.state == "running" and job.worker_id == worker and job.errors == []
     assert job.finished_at is None and job.result is None and job.last_error is None
     assert len(dataclasses.fields(job)) >= 19
