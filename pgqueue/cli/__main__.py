@@ -1,0 +1,7 @@
+"""`python -m pgqueue.cli`."""
+
+from __future__ import annotations
+
+from pgqueue.cli import main
+
+main()

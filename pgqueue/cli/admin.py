@@ -1,0 +1,118 @@
+"""`pgqueue migrate`: apply, review, downgrade the schema; create the database roles."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from pgqueue.app import resolve_dsn
+from pgqueue.cli.base import (
+    Dsn,
+    T,
+    _text,
+    fail,
+    migrate_cli,
+)
+
+
+@migrate_cli.callback()
+def migrate(
+    ctx: typer.Context,
+    dsn: Dsn = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+    ] = False,
+) -> None:
+    """Migrate the pgqueue schema up to the latest version (or see `downgrade`)."""
+    from pgqueue import migrate as migrations  # alembic is slow to import: only here
+
+    ctx.obj = dsn
+    if ctx.invoked_subcommand is not None:
+        return
+    if sql:
+        typer.echo(migrations.upgrade_sql())
+        return
+    resolved = _check_db(dsn)
+    _alembic(lambda: migrations.upgrade(resolved))
+    typer.echo(f"pgqueue schema at revision {migrations.head_revision()}")
+
+
+@migrate_cli.command("downgrade")
+def migrate_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[
+        str,
+        typer.Argument(
+            help="Target revision; `base` removes everything.", callback=_text("REVISION", 100)
+        ),
+    ],
+    dsn: Dsn = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Drop the jobs table even if it holds jobs, under live workers."
+        ),
+    ] = False,
+) -> None:
+    """Migrate the pgqueue schema down to REVISION."""
+    from pgqueue import migrate as migrations
+
+    resolved = _check_db(dsn or ctx.obj)
+    plan = _alembic(lambda: migrations.downgrade_plan(resolved, revision))
+    risks = []
+    if plan.jobs:
+        risks.append(f"deletes the {plan.jobs} job(s) in pgqueue.jobs")
+    if plan.live_workers:
+        risks.append(f"{plan.live_workers} worker(s) are running on this schema")
+    if risks and not yes:
+        message = f"downgrade to {revision} " + " and ".join(risks)
+        if sys.stdin.isatty() and typer.confirm(f"{message}. Go on?", err=True):
+            pass
+        else:
+            fail(f"{message}: run it again with --yes to go ahead")
+    _alembic(lambda: migrations.downgrade(resolved, revision))
+    typer.echo(f"pgqueue schema downgraded to {revision}")
+
+
+@migrate_cli.command("roles")
+def migrate_roles(
+    ctx: typer.Context,
+    dsn: Dsn = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+    ] = False,
+) -> None:
+    """Create the group roles pgqueue_producer, pgqueue_worker and pgqueue_observer (if
+    missing) and grant each what it needs; needs CREATEROLE. Run it again after a migration."""
+    from pgqueue import migrate as migrations
+
+    if sql:
+        typer.echo(migrations.ROLES_SQL.strip())
+        return
+    migrations.create_roles(_check_db(dsn or ctx.obj))
+    typer.echo("roles pgqueue_producer, pgqueue_worker and pgqueue_observer granted")
+
+
+def _alembic(step: Callable[[], T]) -> T:
+    """Run an alembic step, its own errors (an unknown revision...) as one line."""
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
+    try:
+        return step()
+    except (CommandError, RevisionError) as exc:
+        fail(" ".join(str(exc).split()))
+
+
+def _check_db(dsn: str | None) -> str:
+    from pgqueue.app import probe
+
+    resolved = resolve_dsn(dsn)
+    probe(resolved)
+    return resolved
+
+
+# -- work -----------------------------------------------------------------------------------

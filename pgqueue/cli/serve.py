@@ -1,0 +1,108 @@
+"""`pgqueue serve`: the dashboard, REST API and /metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from pgqueue.cli.base import (
+    MAX_BODY,
+    Dsn,
+    _app,
+    cli,
+    fail,
+)
+
+
+@cli.command()
+def serve(
+    dsn: Dsn = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (localhost only by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=0, max=65535)] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_API_TOKEN",
+            help="Bearer token: needed for every request; "
+            "without it the dashboard and API are read-only.",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host name clients use, besides localhost (repeat it; `*.example.com` "
+            "for a domain, `*` for any). Guards against DNS rebinding.",
+        ),
+    ] = None,
+    max_body_size: Annotated[
+        int, typer.Option(help="Largest request body, in bytes.", min=1, max=2**31 - 1)
+    ] = MAX_BODY,
+    insecure_no_token: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-token",
+            help="Serve without a token on a non-loopback address: anyone who reaches it "
+            "reads every job's arguments, results and errors.",
+        ),
+    ] = False,
+) -> None:
+    """Web dashboard at /, REST API under /api (OpenAPI at /openapi.json), /metrics."""
+    from pgqueue.web.guard import WILDCARD_ADDRESSES, is_loopback
+
+    if token is not None and not token.strip():
+        fail("--token is empty: give a real token, or leave it out for a read-only dashboard")
+    if token is None and not is_loopback(host) and not insecure_no_token:
+        fail(
+            f"refusing to serve job data without a token on {host}: give --token "
+            "(or PGQUEUE_API_TOKEN), or --insecure-no-token if that is really meant"
+        )
+    hosts = tuple(allowed_host or ())
+    if host not in WILDCARD_ADDRESSES:
+        hosts = (*hosts, host)
+    import uvicorn
+
+    from pgqueue.web import create_app
+
+    listening = _listen(host, port)
+    try:
+        app = _app(dsn)
+        app.store.schema_version()  # a clear error now rather than on the first request
+    except BaseException:
+        listening.close()
+        raise
+    web = create_app(app, token=token, allowed_hosts=hosts, max_body=max_body_size)
+    shown = f"[{host}]" if ":" in host else host
+    typer.echo(f"pgqueue dashboard on http://{shown}:{port}/" + ("" if token else " (read-only)"))
+    if host in WILDCARD_ADDRESSES and not allowed_host:
+        typer.echo(
+            "note: only requests to a loopback name are answered; "
+            "add the names clients use with --allowed-host",
+            err=True,
+        )
+    config = uvicorn.Config(
+        web,
+        log_level="warning",
+        server_header=False,
+        # Reverse proxies' X-Forwarded-* are trusted from loopback only (uvicorn's default).
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket on host:port, or one clear line when that cannot be."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, _, _, _, address = infos[0]
+        return socket.create_server(address, family=family, backlog=2048)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        fail(f"cannot listen on {host}:{port}: {reason}")
