@@ -2,6 +2,9 @@
 
 To run them from an application's own alembic `env.py`, call `upgrade(connection)` with the
 SQLAlchemy connection alembic gives you: pgqueue keeps its own version table in its schema.
+Called there, it follows the application's command: `alembic upgrade` also brings pgqueue to
+its head, every other command (`current`, `downgrade`, `stamp`, `check`, autogenerate...)
+leaves pgqueue's schema alone.
 """
 
 from __future__ import annotations
@@ -52,20 +55,61 @@ def alembic_config(dsn: str | None = None, connection: Any = None) -> Config:
     return cfg
 
 
+def _outer_command() -> str | None:
+    """The alembic command whose `env.py` is running now (say "upgrade", "current"), or None
+    outside alembic. Only alembic's own commands are named; another tool's run gives ""."""
+    import alembic.context
+
+    outer = getattr(alembic.context, "_proxy", None)
+    fn = getattr(outer, "context_opts", {}).get("fn") if outer is not None else None
+    if outer is None:
+        return None
+    if getattr(fn, "__module__", None) == "alembic.command":
+        return str(fn.__name__)  # type: ignore[union-attr]
+    return ""
+
+
+def _nested(run: Any) -> None:
+    """Run an alembic command, also from inside an application's own `env.py`.
+
+    alembic keeps the running environment in module globals (`alembic.context`,
+    `alembic.op`); a command run inside another installs its own and deletes them when done,
+    so the outer run then fails on leaving (KeyError: 'script' or 'config'). Put the outer
+    ones back."""
+    import alembic.context
+    import alembic.op
+
+    outer_env = getattr(alembic.context, "_proxy", None)
+    outer_op = getattr(alembic.op, "_proxy", None)
+    try:
+        run()
+    finally:
+        if outer_env is not None:
+            outer_env._install_proxy()
+        if outer_op is not None:
+            outer_op._install_proxy()
+
+
 def upgrade(target: Any, revision: str = HEAD) -> None:
-    """Migrate up to `revision`. `target` is a DSN or a SQLAlchemy `Connection`."""
+    """Migrate up to `revision`. `target` is a DSN or a SQLAlchemy `Connection`.
+
+    From an application's `env.py`, this runs only under `alembic upgrade` (and tools that
+    run `env.py` their own way); `alembic current`, `downgrade`, `stamp` and autogenerate
+    leave pgqueue's schema as it is."""
     if isinstance(target, str):
-        command.upgrade(alembic_config(dsn=target), revision)
-    else:
-        command.upgrade(alembic_config(connection=target), revision)
+        _nested(lambda: command.upgrade(alembic_config(dsn=target), revision))
+        return
+    if _outer_command() not in (None, "", "upgrade"):
+        return
+    _nested(lambda: command.upgrade(alembic_config(connection=target), revision))
 
 
 def downgrade(target: Any, revision: str) -> None:
     """Migrate down to `revision` (`base` removes every pgqueue table)."""
     if isinstance(target, str):
-        command.downgrade(alembic_config(dsn=target), revision)
+        _nested(lambda: command.downgrade(alembic_config(dsn=target), revision))
     else:
-        command.downgrade(alembic_config(connection=target), revision)
+        _nested(lambda: command.downgrade(alembic_config(connection=target), revision))
 
 
 def upgrade_sql(revision: str = HEAD, dsn: str = "postgresql://") -> str:

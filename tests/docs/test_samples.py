@@ -7,8 +7,8 @@ database:
 - a shell block's `pgqueue work MODULE:APP` starts that worker for the rest of the page;
 - every other python block runs, in order, in one namespace;
 - `postgresql://localhost/shop` in a sample means the test database;
-- a block right after `<!-- test: skip -->`, or one that includes a file (`--8<--`, tested
-  where it lives), is left out.
+- a block right after `<!-- test: skip -->` (or `<!-- test: skip (where it is tested) -->`),
+  or one that includes a file (`--8<--`, tested where it lives), is left out.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def blocks(text: str) -> list[Block]:
                 code=code,
                 line=text.count("\n", 0, m.start()) + 2,
                 file=title.group(1) if title else named.group(1) if named else None,
-                skip="<!-- test: skip -->" in previous or code.lstrip().startswith("--8<--"),
+                skip="<!-- test: skip" in previous or code.lstrip().startswith("--8<--"),
             )
         )
     return found
