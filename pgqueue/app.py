@@ -314,13 +314,26 @@ class App(Operations):
         return build_spec(task, args, kwargs, **merged)
 
     def _defaults(self, task: str) -> dict[str, Any]:
-        """Job options a task's jobs get unless given: the task's own, else the app's."""
+        """Job options a task's jobs get unless given: the task's own when it is registered
+        here. Otherwise the database fills them from the task's declaration by a worker
+        (pgqueue.tasks), else 'default', 0 and 3, unless this app was given its own."""
         registered = self.tasks.get(task)
+        if registered is not None:
+            return {
+                "queue": registered.queue,
+                "priority": registered.priority,
+                "max_attempts": registered.max_attempts,
+                "timeout": registered.timeout,
+            }
         return {
-            "queue": registered.queue if registered else self.default_queue,
-            "priority": registered.priority if registered else 0,
-            "max_attempts": registered.max_attempts if registered else self.default_max_attempts,
-            "timeout": registered.timeout if registered else None,
+            "queue": None if self.default_queue == DEFAULT_QUEUE else self.default_queue,
+            "priority": None,
+            "max_attempts": (
+                None
+                if self.default_max_attempts == DEFAULT_MAX_ATTEMPTS
+                else self.default_max_attempts
+            ),
+            "timeout": None,
         }
 
     def enqueue(

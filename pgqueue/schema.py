@@ -28,15 +28,15 @@ jobs = Table(
     "jobs",
     metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("queue", Text, nullable=False, server_default="default"),
+    Column("queue", Text, nullable=False),  # omitted: the task's queue, else "default"
     Column("task", Text, nullable=False),
     Column("args", JSONB, nullable=False, server_default="[]"),
     Column("kwargs", JSONB, nullable=False, server_default="{}"),
     Column("state", Text, nullable=False, server_default="queued"),
-    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("priority", Integer, nullable=False),  # omitted: the task's, else 0
     Column("run_at", DateTime(timezone=True), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("max_attempts", Integer, nullable=False, server_default="3"),
+    Column("max_attempts", Integer, nullable=False),  # omitted: the task's, else 3
     Column("unique_key", Text),
     Column("timeout", Float),
     Column("last_error", Text),
@@ -63,6 +63,18 @@ workers = Table(
     Column("lease", Float, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("tasks", ARRAY(Text)),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("queue", Text, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout", Float),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 queues = Table(

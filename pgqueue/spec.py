@@ -106,9 +106,9 @@ def build_spec(
     args: Iterable[Any] | None,
     kwargs: Mapping[str, Any] | None,
     *,
-    queue: str,
-    priority: int,
-    max_attempts: int,
+    queue: str | None,
+    priority: int | None,
+    max_attempts: int | None,
     delay: float | timedelta | None = None,
     run_at: datetime | None = None,
     unique_key: str | None = None,
@@ -117,15 +117,20 @@ def build_spec(
     unique_for: float | timedelta | None = None,
 ) -> JobSpec:
     """Validate and serialise one job; raises before anything touches the database."""
+    # A None queue, priority or max_attempts is filled by the database from the task's
+    # declaration (pgqueue.tasks), else 'default', 0 and 3.
     name(task, "task")
-    name(queue, "queue")
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise ConfigurationError(f"priority must be an integer, got {priority!r}")
-    if not -(2**31) <= priority < 2**31:
-        raise ConfigurationError("priority must fit in 32 bits")
-    positive_int(max_attempts, "max_attempts", 1)
-    if max_attempts >= INT4:
-        raise ConfigurationError("max_attempts must fit in 32 bits")
+    if queue is not None:
+        name(queue, "queue")
+    if priority is not None:
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ConfigurationError(f"priority must be an integer, got {priority!r}")
+        if not -(2**31) <= priority < 2**31:
+            raise ConfigurationError("priority must fit in 32 bits")
+    if max_attempts is not None:
+        positive_int(max_attempts, "max_attempts", 1)
+        if max_attempts >= INT4:
+            raise ConfigurationError("max_attempts must fit in 32 bits")
     if delay is not None and run_at is not None:
         raise ConfigurationError("give delay or run_at, not both")
     delay_s = seconds(delay, "delay") if delay is not None else None

@@ -11,10 +11,21 @@ from pgqueue.cli.base import cli, duration, fail, load_app
 
 # isort: off
 # Importing a module registers its commands; `pgqueue --help` lists them in this order.
-from pgqueue.cli import work, inspect, serve, admin
+from pgqueue.cli import work, inspect, tasks, serve, admin
 # isort: on
 
-__all__ = ["admin", "cli", "duration", "fail", "inspect", "load_app", "main", "serve", "work"]
+__all__ = [
+    "admin",
+    "cli",
+    "duration",
+    "fail",
+    "inspect",
+    "load_app",
+    "main",
+    "serve",
+    "tasks",
+    "work",
+]
 
 
 def main() -> None:

@@ -24,6 +24,10 @@ WITH RECURSIVE known_queues AS (
         SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
         WHERE j.state = 'queued' AND j.queue = w.queue
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          -- Tasks this worker has (NULL: any). A task another worker declared waits for a
+          -- worker with it; one nobody ever declared (a typo) is taken, to end dead.
+          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT %(limit)s::int
         FOR UPDATE SKIP LOCKED
@@ -94,6 +98,8 @@ WITH budget AS (
         SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
         WHERE j.state = 'queued' AND j.queue = b.queue
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
         ORDER BY j.priority DESC, j.run_at, j.id
         LIMIT greatest(b.n, 0)
         FOR UPDATE SKIP LOCKED
@@ -133,4 +139,6 @@ SELECT extract(epoch FROM min(run_at) - coalesce(%(now)s::timestamptz, now()))::
 FROM pgqueue.jobs
 WHERE state = 'queued'
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[])
+       OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = jobs.task))
   AND run_at > coalesce(%(now)s::timestamptz, now());

@@ -2,11 +2,11 @@
 -- Format: see pgqueue/sql/__init__.py.
 
 -- name: worker_register
--- Announce a worker process.
-INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease)
+-- Announce a worker process and the tasks it serves.
+INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, tasks)
 VALUES (%(id)s::uuid, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int,
-        %(lease)s::float8)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+        %(lease)s::float8, %(tasks)s::text[])
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), tasks = EXCLUDED.tasks;
 
 -- name: worker_heartbeat
 -- A worker is alive. Returns nothing if its row is gone (it was declared lost).

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
 
+import orjson
 from psycopg_pool import AsyncConnectionPool
 
 from pgqueue.job import Job
@@ -109,13 +110,30 @@ class AsyncJobStore:
     # -- the worker: tuples or named types, never dicts, on the hot path -------------------------
 
     async def job_claim(
-        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
+        self,
+        worker_id: UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: datetime | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> list[Job]:
-        params = {"worker_id": worker_id, "queues": queues, "limit": limit, "now": now}
+        """Claim up to `limit` due jobs of `queues` and `tasks` (None: any)."""
+        params = {
+            "worker_id": worker_id,
+            "queues": queues,
+            "limit": limit,
+            "now": now,
+            "tasks": None if tasks is None else list(tasks),
+        }
         return [claimed_job(r, worker_id) for r in await self._tuples("job_claim", params)]
 
     async def job_claim_limited(
-        self, worker_id: UUID, queues: Sequence[str] | None, limit: int, now: datetime | None = None
+        self,
+        worker_id: UUID,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: datetime | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> list[Job]:
         """Claim from queues with cluster-wide limits: lock them, then claim within budget."""
         async with self._transaction() as cur:
@@ -123,14 +141,24 @@ class AsyncJobStore:
             names = [r[0] for r in await cur.fetchall()]
             if not names:
                 return []
-            params = {"worker_id": worker_id, "queues": names, "limit": limit, "now": now}
+            params = {
+                "worker_id": worker_id,
+                "queues": names,
+                "limit": limit,
+                "now": now,
+                "tasks": None if tasks is None else list(tasks),
+            }
             await cur.execute(QUERIES["job_claim_limited"], params)
             return [claimed_job(r, worker_id) for r in await cur.fetchall()]
 
     async def job_next_run_at(
-        self, queues: Sequence[str] | None, now: datetime | None = None
+        self,
+        queues: Sequence[str] | None,
+        now: datetime | None = None,
+        tasks: Sequence[str] | None = None,
     ) -> float | None:
-        rows = await self._tuples("job_next_run_at", {"queues": queues, "now": now})
+        params = {"queues": queues, "now": now, "tasks": None if tasks is None else list(tasks)}
+        rows = await self._tuples("job_next_run_at", params)
         return rows[0][0] if rows else None
 
     async def job_finish_many(self, worker_id: UUID, rows: Sequence[OutcomeRow]) -> Applied:
@@ -192,7 +220,9 @@ class AsyncJobStore:
         queues: Sequence[str] | None,
         concurrency: int,
         lease: float,
+        tasks: Sequence[str] | None = None,
     ) -> None:
+        """Register (or register again) a worker, serving `tasks` (None: any)."""
         params = {
             "id": worker_id,
             "host": host,
@@ -200,8 +230,14 @@ class AsyncJobStore:
             "queues": list(queues or ["*"]),
             "concurrency": concurrency,
             "lease": lease,
+            "tasks": None if tasks is None else list(tasks),
         }
         await self._tuples("worker_register", params)
+
+    async def task_register(self, tasks: Sequence[dict[str, Any]]) -> None:
+        """Declare tasks and their defaults: name, queue, priority, max_attempts, timeout."""
+        if tasks:
+            await self._tuples("task_register", {"tasks": orjson.dumps(list(tasks)).decode()})
 
     async def worker_heartbeat(self, worker_id: UUID) -> bool:
         """False if this worker's row is gone: it was declared lost."""

@@ -24,9 +24,9 @@ class JobSpec:
     task: str
     args_json: str
     kwargs_json: str
-    queue: str
-    priority: int
-    max_attempts: int
+    queue: str | None  # None: the task's declared default (see migration 0009), else 'default'
+    priority: int | None
+    max_attempts: int | None
     delay: float | None = None
     run_at: datetime | None = None
     unique_key: str | None = None

@@ -134,6 +134,9 @@ class JobStore:
     def server_health(self) -> Row:
         return self._run("server_health", {})[0]
 
+    def task_list(self) -> list[Row]:
+        return self._run("task_list", {})
+
     def worker_list(self) -> list[Row]:
         return self._run("worker_list", {})
 

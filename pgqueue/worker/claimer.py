@@ -46,11 +46,13 @@ class Claimer:
         attempts: Attempts,
         completer: Completer,
         queue_settings: QueueSettings,
+        tasks: list[str] | None = None,
     ) -> None:
         self.store = store
         self.worker_id = worker_id
         self.settings = settings
         self.queues = list(settings.queues) if settings.queues else None
+        self.tasks = tasks  # only jobs of these tasks are claimed (None: any)
         self.attempts = attempts
         self.completer = completer
         self.queue_settings = queue_settings
@@ -70,11 +72,13 @@ class Claimer:
         if self.queue_settings.due():
             self.queue_settings.load(await self.store.queue_config())
         room = self.attempts.room()
-        jobs = await self.store.job_claim(self.worker_id, self.queues, limit)
+        jobs = await self.store.job_claim(self.worker_id, self.queues, limit, tasks=self.tasks)
         rest = min(limit, room) - len(jobs)
         limited = self.queue_settings.limited
         if limited and rest > 0:
-            jobs += await self.store.job_claim_limited(self.worker_id, limited, rest)
+            jobs += await self.store.job_claim_limited(
+                self.worker_id, limited, rest, tasks=self.tasks
+            )
         jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
         for job in jobs:
             self.attempts.submit(job)
@@ -84,7 +88,7 @@ class Claimer:
         """How long to sleep when nothing is due: until the next scheduled job, the safety
         poll, or (with a limited queue) a short look again."""
         s = self.settings
-        wait = await self.store.job_next_run_at(self.queues)
+        wait = await self.store.job_next_run_at(self.queues, tasks=self.tasks)
         delay = s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
         if self.queue_settings.limited:
             # A limited queue's budget comes back as jobs finish and starts slide out of

@@ -43,7 +43,7 @@ from pgqueue.worker.queue_settings import QueueSettings
 from pgqueue.worker.runner import Runner
 
 log = logging.getLogger("pgqueue.worker")
-NEEDS_REVISION = "0008"  # the oldest schema this worker runs on (cancel_requested_at)
+NEEDS_REVISION = "0009"  # the oldest schema this worker runs on (tasks)
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -131,10 +131,34 @@ class Worker:
             configure=configure,
         )
 
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks this worker serves: it claims jobs of these only."""
+        return sorted(self.app.tasks)
+
     async def _register(self, store: AsyncJobStore) -> None:
+        """Declare the app's tasks and their defaults, then this worker."""
         s = self.settings
+        await store.task_register(
+            [
+                {
+                    "name": t.name,
+                    "queue": t.queue,
+                    "priority": t.priority,
+                    "max_attempts": t.max_attempts,
+                    "timeout": t.timeout,
+                }
+                for t in self.app.tasks.values()
+            ]
+        )
         await store.worker_register(
-            self.id, socket.gethostname(), os.getpid(), self.queues, s.concurrency, s.lease
+            self.id,
+            socket.gethostname(),
+            os.getpid(),
+            self.queues,
+            s.concurrency,
+            s.lease,
+            self.tasks,
         )
 
     async def _connect(self, pools: list[AsyncConnectionPool]) -> bool:
@@ -191,7 +215,9 @@ class Worker:
         runner = self.runner = Runner(self.app, threads, completer)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         completer.on_written = attempts.slot_freed.set
-        claimer = Claimer(AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings)
+        claimer = Claimer(
+            AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
+        )
         cancels = CancelWatcher(store, self.id, attempts)
 
         def lost() -> None:

@@ -97,7 +97,7 @@ def test_worker_refuses_an_older_schema(server_dsn):
         assert run_cli("migrate", env=env).returncode == 0
         assert run_cli("migrate", "downgrade", "0006", env=env).returncode == 0
         result = run_cli("work", "tests.jobs:app", env=env, timeout=30)
-        assert_clean_error(result, "needs 0008: run `pgqueue migrate`")
+        assert_clean_error(result, "needs 0009: run `pgqueue migrate`")
 
 
 def test_jobs_show_cancel_retry(dsn, db):
