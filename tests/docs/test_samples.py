@@ -90,7 +90,8 @@ def wait_registered(dsn: str, count: int, procs: list[subprocess.Popen[bytes]]) 
     with psycopg.connect(dsn, autocommit=True) as conn:
         while conn.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] < count:
             for proc in procs:
-                assert proc.poll() is None, proc.communicate()[1].decode()
+                if proc.poll() is not None:
+                    raise AssertionError(f"a worker exited early: {' '.join(proc.args)}")
             assert time.monotonic() < deadline, "the page's worker did not start"
             time.sleep(0.1)
 
@@ -130,16 +131,19 @@ def test_samples_run(page: Path, pgqueue_dsn: str, tmp_path: Path) -> None:
     (tmp_path / "samples.json").write_text(json.dumps(parts))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGQUEUE_DSN")}
     env.update(PGQUEUE_DSN=db, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    specs = [s for s in dict.fromkeys(workers) if module_file(s, tmp_path)]
+    # (an illustration, `myapp.jobs:app`, starts nothing). Logs go to files, not pipes: a line
+    # per job would fill a pipe that nobody reads until the end, and stall the worker.
+    log_files = [(tmp_path / f"worker{i}.log").open("wb") for i in range(len(specs))]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "pgqueue.cli", "work", spec, "--shutdown-grace", "5"],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log_file,
         )
-        for spec in dict.fromkeys(workers)
-        if module_file(spec, tmp_path)  # an illustration (`myapp.jobs:app`) starts nothing
+        for spec, log_file in zip(specs, log_files, strict=True)
     ]
     try:
         wait_registered(pgqueue_dsn, len(procs), procs)
@@ -155,12 +159,16 @@ def test_samples_run(page: Path, pgqueue_dsn: str, tmp_path: Path) -> None:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         logs = []
-        for proc in procs:
+        for proc, log_file in zip(procs, log_files, strict=True):
             try:
-                logs.append(proc.communicate(timeout=30)[1].decode())
+                proc.wait(timeout=30)
+                stopped = ""
             except subprocess.TimeoutExpired:
                 proc.kill()
-                logs.append("worker did not stop")
+                proc.wait()
+                stopped = "worker did not stop"
+            log_file.close()
+            logs.append(Path(log_file.name).read_text(errors="replace") + stopped)
     assert result.returncode == 0, result.stderr + "\n".join(logs)
     for proc, log in zip(procs, logs, strict=True):
         assert proc.returncode == 0, log
