@@ -49,34 +49,42 @@ def supervise(processes: int, argv: list[str] | None = None) -> int:
     for _ in range(processes):
         children.append(subprocess.Popen(cmd))
     log.info("supervising %d worker processes: %s", processes, [c.pid for c in children])
-    restarts: list[float] = []
+    restarts: list[float] = []  # when replacements started, over the last minute
+    gone: dict[int, float] = {}  # slot -> when its dead child may be replaced
     while True:
         if stopping:
-            codes = [c.wait() for c in children]
+            # A child that died before the stop and is not replaced yet is not part of it.
+            codes = [c.wait() for i, c in enumerate(children) if i not in gone]
             # A child still starting up when the signal came dies of it before it has
             # claimed anything (it installs its handlers before its first claim): that is
             # a clean stop too.
             clean = (0, -signal.SIGTERM, -signal.SIGINT)
             return 0 if all(code in clean for code in codes) else 1
+        now = time.monotonic()
         for i, child in enumerate(children):
+            if i in gone:
+                if now >= gone[i] and not stopping:
+                    del gone[i]
+                    restarts.append(now)
+                    children[i] = subprocess.Popen(cmd)
+                    if stopping:
+                        # The signal came while this child was being started: pass it on.
+                        children[i].send_signal(signal.SIGTERM)
+                continue
             code = child.poll()
-            if code is None or stopping:
+            if code is None:
                 continue
-            now = time.monotonic()
+            # A child that dies at once again and again (bad code, bad DSN) is replaced
+            # ever more slowly (up to 30 s later) rather than in a tight loop; the others
+            # are watched meanwhile.
             restarts = [t for t in restarts if now - t < 60]
-            # A child that dies at once again and again (bad code, bad DSN) is restarted
-            # ever more slowly (up to 30 s apart) rather than in a tight loop.
             extra = len(restarts) - processes
-            if extra >= 0:
-                pause_until = now + min(30.0, 0.5 * 2**extra)
-                while not stopping and time.monotonic() < pause_until:
-                    time.sleep(0.1)
-            restarts.append(time.monotonic())
-            if stopping:
-                continue
-            log.warning("worker process %d exited with %s; starting a new one", child.pid, code)
-            children[i] = subprocess.Popen(cmd)
-            if stopping:
-                # The signal came while this child was being started: pass it on.
-                children[i].send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+            delay = min(30.0, 0.5 * 2**extra) if extra >= 0 else 0.0
+            log.warning(
+                "worker process %d exited with %s; starting a new one in %.1fs",
+                child.pid,
+                code,
+                delay,
+            )
+            gone[i] = now + delay
+        time.sleep(0.1)

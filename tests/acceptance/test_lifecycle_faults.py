@@ -103,3 +103,30 @@ def test_a_paused_worker_whose_jobs_were_rescued_gives_them_up(app, db, spawn_wo
     a.signal(signal.SIGTERM)
     assert a.wait(30) == 0
     assert "declared lost" in a.output()
+
+
+def test_a_paused_worker_that_claims_its_rescued_jobs_again_runs_them_to_success(
+    app, db, spawn_worker
+):
+    """Worker A is SIGSTOPped past its lease; B (serving another queue) rescues A's jobs but
+    does not take them. A wakes, learns it was declared lost, and claims the same jobs
+    again: attempt 2 of each runs after its abandoned attempt 1 has ended, never beside it,
+    and nothing ends cancelled."""
+    a = spawn_worker("--concurrency", "4", *FAST)
+    a.wait_started()
+    ids = [jobs.sleep.enqueue(3.0) for _ in range(3)]
+    wait_for(lambda: len(effects(db)) >= 3, timeout=10)
+    a.signal(signal.SIGSTOP)
+    b = spawn_worker("--queues", "elsewhere", *FAST)
+    b.wait_started()
+    wait_for(
+        lambda: all(app.get_job(i).errors for i in ids), timeout=20
+    )  # rescued: WorkerLost in their history
+    a.signal(signal.SIGCONT)
+    for job_id in ids:
+        assert app.wait(job_id, timeout=30) == "slept"
+    states = db.execute("SELECT state, attempts, count(*) FROM pgqueue.jobs GROUP BY 1, 2")
+    assert states.fetchall() == [("succeeded", 2, 3)], a.output()
+    assert overlapping_attempts_in_one_process(db) == []
+    pids = {row[2] for row in effects(db)}
+    assert len(pids) == 1, "A ran both attempts"

@@ -46,3 +46,23 @@ def test_supervisor_replaces_dead_child_and_stops_all(app, db, spawn_worker):
     assert children_of(sup.proc.pid) == []
     assert "starting a new one" in sup.output()
     assert jobs.app.get_job(ids[0]).state == "succeeded"
+
+
+def test_children_that_keep_dying_are_replaced_ever_more_slowly_and_stop_cleanly(db, spawn_worker):
+    """Kill the same slot's child again and again: replacements slow down (no restart
+    loop), the other child keeps running, and a SIGTERM while a replacement waits stops the
+    supervisor cleanly."""
+    sup = spawn_worker("--processes", "2", "--concurrency", "1")
+    wait_children(sup.proc.pid, 2)
+    for _ in range(4):
+        kids = wait_children(sup.proc.pid, 2, timeout=30)
+        os.kill(kids[0], signal.SIGKILL)
+        time.sleep(0.3)
+    kids = wait_children(sup.proc.pid, 2, timeout=30)
+    os.kill(kids[0], signal.SIGKILL)
+    time.sleep(0.3)
+    assert len(children_of(sup.proc.pid)) == 1, "the replacement waits"
+    assert "starting a new one in" in sup.output()
+    sup.signal(signal.SIGTERM)
+    assert sup.wait(30) == 0, sup.output()
+    assert children_of(sup.proc.pid) == []

@@ -5,6 +5,7 @@ errors that are not outages."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import psycopg
@@ -75,14 +76,19 @@ def test_a_retried_job_is_not_cancelled_by_an_old_request(dsn, app, worker, db):
         assert app.wait(job_id, timeout=10) == "ran to the end"
 
 
-def test_open_producer_transactions_do_not_hold_worker_slots(app, worker, dsn):
+def test_open_producer_transactions_do_not_hold_worker_slots(app, worker, dsn, db):
+    """Eight producers insert a job each and keep their transactions open while the worker
+    is idle: the worker still runs a backlog at its full concurrency."""
     producers = [psycopg.connect(dsn) for _ in range(8)]
     try:
-        for conn in producers:  # each inserts a job and keeps its transaction open
-            jobs.add.options(conn=conn).enqueue(0, 0)
         with worker(concurrency=10):
-            ids = [jobs.add.enqueue(i, 1) for i in range(50)]
-            assert [app.wait(i, timeout=20) for i in ids] == [i + 1 for i in range(50)]
+            time.sleep(0.3)  # idle, listening
+            for conn in producers:  # each inserts a job and keeps its transaction open
+                jobs.add.options(conn=conn).enqueue(0, 0)
+            ids = [jobs.async_sleep.enqueue(2.0) for _ in range(10)]
+            running = "SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'"
+            wait_for(lambda: db.execute(running).fetchone()[0] == 10, timeout=5)
+            assert [app.wait(i, timeout=20) for i in ids] == ["slept"] * 10
     finally:
         for conn in producers:
             conn.rollback()
