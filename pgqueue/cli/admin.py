@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from pgqueue.app import resolve_dsn
 from pgqueue.cli.base import (
     Dsn,
     T,
     _text,
     fail,
     migrate_cli,
+    require_dsn,
 )
 
 
@@ -110,7 +110,7 @@ def _alembic(step: Callable[[], T]) -> T:
 def _check_db(dsn: str | None) -> str:
     from pgqueue.app import probe
 
-    resolved = resolve_dsn(dsn)
+    resolved = require_dsn(dsn)
     probe(resolved)
     return resolved
 

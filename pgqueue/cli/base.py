@@ -182,7 +182,11 @@ migrate_cli = typer.Typer(
     help="Apply pgqueue's schema migrations (alembic).", invoke_without_command=True
 )
 jobs_cli = typer.Typer(help="Inspect and act on jobs.", no_args_is_help=True)
-queues_cli = typer.Typer(help="Pause and resume queues.", no_args_is_help=True)
+queues_cli = typer.Typer(
+    help="Queue settings, on every node: pause and resume, concurrency and rate limits, "
+    "how long finished jobs are kept.",
+    no_args_is_help=True,
+)
 cli.add_typer(migrate_cli, name="migrate")
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(queues_cli, name="queues")
@@ -213,9 +217,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def load_app(path: str) -> App:
-    """Import `module:attribute` (attribute defaults to `app`) and return the App there."""
-    module_name, _, attr = path.partition(":")
-    if not module_name:
+    """Import `module:attribute` and return the App there; given only `module`, the one App
+    the module holds (none, or several, is an error naming what was found)."""
+    module_name, colon, attr = path.partition(":")
+    if not module_name or (colon and not attr):
         fail(f"invalid app path {path!r}: expected module:attribute")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -223,10 +228,33 @@ def load_app(path: str) -> App:
         module = importlib.import_module(module_name)
     except Exception as exc:
         fail(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")
-    obj = getattr(module, attr or "app", None)
+    if not attr:
+        found = sorted(n for n, v in vars(module).items() if isinstance(v, App))
+        if len(found) != 1:
+            what = f"{len(found)} pgqueue.Apps ({', '.join(found)})" if found else "no pgqueue.App"
+            fail(f"module {module_name!r} holds {what}: name one as {module_name}:ATTRIBUTE")
+        attr = found[0]
+    obj = getattr(module, attr, None)
     if not isinstance(obj, App):
         fail(f"{path!r} is not a pgqueue.App (found {type(obj).__name__})")
     return obj
+
+
+# libpq's variables that say which database to use (an empty DSN lets libpq read them).
+LIBPQ_TARGET = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+
+
+def require_dsn(dsn: str | None) -> str:
+    """The DSN to use: --dsn, PGQUEUE_DSN, DATABASE_URL, else libpq's PG* variables. With none
+    of them set, one line saying where it looked: libpq's own defaults (a local socket, a
+    database named after the OS user) are rarely the database meant."""
+    resolved = resolve_dsn(dsn)
+    if not resolved.strip() and not any(os.environ.get(v) for v in LIBPQ_TARGET):
+        fail(
+            "no database given: --dsn, PGQUEUE_DSN and DATABASE_URL are unset, and so are "
+            "libpq's PGHOST, PGDATABASE and PGSERVICE"
+        )
+    return resolved
 
 
 def _json_arg(text: str, what: str, kind: type) -> Any:
@@ -283,7 +311,7 @@ def _check_json_text(text: str, what: str) -> None:
 
 
 def _app(dsn: str | None) -> App:
-    return App(resolve_dsn(dsn))
+    return App(require_dsn(dsn))
 
 
 def _print_json(data: Any) -> None:

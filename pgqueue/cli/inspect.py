@@ -40,8 +40,8 @@ STATS_COLUMNS = [
     "dead",
     "cancelled",
     "succeeded_5m",
-    "jobs_per_s",
-    "oldest_queued_age",
+    "throughput",
+    "oldest_waiting_age",
     "latency_p50",
     "latency_p95",
 ]
@@ -49,18 +49,15 @@ STATS_COLUMNS = [
 
 @cli.command()
 def stats(dsn: Dsn = None, as_json: Json = False) -> None:
-    """Per queue: queued, scheduled, running, dead, cancelled, succeeded in the last 5 min,
-    jobs/s, oldest waiting job's age and p50/p95 enqueue-to-start latency (seconds)."""
+    """Per queue: queued (due), scheduled (later run_at), running, succeeded, dead, cancelled,
+    succeeded in the last 5 min, throughput (jobs/s over 5 min), oldest waiting job's age and
+    p50/p95 enqueue-to-start latency (seconds)."""
     with _app(dsn) as app:
         rows = app.store.queue_stats()
     for row in rows:
-        row["jobs_per_s"] = round(row["succeeded_5m"] / 300, 2)
-        for key in ("oldest_queued_age", "latency_p50", "latency_p95"):
+        for key in ("oldest_waiting_age", "latency_p50", "latency_p95"):
             if row[key] is not None:
                 row[key] = round(float(row[key]), 3)
-        # The names DESIGN.md's table uses, for scripts written from it.
-        row["throughput"] = row["jobs_per_s"]
-        row["oldest_waiting_age"] = row["oldest_queued_age"]
     if as_json:
         _print_json(rows)
     elif not rows:
@@ -148,7 +145,7 @@ def queues_limit(
     ] = None,
     clear: Annotated[bool, typer.Option(help="Remove both limits.")] = False,
 ) -> None:
-    """Set cluster-wide limits on a queue."""
+    """Set or clear cluster-wide limits on a queue."""
     kwargs: dict[str, Any] = {}
     if clear:
         kwargs = {"concurrency": None, "rate": None}
@@ -160,7 +157,12 @@ def queues_limit(
         fail("give --concurrency, --rate (with --per) or --clear")
     with _app(dsn) as app:
         app.set_queue_limits(name, per=per, **kwargs)
-    typer.echo(f"queue {name} limits set")
+    if clear and concurrency is None and rate is None:
+        typer.echo(f"queue {name}: limits cleared")
+    else:
+        shown = [f"{k} {'none' if v is None else v}" for k, v in kwargs.items()]
+        shown += [f"per {per:g}s"] if per is not None else []
+        typer.echo(f"queue {name}: limits set ({', '.join(shown)})")
 
 
 @queues_cli.command("list")
@@ -346,7 +348,8 @@ def queues_retention(
     cancelled: Annotated[str | None, typer.Option(help="Keep cancelled jobs this long.")] = None,
     default: Annotated[bool, typer.Option(help="Back to the workers' defaults.")] = False,
 ) -> None:
-    """How long a queue's finished jobs are kept (0: deleted at completion)."""
+    """How long a queue's finished jobs are kept (0: deleted at completion, so `app.wait`
+    and `jobs show` no longer find them)."""
     kwargs: dict[str, Any] = {}
     if default:
         kwargs = {"succeeded": None, "dead": None, "cancelled": None}
@@ -357,4 +360,13 @@ def queues_retention(
         fail("give --succeeded, --dead, --cancelled or --default")
     with _app(dsn) as app:
         app.set_queue_retention(name, **kwargs)
-    typer.echo(f"queue {name} retention set")
+    given = {"succeeded": succeeded, "dead": dead, "cancelled": cancelled}
+    said = []
+    for state, seconds in kwargs.items():
+        if seconds is None:
+            said.append(f"{state} jobs kept as the workers' --retain-{state} says")
+        elif seconds == 0:
+            said.append(f"{state} jobs deleted at completion")
+        else:
+            said.append(f"{state} jobs kept {given[state]}")
+    typer.echo(f"queue {name}: " + "; ".join(said))

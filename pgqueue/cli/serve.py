@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -76,7 +77,12 @@ def serve(
         raise
     web = create_app(app, token=token, allowed_hosts=hosts, max_body=max_body_size)
     shown = f"[{host}]" if ":" in host else host
-    typer.echo(f"pgqueue dashboard on http://{shown}:{port}/" + ("" if token else " (read-only)"))
+    port = listening.getsockname()[1]  # the one given, or the one picked for --port 0
+    # The address to open once: the page keeps the token and takes it out of the address bar.
+    typer.echo(
+        f"pgqueue dashboard on http://{shown}:{port}/"
+        + (f"#token={quote(token, safe='')}" if token else " (read-only)")
+    )
     if host in WILDCARD_ADDRESSES and not allowed_host:
         typer.echo(
             "note: only requests to a loopback name are answered; "

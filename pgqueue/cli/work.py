@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from pgqueue.app import resolve_dsn
 from pgqueue.cli.base import (
     INT4,
     MAX_DELAY,
@@ -25,13 +24,19 @@ from pgqueue.cli.base import (
     cli,
     duration,
     load_app,
+    require_dsn,
 )
 from pgqueue.errors import UnknownTask
 
 
 @cli.command()
 def work(
-    app_path: Annotated[str, typer.Argument(metavar="MODULE:APP", help="Where your App is.")],
+    app_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE[:APP]", help="Where your App is (just MODULE: the App it holds)."
+        ),
+    ],
     dsn: Dsn = None,
     queues: Annotated[
         str | None,
@@ -64,7 +69,11 @@ def work(
     ] = 5.0,
     log_level: Annotated[
         Literal["DEBUG", "INFO", "WARNING", "ERROR"],
-        typer.Option(help="DEBUG logs every job outcome.", case_sensitive=False),
+        typer.Option(
+            help="INFO: a line per job outcome (succeeded, snoozed, cancelled), failures at "
+            "WARNING; WARNING: failures and trouble only; DEBUG: more detail.",
+            case_sensitive=False,
+        ),
     ] = "INFO",
     log_format: Annotated[Literal["text", "json"], typer.Option(help="text or json.")] = "text",
     scheduler: Annotated[
@@ -97,7 +106,7 @@ def work(
         retain_cancelled=duration(retain_cancelled, "--retain-cancelled"),
         retain_dead=duration(retain_dead, "--retain-dead"),
     )
-    resolved = resolve_dsn(dsn) if dsn is not None else app.dsn
+    resolved = require_dsn(dsn if dsn is not None else app.dsn)
     if processes > 1:
         from pgqueue.supervisor import supervise
 
@@ -149,8 +158,7 @@ def enqueue(
     kwargs_value = _json_arg(kwargs, "kwargs", dict)
     if app_path:
         app = load_app(app_path)
-        if dsn is not None:
-            app.dsn = resolve_dsn(dsn)
+        app.dsn = require_dsn(dsn if dsn is not None else app.dsn)
         if task not in app.tasks:
             raise UnknownTask(
                 f"unknown task {task!r}; known: {', '.join(sorted(app.tasks)) or 'none'}"

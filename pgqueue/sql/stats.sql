@@ -2,8 +2,9 @@
 -- Format: see pgqueue/sql/__init__.py.
 
 -- name: queue_stats
--- Per queue: jobs by state, the scheduled ones, throughput and enqueue-to-start latency over
--- the last five minutes, and the oldest due job's age in seconds.
+-- Per queue: jobs by state (`queued` only those due, `scheduled` those with a later run_at),
+-- throughput (jobs succeeded per second) and enqueue-to-start latency over the last five
+-- minutes, and the oldest due job's age in seconds. One name per figure, everywhere.
 SELECT queue,
        count(*) FILTER (WHERE state = 'queued' AND run_at <= now()) AS queued,
        count(*) FILTER (WHERE state = 'queued' AND run_at > now()) AS scheduled,
@@ -13,12 +14,21 @@ SELECT queue,
        count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
        count(*) FILTER (WHERE state = 'succeeded' AND finished_at > now() - interval '5 minutes')
            AS succeeded_5m,
+       round(count(*) FILTER (WHERE state = 'succeeded'
+                                AND finished_at > now() - interval '5 minutes') / 300.0, 2)::float8
+           AS throughput,
        extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
-           AS oldest_queued_age,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_at))
-           FILTER (WHERE started_at > now() - interval '5 minutes') AS latency_p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - run_at))
-           FILTER (WHERE started_at > now() - interval '5 minutes') AS latency_p95
+           ::float8 AS oldest_waiting_age,
+       -- A queued job's started_at is its previous run's, and a retry or a snooze moved its
+       -- run_at later: only jobs in their current run count, or latency turns negative.
+       percentile_cont(0.5)
+           WITHIN GROUP (ORDER BY greatest(extract(epoch FROM started_at - run_at), 0))
+           FILTER (WHERE state <> 'queued' AND started_at > now() - interval '5 minutes')
+           AS latency_p50,
+       percentile_cont(0.95)
+           WITHIN GROUP (ORDER BY greatest(extract(epoch FROM started_at - run_at), 0))
+           FILTER (WHERE state <> 'queued' AND started_at > now() - interval '5 minutes')
+           AS latency_p95
 FROM pgqueue.jobs
 GROUP BY queue
 ORDER BY queue;
@@ -40,12 +50,15 @@ GROUP BY m.minute
 ORDER BY m.minute;
 
 -- name: metrics_jobs
--- Gauges for /metrics: jobs by queue and state, and the oldest due job's age per queue.
-SELECT queue, state, count(*) AS n,
+-- Gauges for /metrics: jobs by queue and state, with `scheduled` (queued, run_at later) apart
+-- from `queued` (due) as in queue_stats, and the oldest due job's age per queue.
+SELECT queue,
+       CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled' ELSE state END AS state,
+       count(*) AS n,
        extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
-           AS oldest_queued_age
+           ::float8 AS oldest_waiting_age
 FROM pgqueue.jobs
-GROUP BY queue, state;
+GROUP BY 1, 2;
 
 -- name: metrics_recent
 -- Jobs finished in the last hour, for the latency and duration histograms and outcomes.

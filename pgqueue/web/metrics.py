@@ -9,7 +9,8 @@ from pgqueue.app import App
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
-STATES = ("queued", "running", "succeeded", "dead", "cancelled")
+# The states of `pgqueue stats`: `queued` jobs are due, `scheduled` ones wait for a later run_at.
+STATES = ("queued", "scheduled", "running", "succeeded", "dead", "cancelled")
 
 
 def _labels(**labels: str) -> str:
@@ -69,7 +70,10 @@ def render(app: App) -> str:
     )
     out.append("# TYPE pgqueue_oldest_transaction_age_seconds gauge")
     out.append(f"pgqueue_oldest_transaction_age_seconds {oldest_xact}")
-    out.append("# HELP pgqueue_jobs Jobs in the table, by queue and state.")
+    out.append(
+        "# HELP pgqueue_jobs Jobs in the table, by queue and state (queued: due; scheduled: "
+        "queued with a later run_at)."
+    )
     out.append("# TYPE pgqueue_jobs gauge")
     counts: dict[tuple[str, str], int] = {(r["queue"], r["state"]): r["n"] for r in jobs}
     for queue in sorted({q for q, _ in counts}):
@@ -81,8 +85,8 @@ def render(app: App) -> str:
     out.append("# TYPE pgqueue_oldest_queued_age_seconds gauge")
     ages: dict[str, float] = defaultdict(float)
     for r in jobs:
-        if r["oldest_queued_age"] is not None:
-            ages[r["queue"]] = max(ages[r["queue"]], float(r["oldest_queued_age"]))
+        if r["oldest_waiting_age"] is not None:
+            ages[r["queue"]] = max(ages[r["queue"]], float(r["oldest_waiting_age"]))
     for queue in sorted({q for q, _ in counts}):
         out.append(f"pgqueue_oldest_queued_age_seconds{_labels(queue=queue)} {ages[queue]}")
     out.append("# HELP pgqueue_workers_alive Worker processes heartbeating within their lease.")

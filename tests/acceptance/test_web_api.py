@@ -89,9 +89,12 @@ def test_metrics_parse_and_match_sql(app, db, worker):
         (s.labels["queue"], s.labels["state"]): s.value for s in families["pgqueue_jobs"].samples
     }
     for queue, state, n in db.execute(
-        "SELECT queue, state, count(*) FROM pgqueue.jobs GROUP BY 1, 2"
+        "SELECT queue, CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled'"
+        " ELSE state END, count(*) FROM pgqueue.jobs GROUP BY 1, 2"
     ).fetchall():
         assert jobs_by[(queue, state)] == n
+    # A delayed job is `scheduled`, as in `pgqueue stats`, not `queued`.
+    assert jobs_by[("later", "scheduled")] == 1 and jobs_by[("later", "queued")] == 0
     assert jobs_by[("default", "dead")] == 0
     assert families["pgqueue_workers_alive"].samples[0].value == 1
     counts = [

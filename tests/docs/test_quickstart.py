@@ -125,6 +125,8 @@ def test_readme_quickstart_verbatim(server_dsn: str, shop: tuple[str, str], tmp_
         log = (tmp_path / "worker.log").read_text()
     assert done.returncode == 0, done.stderr + log
     assert worker.returncode == 0, log
+    # As the README's Logs paragraph says: each success is a line at INFO, the default level.
+    assert "INFO pgqueue.job: job 1 send_receipt queue=emails attempt=1" in log
     printed = done.stdout.splitlines()
     comments = re.findall(r"^print\(.*?\)\s+# (.*)$", python[1], re.M)
     assert printed[:2] == ["receipt for order 42 sent", "{'user': 7, 'attempt': 1}"]

@@ -49,7 +49,7 @@ function renderQueues(stats, settings) {
     for (const k of ["queued", "scheduled", "running", "succeeded", "dead", "cancelled"]) {
       tr.append(cell(q[k], "num " + k));
     }
-    tr.append(cell(q.jobs_per_s, "num"), cell(fixed(q.oldest_queued_age), "num"),
+    tr.append(cell(q.throughput, "num"), cell(fixed(q.oldest_waiting_age), "num"),
               cell(fixed(q.latency_p50) + " / " + fixed(q.latency_p95), "num"));
     const td = document.createElement("td");
     td.append(paused.has(q.queue)
