@@ -61,8 +61,9 @@ class Runner:
             self.completer.put(outcome_row(job, outcome, ctx._followups))
             self._log_outcome(job, outcome, time.monotonic() - started)
         self.processed += 1
-        # A sync attempt that timed out keeps its slot until its thread returns.
-        await self.executor.wait_thread(attempt.key)
+        if self.executor.stuck:
+            # A sync attempt that timed out keeps its slot until its thread returns.
+            await self.executor.wait_thread(attempt.key)
 
     @staticmethod
     def _decide(attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
