@@ -31,7 +31,8 @@ async def with_store(dsn, body):
 
 def listener_pids(db) -> list[int]:
     rows = db.execute(
-        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN pgqueue_jobs%%'"
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query LIKE 'LISTEN pgqueue_jobs%%'"
     ).fetchall()
     return [r[0] for r in rows]
 
