@@ -19,7 +19,7 @@ from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line, is_unavailable
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer
-from pgqueue.worker.events import wait_any
+from pgqueue.worker.events import Wakeup, wait_any
 from pgqueue.worker.queue_settings import QueueSettings
 
 log = logging.getLogger("pgqueue.worker")
@@ -56,7 +56,7 @@ class Claimer:
         self.attempts = attempts
         self.completer = completer
         self.queue_settings = queue_settings
-        self.wake = asyncio.Event()
+        self.wake = Wakeup()  # set by notifications, settings changes, and the stop
         # Free slots worth a claim without waiting a moment for more.
         self.gather = max(1, min(settings.claim_batch, settings.concurrency // 4))
 
@@ -125,7 +125,7 @@ class Claimer:
                 jobs = await self.claim_once(limit)
                 if len(jobs) < limit:
                     delay = await self._idle_delay()
-                    await wait_any(delay, stop, self.wake)
+                    await self.wake.wait(delay)
                 elif self.attempts.running() >= s.concurrency:
                     # Let jobs that finish together free their slots before the next claim.
                     await asyncio.sleep(0)

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import uuid4
@@ -66,6 +67,7 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._started = threading.Event()
         self._failure: BaseException | None = None  # a part that died: raised by run()
+        self._on_stop: list[Callable[[], None]] = []  # parts to wake when told to stop
         self.runner: Runner | None = None
         self.attempts: Attempts | None = None  # for tests and embedding: what runs here
 
@@ -81,9 +83,15 @@ class Worker:
         except RuntimeError:
             running = None
         if running is loop:
-            stop.set()
+            self._signal_stop()
         else:
-            loop.call_soon_threadsafe(stop.set)
+            loop.call_soon_threadsafe(self._signal_stop)
+
+    def _signal_stop(self) -> None:
+        assert self._stop is not None
+        self._stop.set()
+        for wake in self._on_stop:
+            wake()
 
     def wait_started(self, timeout: float | None = None) -> bool:
         """For tests and embedding: block until the worker is registered and listening."""
@@ -219,6 +227,7 @@ class Worker:
             AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
         )
         cancels = CancelWatcher(store, self.id, attempts)
+        self._on_stop.append(claimer.wake.set)
 
         def lost() -> None:
             for job in attempts.abandon_all():
