@@ -24,13 +24,14 @@ from pgqueue.store.params import (
     finish_params,
     insert_one_params,
 )
+from pgqueue.store.single import SingleConnection
 from pgqueue.store.sync import Row, as_dicts
 
 
 class AsyncJobStore:
     """The asyncio twin of JobStore, also used by the worker."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool | SingleConnection) -> None:
         self.pool = pool
 
     @asynccontextmanager

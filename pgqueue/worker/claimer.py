@@ -124,6 +124,8 @@ class Claimer:
             try:
                 jobs = await self.claim_once(limit)
                 if len(jobs) < limit:
+                    if jobs:
+                        await asyncio.sleep(0)  # let the jobs start before the next query
                     delay = await self._idle_delay()
                     await self.wake.wait(delay)
                 elif self.attempts.running() >= s.concurrency:

@@ -34,6 +34,7 @@ from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, e
 from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line, is_unavailable, loads
 from pgqueue.store.errors import refused_reason
+from pgqueue.store.single import SingleConnection
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.claimer import Claimer
 from pgqueue.worker.completer import Completer, outcome_row
@@ -115,16 +116,20 @@ class Worker:
             max_workers=self.settings.concurrency, thread_name_prefix="pgqueue-job"
         )
         pools: list[AsyncConnectionPool] = []
+        # The claimer's and the completer's own connections (see store/single.py).
+        claims, outcomes = SingleConnection(self.dsn, _configure), SingleConnection(self.dsn)
         try:
             if not await self._connect(pools):
                 return
-            await self._run_parts(pools[0], pools[1], threads, stop)
+            await self._run_parts(pools[0], claims, outcomes, threads, stop)
             if self._failure is not None:
                 raise self._failure
         finally:
             self._started.set()  # wait_started() returns on failure too
             for pool in pools:
                 await pool.close()
+            await claims.close()
+            await outcomes.close()
             threads.shutdown(wait=False, cancel_futures=True)
 
     def _pool(self, name: str, size: int, configure: Any) -> AsyncConnectionPool:
@@ -175,15 +180,14 @@ class Worker:
         assert self._stop is not None
         backoff = 0.5
         while not self._stop.is_set():
-            # Few connections: claims, outcomes and heartbeats are batched, never per job.
-            main = self._pool("pgqueue-worker", 3, _configure)
-            claims = self._pool("pgqueue-claims", 1, _configure)
+            # Few connections: heartbeats, cancels and maintenance share this pool; claims
+            # and outcomes have one connection each.
+            main = self._pool("pgqueue-worker", 2, _configure)
             try:
                 # One direct attempt first: it fails fast, with libpq's reason, in one line.
                 probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
                 await probe.close()
                 await main.open(wait=True, timeout=5)
-                await claims.open(wait=True, timeout=5)
                 store = AsyncJobStore(main)
                 version = await store.schema_version()
                 if version is None or version < NEEDS_REVISION:
@@ -193,11 +197,10 @@ class Worker:
                         "run `pgqueue migrate`"
                     )
                 await self._register(store)
-                pools[:] = [main, claims]
+                pools[:] = [main]
                 return True
             except Exception as exc:
                 await main.close()
-                await claims.close()
                 if reason := refused_reason(exc):
                     raise ConfigurationError(reason) from None
                 if not is_unavailable(exc):
@@ -212,14 +215,17 @@ class Worker:
     async def _run_parts(
         self,
         main: AsyncConnectionPool,
-        claims: AsyncConnectionPool,
+        claims: SingleConnection,
+        outcomes: SingleConnection,
         threads: ThreadPoolExecutor,
         stop: asyncio.Event,
     ) -> None:
         s = self.settings
         store = AsyncJobStore(main)
         queue_settings = QueueSettings(s)
-        completer = Completer(store, self.id, s.outcome_batch, delete_now=queue_settings.delete_now)
+        completer = Completer(
+            AsyncJobStore(outcomes), self.id, s.outcome_batch, delete_now=queue_settings.delete_now
+        )
         runner = self.runner = Runner(self.app, threads, completer)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         completer.on_written = attempts.slot_freed.set
