@@ -90,11 +90,11 @@ def test_asyncio_run_ends_while_the_pool_is_connecting(dsn: str, db: psycopg.Con
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-c", SCRIPT, dsn], capture_output=True, text=True, timeout=20
+            [sys.executable, "-c", SCRIPT, dsn], capture_output=True, text=True, timeout=12
         )
     except subprocess.TimeoutExpired:
         pytest.fail("asyncio.run() did not return: the loop's pool kept it from closing")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 10  # about 2 s: a second late, then done
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
