@@ -86,6 +86,7 @@ class App(Operations):
         self._pool: ConnectionPool | None = None
         self._store: JobStore | None = None
         self._async_stores: dict[asyncio.AbstractEventLoop, AsyncJobStore] = {}
+        self._closers: set[asyncio.Task[None]] = set()
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -250,7 +251,23 @@ class App(Operations):
             )
             store = self._async_stores[loop] = AsyncJobStore(pool)
             await pool.open()
+            # asyncio.run() ends by cancelling every task; a psycopg_pool task that is still
+            # connecting then takes the cancellation for a failed connection and waits
+            # forever, and asyncio.run() never returns: close the pool at that moment.
+            closer = loop.create_task(self._close_at_loop_end(loop, store, pool))
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
         return store
+
+    async def _close_at_loop_end(
+        self, loop: asyncio.AbstractEventLoop, store: AsyncJobStore, pool: AsyncConnectionPool
+    ) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._async_stores.get(loop) is store:
+                del self._async_stores[loop]
+            await pool.close(timeout=5)
 
     def close(self) -> None:
         """Release the app's connections."""

@@ -25,7 +25,7 @@ WITH RECURSIVE known_queues AS (
         WHERE j.state = 'queued' AND j.queue = w.queue
           AND j.run_at <= coalesce(%(now)s::timestamptz, now())
           -- Tasks this worker has (NULL: any). A task another worker declared waits for a
-          -- worker with it; one nobody ever declared (a typo) is taken, to end dead.
+          -- worker with it, and one nobody ever declared (a typo) is taken, to end dead.
           AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
                OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
         ORDER BY j.priority DESC, j.run_at, j.id

@@ -82,10 +82,6 @@ print("done")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pgqueue/app.py leaves the loop's AsyncConnectionPool open when the loop ends",
-)
 def test_asyncio_run_ends_while_the_pool_is_connecting(dsn: str, db: psycopg.Connection) -> None:
     started = time.monotonic()
     try:
