@@ -54,16 +54,25 @@ def stats(dsn: Dsn = None, as_json: Json = False) -> None:
     p50/p95 enqueue-to-start latency (seconds)."""
     with _app(dsn) as app:
         rows = app.store.queue_stats()
+        # Declared tasks with due jobs and no live worker that serves them.
+        orphans = [
+            t
+            for t in app.store.task_list()
+            if t["queue"] is not None and t["due"] and not t["workers"]
+        ]
     for row in rows:
         for key in ("oldest_waiting_age", "latency_p50", "latency_p95"):
             if row[key] is not None:
                 row[key] = round(float(row[key]), 3)
     if as_json:
         _print_json(rows)
-    elif not rows:
+        return
+    if not rows:
         typer.echo("no jobs")
     else:
         _table(rows, STATS_COLUMNS, title="queues")
+    for task in orphans:
+        typer.echo(f"no worker serves task {task['name']}: {task['due']} job(s) wait for one")
 
 
 @cli.command()

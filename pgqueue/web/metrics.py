@@ -92,6 +92,15 @@ def render(app: App) -> str:
     out.append("# HELP pgqueue_workers_alive Worker processes heartbeating within their lease.")
     out.append("# TYPE pgqueue_workers_alive gauge")
     out.append(f"pgqueue_workers_alive {sum(1 for w in workers if w['alive'])}")
+    out.append(
+        "# HELP pgqueue_jobs_without_worker Due jobs of a task that workers declared but no "
+        "live worker serves: they wait for one that has it."
+    )
+    out.append("# TYPE pgqueue_jobs_without_worker gauge")
+    for declared in app.store.task_list():
+        if declared["queue"] is not None and declared["due"] and not declared["workers"]:
+            labels = _labels(task=declared["name"])
+            out.append(f"pgqueue_jobs_without_worker{labels} {declared['due']}")
     latency: dict[str, list[float]] = defaultdict(list)
     duration: dict[str, list[float]] = defaultdict(list)
     outcomes: dict[tuple[str, str], int] = defaultdict(int)

@@ -65,8 +65,10 @@ def test_a_worker_never_takes_a_job_whose_task_it_lacks(app, dsn, db):
         time.sleep(0.5)  # a few polls: "add" is not this worker's
         job = app.get_job(add_id)
         assert job.state == "queued" and job.attempts == 0 and job.errors == []
-        result = _cli("tasks")
-        assert "no worker serves task add: 1 job(s) wait for one" in result.output
+        waiting = "no worker serves task add: 1 job(s) wait for one"
+        assert waiting in _cli("tasks").output
+        assert waiting in _cli("stats").output
+        assert 'pgqueue_jobs_without_worker{task="add"} 1' in _metrics(app)
     finally:
         worker.stop()
         thread.join(30)
@@ -75,6 +77,15 @@ def test_a_worker_never_takes_a_job_whose_task_it_lacks(app, dsn, db):
     with running_worker(dsn):
         assert app.wait(add_id, timeout=10) == 3
     assert app.get_job(add_id).attempts == 1
+
+
+def _metrics(app: pgqueue.App) -> str:
+    from fastapi.testclient import TestClient
+
+    from pgqueue.web import create_app
+
+    web = TestClient(create_app(app, token=None, allowed_hosts=["testserver"]))
+    return web.get("/metrics").text
 
 
 def _cli(*args: str):
