@@ -4,15 +4,14 @@ on existing jobs and queues come from pgqueue.operations."""
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgqueue.errors import ConfigurationError, DatabaseUnavailable, SerializationError, UnknownTask
+from pgqueue.dsn import probe, resolve_dsn
+from pgqueue.errors import ConfigurationError, SerializationError, UnknownTask
 from pgqueue.operations import Operations, _async_conn, _sync_conn
 from pgqueue.retry import DEFAULT_RETRY, RetryPolicy
 from pgqueue.schedule import Schedule
@@ -24,7 +23,7 @@ from pgqueue.spec import (
     positive_int,
     seconds,
 )
-from pgqueue.store import AsyncJobStore, JobSpec, JobStore, wrap_error
+from pgqueue.store import AsyncJobStore, JobSpec, JobStore
 from pgqueue.task import BoundTask, Task
 
 P = ParamSpec("P")
@@ -41,22 +40,6 @@ __all__ = [
     "probe",
     "resolve_dsn",
 ]
-
-
-def resolve_dsn(dsn: str | None) -> str:
-    """The DSN given, else PGQUEUE_DSN, else DATABASE_URL, else "" (libpq's PG* variables)."""
-    if dsn is not None:
-        return dsn
-    return os.environ.get("PGQUEUE_DSN") or os.environ.get("DATABASE_URL") or ""
-
-
-def probe(dsn: str, timeout: int = 10) -> None:
-    """Fail fast, with libpq's reason, when the database cannot be reached at all."""
-    try:
-        psycopg.connect(dsn, connect_timeout=timeout, autocommit=True).close()
-    except psycopg.Error as exc:
-        wrapped = wrap_error(exc)
-        raise (wrapped or DatabaseUnavailable(f"database unavailable: {exc}")) from None
 
 
 class App(Operations):

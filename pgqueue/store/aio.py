@@ -28,6 +28,23 @@ from pgqueue.store.single import SingleConnection
 from pgqueue.store.sync import Row, as_dicts
 
 
+def claim_params(
+    worker_id: UUID,
+    queues: Sequence[str] | None,
+    limit: int,
+    now: datetime | None,
+    tasks: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The parameters job_claim and job_claim_limited share."""
+    return {
+        "worker_id": worker_id,
+        "queues": queues,
+        "limit": limit,
+        "now": now,
+        "tasks": None if tasks is None else list(tasks),
+    }
+
+
 class AsyncJobStore:
     """The asyncio twin of JobStore, also used by the worker."""
 
@@ -119,13 +136,7 @@ class AsyncJobStore:
         tasks: Sequence[str] | None = None,
     ) -> list[Job]:
         """Claim up to `limit` due jobs of `queues` and `tasks` (None: any)."""
-        params = {
-            "worker_id": worker_id,
-            "queues": queues,
-            "limit": limit,
-            "now": now,
-            "tasks": None if tasks is None else list(tasks),
-        }
+        params = claim_params(worker_id, queues, limit, now, tasks)
         return [claimed_job(r, worker_id) for r in await self._tuples("job_claim", params)]
 
     async def job_claim_limited(
@@ -142,13 +153,7 @@ class AsyncJobStore:
             names = [r[0] for r in await cur.fetchall()]
             if not names:
                 return []
-            params = {
-                "worker_id": worker_id,
-                "queues": names,
-                "limit": limit,
-                "now": now,
-                "tasks": None if tasks is None else list(tasks),
-            }
+            params = claim_params(worker_id, names, limit, now, tasks)
             await cur.execute(QUERIES["job_claim_limited"], params)
             return [claimed_job(r, worker_id) for r in await cur.fetchall()]
 

@@ -21,6 +21,7 @@ import collections
 import enum
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pgqueue.context import JobContext
 from pgqueue.job import Job
@@ -41,6 +42,7 @@ class Attempt:
     job: Job
     ctx: JobContext
     is_async: bool
+    handler: Any = None  # the registered Task, None when this worker has no such task
     mark: Mark | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 

@@ -59,21 +59,20 @@ def _plain(signature: inspect.Signature) -> str:
 class Runner:
     """Runs attempts for one worker: async handlers on the loop, sync ones in `threads`."""
 
-    def __init__(self, app: Any, threads: Executor) -> None:
-        self.app = app
+    def __init__(self, threads: Executor) -> None:
         self.threads = threads
         # Threads of sync attempts that timed out, by (job id, attempt): their slot stays
         # taken until they return.
         self.stuck: dict[tuple[int, int], asyncio.Future[Any]] = {}
 
-    def prepare(self, job: Job, ctx: JobContext) -> tuple[Any, Any, Outcome | None]:
-        """The task and bound call arguments, or the outcome of a poison job."""
-        task = self.app.tasks.get(job.task)
+    def prepare(self, job: Job, ctx: JobContext, task: Any) -> tuple[Any, Outcome | None]:
+        """The bound call arguments for `task` (None: not registered here), or the outcome
+        of a poison job."""
         if task is None:
             message = f"UnknownTask: no task named {job.task!r} is registered in this worker"
-            return None, None, dead(job.attempts, None, message)
+            return None, dead(job.attempts, None, message)
         if not job.kwargs and len(job.args) == task.plain_arity:
-            return task, _Call(job.args), None
+            return _Call(job.args), None
         kwargs = dict(job.kwargs)
         if task.wants_ctx:
             kwargs["ctx"] = ctx
@@ -81,11 +80,11 @@ class Runner:
             bound = task.signature.bind(*job.args, **kwargs)
         except TypeError as exc:
             message = f"BadArguments: {task.name}{_plain(task.signature)} cannot take them: {exc}"
-            return None, None, dead(job.attempts, None, message)
-        return task, bound, None
+            return None, dead(job.attempts, None, message)
+        return bound, None
 
-    async def run(self, job: Job, ctx: JobContext, timeout: float | None) -> Outcome:
-        task, bound, poison = self.prepare(job, ctx)
+    async def run(self, job: Job, ctx: JobContext, timeout: float | None, task: Any) -> Outcome:
+        bound, poison = self.prepare(job, ctx, task)
         if poison is not None:
             return poison
         attempt = job.attempts

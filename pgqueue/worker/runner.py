@@ -32,24 +32,23 @@ class Runner:
 
     def __init__(self, app: Any, threads: ThreadPoolExecutor, completer: Completer) -> None:
         self.app = app
-        self.executor = Executor(app, threads)
+        self.executor = Executor(threads)
         self.completer = completer
         self.processed = 0
 
     def make(self, job: Job) -> Attempt:
         ctx = JobContext(job=job, attempt=job.attempts, logger=job_log, _app=self.app)
         task = self.app.tasks.get(job.task)
-        return Attempt(job=job, ctx=ctx, is_async=task is not None and task.is_async)
+        return Attempt(job=job, ctx=ctx, is_async=task is not None and task.is_async, handler=task)
 
     async def execute(self, attempt: Attempt) -> None:
-        job, ctx = attempt.job, attempt.ctx
-        task = self.app.tasks.get(job.task)
+        job, ctx, task = attempt.job, attempt.ctx, attempt.handler
         timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
         started = time.monotonic()
         outcome: Outcome | None = None
         if attempt.mark is None:
             try:
-                outcome = await self.executor.run(job, ctx, timeout)
+                outcome = await self.executor.run(job, ctx, timeout, task)
             except asyncio.CancelledError:
                 pass  # interrupted by a mark (or by the loop shutting down)
         outcome = self._decide(attempt, outcome)
