@@ -103,6 +103,19 @@ class GuardConfig:
         return path in self.public_paths or path.startswith(self.public_prefixes)
 
 
+def cross_origin(headers: dict[str, str]) -> bool:
+    """True when the browser says the request comes from a page of another origin."""
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False  # not sent by a browser's cross-origin fetch (curl, scripts)
+    scheme, _, rest = origin.strip().lower().partition("://")
+    if scheme not in ("http", "https") or not rest:
+        return True  # "null" (sandboxed frames, file: pages) and anything odd
+    return rest != headers.get("host", "").strip().lower()
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -140,6 +153,10 @@ class Guard:
             return 400, "invalid Host header: add it with `pgqueue serve --allowed-host`"
         authorization = headers.get("authorization")
         if scope["method"] not in SAFE_METHODS:
+            # A browser says where a request comes from: a page of another site may not
+            # change anything here, whatever credentials it got hold of.
+            if cross_origin(headers):
+                return 403, "cross-origin requests may not change anything"
             if config.token is None:
                 return 403, "actions are disabled: start `pgqueue serve --token`"
             if not config.authorized(authorization):

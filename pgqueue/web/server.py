@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from pgqueue.app import App
 from pgqueue.errors import DatabaseUnavailable, PgQueueError
-from pgqueue.web import api, metrics
+from pgqueue.web import api, explore_api, metrics
 from pgqueue.web.guard import MAX_BODY, Guard, GuardConfig
 
 bearer = HTTPBearer(auto_error=False, description="The token given to `pgqueue serve --token`.")
@@ -36,11 +36,14 @@ def create_app(
     *,
     allowed_hosts: tuple[str, ...] = (),
     max_body: int = MAX_BODY,
+    root_path: str = "",
 ) -> FastAPI:
     """The web app over `app`. With a token, every request needs it (but the dashboard's
     shell and the API docs, which hold no data); without one, reads are open and every
     state-changing request is refused. Requests whose Host is neither a loopback name nor in
-    `allowed_hosts` are refused (DNS rebinding), and so are bodies over `max_body` bytes."""
+    `allowed_hosts` are refused (DNS rebinding), and so are bodies over `max_body` bytes.
+    `root_path`: the path prefix a reverse proxy serves it under (and strips), for the
+    OpenAPI document; the dashboard uses relative addresses and needs nothing."""
     if token is not None and not token.strip():
         raise ValueError("an empty token would lock every request out")
 
@@ -77,6 +80,7 @@ def create_app(
         description="Jobs, queues and workers of a pgqueue database.",
         docs_url=None,
         redoc_url=None,
+        servers=[{"url": root_path}] if root_path else None,
     )
     # Outermost of the app's own middleware: decides on the headers, before any parsing.
     web.add_middleware(
@@ -86,6 +90,8 @@ def create_app(
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
     web.mount("/api/docs/assets", StaticFiles(directory=swagger_assets()), name="docs-assets")
     web.state.pgqueue = app
+    # The dashboard's routes first: /api/jobs/search must not be read as /api/jobs/{job_id}.
+    web.include_router(explore_api.router(require_read, require_write))
     web.include_router(api.router(require_read, require_write))
 
     @web.exception_handler(psycopg.DataError)
