@@ -113,8 +113,8 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
         if q is not None and q.isdigit() and before_id is None and len(q) < 19:
             # An id is found wherever it is, not only among the newest rows.
             hit = app.get_job(int(q))
-            if hit is not None and all(j["id"] != hit.id for j in jobs):
-                jobs = [_summary(hit), *jobs][:limit]
+            if hit is not None:  # and first: that is the job asked for
+                jobs = [_summary(hit), *(j for j in jobs if j["id"] != hit.id)][:limit]
         if len(page.jobs) == limit:
             following: int | None = page.jobs[-1]["id"]
         elif page.scanned == scan and page.low is not None:

@@ -170,6 +170,17 @@ def timeline(job: Job, extra: Row | None) -> list[Row]:
     events: list[Row] = [{"at": job.created_at, "kind": "enqueued", "text": "enqueued"}]
     if job.depends_on and job.run_at.year == WAITING_FOR_PARENTS:
         events.append({"at": job.created_at, "kind": "waiting", "text": "waits for its parents"})
+    # Before the errors: at the same instant, an attempt starts before it fails.
+    if job.started_at is not None:
+        events.append(
+            {
+                "at": job.started_at,
+                "kind": "started",
+                "attempt": job.attempts,
+                "text": f"attempt {job.attempts} started"
+                + (f" on worker {job.worker_id}" if job.worker_id else ""),
+            }
+        )
     errors = sorted(job.errors, key=lambda e: (e.get("at") or "", e.get("attempt") or 0))
     for e in errors:
         events.append(
@@ -179,16 +190,6 @@ def timeline(job: Job, extra: Row | None) -> list[Row]:
                 "attempt": e.get("attempt"),
                 "text": f"attempt {e.get('attempt')} failed: {e.get('error')}",
                 "traceback": e.get("traceback"),
-            }
-        )
-    if job.started_at is not None:
-        events.append(
-            {
-                "at": job.started_at,
-                "kind": "started",
-                "attempt": job.attempts,
-                "text": f"attempt {job.attempts} started"
-                + (f" on worker {job.worker_id}" if job.worker_id else ""),
             }
         )
     if job.state == "queued" and job.attempts > 0 and job.run_at.year != WAITING_FOR_PARENTS:
