@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pgqueue.errors import PgQueueError
 from pgqueue.job import Job
+from pgqueue.progress import checked
+from pgqueue.tracing import capture
 
 
 @dataclass(slots=True)
@@ -30,9 +32,26 @@ class JobContext:
 
     _app: Any = field(default=None, repr=False)
     _followups: list[Any] = field(default_factory=list, repr=False)
+    # The worker's ProgressWriter (None outside a worker), and whether this attempt reported.
+    _progress: Any = field(default=None, repr=False)
+    _reported: bool = field(default=False, repr=False)
 
     def _cancel(self) -> None:
         self._cancelled = True
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the job is, from 0 to 1, with an optional short message.
+
+        Stored on the job's row (`progress`, `progress_message`), where `get_job`, the
+        dashboard and `app.wait(on_progress=...)` see it. Cheap to call often: it never
+        waits on the database; the worker writes at most once a second per job, the latest
+        value winning, and the last one before the job's outcome. Each call replaces both
+        values (no message: none shown). Bad values raise ConfigurationError.
+        """
+        fraction, message = checked(fraction, message)
+        self._reported = True
+        if self._progress is not None:
+            self._progress.report((self.job.id, self.attempt), fraction, message)
 
     def enqueue(
         self,
@@ -48,7 +67,12 @@ class JobContext:
         `task` is a Task or a task name; options as for `App.enqueue`.
         """
         name = task if isinstance(task, str) else task.name
-        self._followups.append(self._app._spec(name, args, kwargs, options))
+        spec = self._app._spec(name, args, kwargs, options)
+        # Captured now, inside the attempt's span: the completer inserts it outside of it.
+        trace = capture()
+        if trace is not None:
+            spec = replace(spec, trace_context=trace)
+        self._followups.append(spec)
 
 
 _current: ContextVar[JobContext] = ContextVar("pgqueue_job_context")

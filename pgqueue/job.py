@@ -52,6 +52,9 @@ class Job:
     depends_on: list[int] | None = None
     unique_for: float | None = None
     unique_until: datetime | None = None
+    progress: float | None = None  # 0..1, what the handler last reported (ctx.progress)
+    progress_message: str | None = None
+    trace_context: dict[str, str] | None = None  # W3C trace context captured at enqueue
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

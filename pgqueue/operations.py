@@ -4,8 +4,9 @@ limit, wait. A mixin of App, over the same stores."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -113,15 +114,28 @@ class Operations:
         """Queues with settings (paused, limits)."""
         return self.store.queue_config()
 
-    def wait(self, job_id: int, timeout: float | None = None, poll: float = 0.05) -> Any:
+    def wait(
+        self,
+        job_id: int,
+        timeout: float | None = None,
+        poll: float = 0.05,
+        *,
+        on_progress: Callable[[float, str | None], object] | None = None,
+    ) -> Any:
         """Block until the job is final; return its result.
 
+        `on_progress(fraction, message)` is called whenever the job's stored progress
+        changes (once at first if it already has some), in this thread, before returning.
         Raises JobFailed (dead), JobCancelled, TimeoutError, or JobNotFound.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
+        seen: tuple[float, str | None] | None = None
         while True:
             row = self.store.job_outcome(job_id)
+            if on_progress is not None and (news := _progress_news(row, seen)) is not None:
+                seen = news
+                on_progress(*news)
             result = _final_result(job_id, row)
             if result is not _UNSET:
                 return result
@@ -132,14 +146,26 @@ class Operations:
             delay = min(delay * 1.5, 0.5)
 
     async def wait_async(
-        self, job_id: int, timeout: float | None = None, poll: float = 0.05
+        self,
+        job_id: int,
+        timeout: float | None = None,
+        poll: float = 0.05,
+        *,
+        on_progress: Callable[[float, str | None], object] | None = None,
     ) -> Any:
-        """The asyncio twin of `wait`."""
+        """The asyncio twin of `wait`; `on_progress` may be a coroutine function."""
         store = await self.async_store()
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
+        seen: tuple[float, str | None] | None = None
         while True:
-            result = _final_result(job_id, await store.job_outcome(job_id))
+            row = await store.job_outcome(job_id)
+            if on_progress is not None and (news := _progress_news(row, seen)) is not None:
+                seen = news
+                called = on_progress(*news)
+                if inspect.isawaitable(called):
+                    await called
+            result = _final_result(job_id, row)
             if result is not _UNSET:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
@@ -150,6 +176,16 @@ class Operations:
 
 def _queue_name(queue: str) -> str:
     return name(queue, "queue")
+
+
+def _progress_news(
+    row: Mapping[str, Any] | None, seen: tuple[float, str | None] | None
+) -> tuple[float, str | None] | None:
+    """The job's progress if it is there and differs from what was last reported."""
+    if row is None or row["progress"] is None:
+        return None
+    current = (row["progress"], row["progress_message"])
+    return None if current == seen else current
 
 
 def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:

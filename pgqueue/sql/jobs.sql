@@ -10,20 +10,20 @@ WITH input AS MATERIALIZED (
     FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
         AS (queue text, task text, args jsonb, kwargs jsonb, priority int,
             run_at timestamptz, delay float8, max_attempts int, unique_key text,
-            timeout float8, depends_on jsonb, unique_for float8))
+            timeout float8, depends_on jsonb, unique_for float8, trace_context jsonb))
     WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay, max_attempts,
-                         unique_key, timeout, depends_on, unique_for, ord)
+                         unique_key, timeout, depends_on, unique_for, trace_context, ord)
 ), inserted AS (
     INSERT INTO pgqueue.jobs
         (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
-         depends_on, unique_for)
+         depends_on, unique_for, trace_context)
     SELECT id, queue, task, args, kwargs, priority,
            CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
                 ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
            max_attempts, unique_key, timeout,
            CASE WHEN depends_on IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
-           unique_for
+           unique_for, trace_context
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
@@ -42,18 +42,18 @@ ORDER BY input.ord;
 WITH inserted AS (
     INSERT INTO pgqueue.jobs
         (queue, task, args, kwargs, priority, run_at, max_attempts, timeout, depends_on,
-         unique_for)
+         unique_for, trace_context)
     SELECT queue, task, args, kwargs, priority,
            CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
                 ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
            max_attempts, timeout,
            CASE WHEN depends_on IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
-           unique_for
+           unique_for, trace_context
     FROM jsonb_to_recordset(%(jobs)s::jsonb)
         AS t(queue text, task text, args jsonb, kwargs jsonb, priority int, run_at timestamptz,
              delay float8, max_attempts int, unique_key text, timeout float8, depends_on jsonb,
-             unique_for float8)
+             unique_for float8, trace_context jsonb)
     RETURNING id
 )
 SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
@@ -63,14 +63,14 @@ SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
 -- is taken.
 INSERT INTO pgqueue.jobs
     (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
-     depends_on, unique_for)
+     depends_on, unique_for, trace_context)
 VALUES (
     %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s::int,
     CASE WHEN %(depends_on)s::bigint[] IS NOT NULL THEN '9999-12-31 00:00:00+00'
          ELSE coalesce(%(run_at)s::timestamptz,
                        now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) END,
     %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8,
-    %(depends_on)s::bigint[], %(unique_for)s::float8
+    %(depends_on)s::bigint[], %(unique_for)s::float8, %(trace_context)s::jsonb
 )
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     AND (state IN ('queued', 'running') OR unique_until IS NOT NULL)
@@ -99,8 +99,14 @@ WHERE unique_key = ANY(%(unique_keys)s::text[])
 SELECT * FROM pgqueue.jobs WHERE id = %(id)s::bigint;
 
 -- name: job_outcome
--- What wait() needs to know about a job.
-SELECT state, result, last_error FROM pgqueue.jobs WHERE id = %(id)s::bigint;
+-- What wait() needs to know about a job (progress for its callback).
+SELECT state, result, last_error, progress, progress_message
+FROM pgqueue.jobs WHERE id = %(id)s::bigint;
+
+-- name: job_trace_context
+-- The trace context a job was enqueued with, for the worker's span when the claim did not
+-- return it.
+SELECT trace_context FROM pgqueue.jobs WHERE id = %(id)s::bigint;
 
 -- name: job_cancel
 -- Cancel a job that has not finished. A queued job is cancelled at once. A running one gets

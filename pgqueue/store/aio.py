@@ -290,3 +290,16 @@ class AsyncJobStore:
             job_id: int | None = row[0] if row else None
             await cur.execute(QUERIES["schedule_set_job"], {"name": name, "job_id": job_id})
             return job_id
+
+    # -- progress and tracing -------------------------------------------------------------------
+
+    async def job_progress_many(self, worker_id: UUID, reports: str) -> list[int]:
+        """Store progress reports (JSON: id, attempt, progress, message) of attempts this
+        worker still runs; returns the ids written."""
+        rows = await self._tuples("job_progress_many", {"worker_id": worker_id, "reports": reports})
+        return [r[0] for r in rows]
+
+    async def job_trace_context(self, job_id: int) -> Any:
+        """The trace context stored with a job at enqueue (None: none)."""
+        rows = await self._tuples("job_trace_context", {"id": job_id})
+        return rows[0][0] if rows else None

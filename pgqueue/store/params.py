@@ -15,6 +15,7 @@ import orjson
 
 from pgqueue.job import Job, JobState
 from pgqueue.sql import QUERIES
+from pgqueue.tracing import capture
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class JobSpec:
     timeout: float | None = None
     depends_on: tuple[int, ...] | None = None
     unique_for: float | None = None
+    # W3C trace context to store (see pgqueue.tracing); None: the one current at insert.
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +87,18 @@ CLAIM_COLUMNS = (
     "created_at",
     "started_at",
 )
+# A claim may return one more column, trace_context (jsonb), last: a tracing worker looks
+# it up per job when the claims do not.
+CLAIM_RETURNS_TRACE = all(
+    "trace_context" in QUERIES[name] for name in ("job_claim", "job_claim_limited")
+)
 
 
 def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
     """The Job a claimed row stands for: running, for `worker_id`, this attempt."""
     # Positional, in CLAIM_COLUMNS order: this runs for every job a worker takes.
     (job_id, queue, task, args, kwargs, priority, run_at, attempts, max_attempts, unique_key,
-     timeout, created_at, started_at) = row  # fmt: skip
+     timeout, created_at, started_at, *trace) = row  # fmt: skip
     return Job(
         job_id,
         queue,
@@ -111,12 +119,18 @@ def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
         created_at,
         started_at,
         None,  # finished_at
+        None,  # depends_on
+        None,  # unique_for
+        None,  # unique_until
+        None,  # progress: a new attempt reports its own
+        None,  # progress_message
+        trace[0] if trace else None,  # trace_context, when the claim returns it
     )
 
 
-def insert_params(specs: Sequence[JobSpec]) -> dict[str, str]:
+def insert_params(specs: Sequence[JobSpec], trace: dict[str, str] | None = None) -> dict[str, str]:
     """The jobs as one JSON document (arguments embedded as they are): far cheaper to build
-    and send than twelve typed arrays."""
+    and send than twelve typed arrays. `trace`: the trace context of jobs that carry none."""
     fragment = orjson.Fragment
     jobs = [
         {
@@ -132,13 +146,15 @@ def insert_params(specs: Sequence[JobSpec]) -> dict[str, str]:
             "timeout": s.timeout,
             "depends_on": None if s.depends_on is None else list(s.depends_on),
             "unique_for": s.unique_for,
+            "trace_context": s.trace_context if s.trace_context is not None else trace,
         }
         for s in specs
     ]
     return {"jobs": orjson.dumps(jobs).decode()}
 
 
-def insert_one_params(spec: JobSpec) -> dict[str, Any]:
+def insert_one_params(spec: JobSpec, trace: dict[str, str] | None = None) -> dict[str, Any]:
+    context = spec.trace_context if spec.trace_context is not None else trace
     return {
         "queue": spec.queue,
         "task": spec.task,
@@ -152,17 +168,20 @@ def insert_one_params(spec: JobSpec) -> dict[str, Any]:
         "timeout": spec.timeout,
         "depends_on": None if spec.depends_on is None else list(spec.depends_on),
         "unique_for": spec.unique_for,
+        "trace_context": None if context is None else orjson.dumps(context).decode(),
     }
 
 
 def insert_query(specs: Sequence[JobSpec]) -> tuple[LiteralString, dict[str, Any]]:
     """One job: a plain INSERT; several: one statement over a JSON document, the lighter one
-    when no job has a unique key (every job is then inserted). All return (id, unique_key)."""
+    when no job has a unique key (every job is then inserted). All return (id, unique_key).
+    Jobs that carry no trace context get the one current now, if any (pgqueue.tracing)."""
+    trace = capture()
     if len(specs) == 1:
-        return QUERIES["job_insert"], insert_one_params(specs[0])
+        return QUERIES["job_insert"], insert_one_params(specs[0], trace)
     if any(s.unique_key is not None for s in specs):
-        return QUERIES["job_insert_many"], insert_params(specs)
-    return QUERIES["job_insert_keyless"], insert_params(specs)
+        return QUERIES["job_insert_many"], insert_params(specs, trace)
+    return QUERIES["job_insert_keyless"], insert_params(specs, trace)
 
 
 def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]:

@@ -9,8 +9,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pgqueue import tracing
 from pgqueue.context import JobContext
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
+from pgqueue.progress import ProgressWriter
+from pgqueue.store.params import CLAIM_RETURNS_TRACE
 from pgqueue.worker.attempts import Attempt, Mark
 from pgqueue.worker.completer import Completer, outcome_row
 from pgqueue.worker.execute import Runner as Executor
@@ -35,23 +38,30 @@ class Runner:
         self.executor = Executor(threads)
         self.completer = completer
         self.processed = 0
+        # Progress reports share the completer's connection: a write of a job's last report
+        # then always reaches the database before the job's outcome.
+        self.progress = ProgressWriter(completer.store, completer.worker_id)
+        # None unless OpenTelemetry is loaded with a tracer provider: then no per-job cost.
+        self.tracing = tracing.for_worker(
+            None if CLAIM_RETURNS_TRACE else completer.store.job_trace_context
+        )
 
     def make(self, job: Job) -> Attempt:
-        ctx = JobContext(job=job, attempt=job.attempts, logger=job_log, _app=self.app)
+        ctx = JobContext(
+            job=job, attempt=job.attempts, logger=job_log, _app=self.app, _progress=self.progress
+        )
         task = self.app.tasks.get(job.task)
         return Attempt(job=job, ctx=ctx, is_async=task is not None and task.is_async, handler=task)
 
     async def execute(self, attempt: Attempt) -> None:
-        job, ctx, task = attempt.job, attempt.ctx, attempt.handler
-        timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
+        job, ctx = attempt.job, attempt.ctx
         started = time.monotonic()
-        outcome: Outcome | None = None
-        if attempt.mark is None:
-            try:
-                outcome = await self.executor.run(job, ctx, timeout, task)
-            except asyncio.CancelledError:
-                pass  # interrupted by a mark (or by the loop shutting down)
-        outcome = self._decide(attempt, outcome)
+        if self.tracing is None:
+            outcome = await self._attempt(attempt)
+        else:
+            outcome = await self.tracing.traced(job, lambda: self._attempt(attempt))
+        if ctx._reported:
+            await self._last_progress(attempt, outcome)
         if outcome is None:
             log.warning(
                 "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
@@ -63,6 +73,28 @@ class Runner:
         if self.executor.stuck:
             # A sync attempt that timed out keeps its slot until its thread returns.
             await self.executor.wait_thread(attempt.key)
+
+    async def _attempt(self, attempt: Attempt) -> Outcome | None:
+        """Run the handler unless the attempt was marked first; what it comes to."""
+        job, ctx, task = attempt.job, attempt.ctx, attempt.handler
+        timeout = job.timeout if job.timeout is not None else (task.timeout if task else None)
+        outcome: Outcome | None = None
+        if attempt.mark is None:
+            try:
+                outcome = await self.executor.run(job, ctx, timeout, task)
+            except asyncio.CancelledError:
+                pass  # interrupted by a mark (or by the loop shutting down)
+        return self._decide(attempt, outcome)
+
+    async def _last_progress(self, attempt: Attempt, outcome: Outcome | None) -> None:
+        """Write the attempt's last progress report before its outcome (see progress.py)."""
+        if outcome is None:
+            self.progress.forget(attempt.key)
+            return
+        try:
+            await asyncio.shield(self.progress.finish(attempt.key))
+        except asyncio.CancelledError:
+            pass  # interrupted (shutdown): the outcome must still be recorded
 
     @staticmethod
     def _decide(attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
