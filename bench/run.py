@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import db, report
+from benchlib import chart, db, report
+from benchlib.backlog import BacklogConfig, BacklogResult, run_backlogs
 from benchlib.scenarios import Config, Result, run_system
-from benchlib.systems import ALL
+from benchlib.systems import ALL, System
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -43,7 +44,41 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=200.0, help="seconds per scenario")
     p.add_argument("--keep-dbs", action="store_true", help="leave the bench_* databases")
     p.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "latest.json")
+    p.add_argument(
+        "--backlogs",
+        type=_sizes,
+        default=(),
+        help="backlog sizes to drain, e.g. 20000,200000,1000000 (none by default)",
+    )
+    p.add_argument(
+        "--backlog-limit", type=float, default=300.0, help="seconds per backlog drain, then cut"
+    )
+    p.add_argument(
+        "--fill-chunk", type=int, default=100_000, help="rows per backlog INSERT statement"
+    )
+    p.add_argument(
+        "--only-backlogs",
+        action="store_true",
+        help="skip the standard scenarios (enqueue, processing, latency)",
+    )
+    p.add_argument(
+        "--backlog-output",
+        type=Path,
+        default=BENCH_DIR / "results" / "backlog.json",
+        help="backlog results; the .md table and .png chart are written beside it",
+    )
+    p.add_argument("--no-chart", action="store_true", help="skip the PNG (needs matplotlib)")
     return p.parse_args(argv)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s.replace("_", "")) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError("backlog sizes must be positive")
+    return sizes
 
 
 def make_config(args: argparse.Namespace) -> Config:
@@ -80,23 +115,61 @@ def main(argv: list[str]) -> int:
     wanted = selected(args.systems)
     version = db.server_version(cfg.server_dsn)
     print(f"PostgreSQL {version}; {cfg.jobs} jobs, concurrency {cfg.concurrency}", flush=True)
+    systems = [s for s in ALL if s.name in wanted]
+    failed = False
+    if not args.only_backlogs:
+        failed |= standard(systems, cfg, args, version)
+    if args.backlogs:
+        failed |= backlogs(systems, cfg, args, version)
+    return 1 if failed else 0
+
+
+def standard(systems: list[System], cfg: Config, args: argparse.Namespace, version: str) -> bool:
+    """Bulk enqueue, processing and idle latency; True if anything failed."""
     started = time.monotonic()
     results: list[Result] = []
-    for system in (s for s in ALL if s.name in wanted):
+    for system in systems:
         print(f"{system.label}:", flush=True)
         results.append(run_system(system, cfg))
     print()
     print(report.render(results))
-    meta = {
+    report.write_json(args.output, report.to_json(results, _meta(args, version, started)))
+    print(f"\nwrote {args.output}")
+    return any(r.errors for r in results)
+
+
+def backlogs(systems: list[System], cfg: Config, args: argparse.Namespace, version: str) -> bool:
+    """Backlog drains at each size; the JSON, a markdown table and the chart. True on failure."""
+    started = time.monotonic()
+    bcfg = BacklogConfig(sizes=args.backlogs, limit=args.backlog_limit, fill_chunk=args.fill_chunk)
+    results: list[BacklogResult] = run_backlogs(systems, cfg, bcfg)
+    table = report.render_backlogs(results, bcfg.limit)
+    print()
+    print(table)
+    out: Path = args.backlog_output
+    report.write_json(out, report.backlog_json(results, _meta(args, version, started)))
+    out.with_suffix(".md").write_text(table + "\n")
+    print(f"\nwrote {out} and {out.with_suffix('.md').name}")
+    if not args.no_chart:
+        try:
+            chart.draw(BENCH_DIR, out, out.with_suffix(".png"))
+            print(f"wrote {out.with_suffix('.png')}")
+        except Exception as exc:  # the figures are written already; say why there is no PNG
+            print(f"no chart: {exc}", file=sys.stderr)
+            return True
+    return any(r.errors for r in results)
+
+
+def _meta(args: argparse.Namespace, version: str, started: float) -> dict[str, object]:
+    skip = ("dsn", "output", "backlog_output")
+    return {
         "postgresql": version,
         "python": platform.python_version(),
+        "cpus": os.cpu_count(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_seconds": round(time.monotonic() - started, 1),
-        "config": {k: v for k, v in vars(args).items() if k not in ("dsn", "output")},
+        "config": {k: v for k, v in vars(args).items() if k not in skip},
     }
-    report.write_json(args.output, report.to_json(results, meta))
-    print(f"\nwrote {args.output}")
-    return 1 if any(r.errors for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pgqueuer import PgQueuer
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Job
 from pgqueuer.queries import Queries
+from progress_counter import tick
 
 
 @asynccontextmanager
@@ -24,7 +25,7 @@ async def create() -> AsyncIterator[PgQueuer]:
 
     @pgq.entrypoint("noop")
     async def noop(job: Job) -> None:
-        return None
+        tick()
 
     @pgq.entrypoint("stamp")
     async def stamp(job: Job) -> None:

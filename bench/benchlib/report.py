@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchlib.backlog import BacklogResult
 from benchlib.scenarios import Result
 
 Metric = tuple[str, str, Callable[[Result], float | None], bool]
@@ -80,3 +81,87 @@ def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def render_backlogs(results: list[BacklogResult], limit: float) -> str:
+    """Markdown: jobs/s per backlog size and system, then how each drain went."""
+    systems = list(dict.fromkeys((r.name, r.label) for r in results))
+    sizes = sorted({r.jobs for r in results})
+    cell = {(r.name, r.jobs): r for r in results}
+    peers = [(name, label) for name, label in systems if name != "pgqueue"]
+    has_ours = any(name == "pgqueue" for name, _ in systems)
+    head = ["backlog drained by one worker"] + [label for _, label in systems]
+    if has_ours:
+        head += [f"pgqueue / {label}" for _, label in peers]
+    lines = [_row(head), _row(["---"] + ["---:"] * (len(head) - 1))]
+    for n in sizes:
+        row = [f"{n:,} jobs"] + [_backlog_cell(cell.get((name, n))) for name, _ in systems]
+        if has_ours:
+            ours = cell.get(("pgqueue", n))
+            for name, _ in peers:
+                theirs = cell.get((name, n))
+                rel = ratio(
+                    ours.jobs_per_s if ours else None,
+                    theirs.jobs_per_s if theirs else None,
+                    True,
+                )
+                row.append("-" if rel is None else f"{rel:,.1f}x")
+        lines.append(_row(row))
+    lines.append("")
+    lines.append(
+        f"jobs/s = jobs / (worker start → last outcome recorded); a drain still running after "
+        f"{limit:.0f} s is cut: `~` marks jobs recorded finished by then / {limit:.0f} s."
+    )
+    lines.append("")
+    lines.append(
+        _row(
+            [
+                "system",
+                "backlog",
+                "fill (SQL) jobs/s",
+                "VACUUM s",
+                "first job s",
+                "last handler s",
+                "last outcome s",
+                "pending checks (max ms)",
+            ]
+        )
+    )
+    lines.append(_row(["---", "---:"] + ["---:"] * 6))
+    for r in results:
+        lines.append(
+            _row(
+                [
+                    r.label,
+                    f"{r.jobs:,}",
+                    _fmt(r.fill_jobs_per_s, 0),
+                    _fmt(r.vacuum_seconds, 1),
+                    _fmt(r.first_done_s, 2),
+                    _fmt(r.handlers_done_s, 2),
+                    _fmt(r.drain_seconds if r.complete else None, 2),
+                    f"{r.pending_checks} ({_fmt(r.pending_check_ms_max, 2)})",
+                ]
+            )
+        )
+    errors = [f"- {r.label}, {r.jobs:,} jobs: {e}" for r in results for e in r.errors]
+    if errors:
+        lines += ["", "Errors:", *errors]
+    return "\n".join(lines)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _backlog_cell(r: BacklogResult | None) -> str:
+    if r is None:
+        return "-"
+    if r.errors or r.jobs_per_s is None:
+        return "error"
+    if r.complete:
+        return f"{r.jobs_per_s:,.0f}"
+    return f"~{r.jobs_per_s:,.0f} ({r.done:,} done)"
+
+
+def backlog_json(results: list[BacklogResult], meta: dict[str, Any]) -> dict[str, Any]:
+    return {"meta": meta, "backlogs": [asdict(r) for r in results]}

@@ -57,7 +57,7 @@ class Result:
 def run_system(system: System, cfg: Config) -> Result:
     result = Result(system.name, system.label, system.settings(cfg.concurrency))
     try:
-        target, env = _prepare(system, cfg)
+        target, env = prepare(system, cfg)
         _bulk_enqueue(system, target, env, cfg, result)
         _process_and_latency(system, target, env, cfg, result)
     except Exception as exc:  # one broken system must not stop the others
@@ -68,7 +68,7 @@ def run_system(system: System, cfg: Config) -> Result:
     return result
 
 
-def _prepare(system: System, cfg: Config) -> tuple[Target, dict[str, str]]:
+def prepare(system: System, cfg: Config) -> tuple[Target, dict[str, str]]:
     """Interpreter (own venv for peers), fresh database, schema installed by the system's tool."""
     if system.requirements is None:
         bin_dir = own_bin_dir()

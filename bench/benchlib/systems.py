@@ -35,6 +35,11 @@ class System:
     done_sql: str  # jobs finished successfully
     failed_sql: str  # jobs that ended in failure
     in_flight_sql: str  # jobs claimed by a worker and not yet recorded as finished
+    # Backlog scenarios. `fill_sql` inserts no-op jobs %(low)s..%(high)s with plain SQL (the
+    # system's own triggers fire as for any insert); `pending_sql` is true while a job is
+    # unfinished, and is written to stop at the first row found through a partial index.
+    fill_sql: str
+    pending_sql: str
 
     @property
     def probe(self) -> Probe:
@@ -71,6 +76,15 @@ PGQUEUE = System(
     done_sql="SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'",
     failed_sql="SELECT count(*) FROM pgqueue.jobs WHERE state IN ('dead', 'cancelled')",
     in_flight_sql="SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'",
+    fill_sql=(
+        "INSERT INTO pgqueue.jobs (task, args, queue, priority, max_attempts) "
+        "SELECT 'bench_tasks.noop', jsonb_build_array(i), 'default', 0, 3 "
+        "FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i"
+    ),
+    pending_sql=(
+        "SELECT EXISTS (SELECT FROM pgqueue.jobs WHERE state = 'queued') "
+        "OR EXISTS (SELECT FROM pgqueue.jobs WHERE state = 'running')"
+    ),
 )
 
 PROCRASTINATE = System(
@@ -97,6 +111,14 @@ PROCRASTINATE = System(
     done_sql="SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'",
     failed_sql="SELECT count(*) FROM procrastinate_jobs WHERE status IN ('failed', 'aborted')",
     in_flight_sql="SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'",
+    fill_sql=(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, args) "
+        "SELECT 'default', 'noop', jsonb_build_object('i', i) "
+        "FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i"
+    ),
+    pending_sql=(
+        "SELECT EXISTS (SELECT FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))"
+    ),
 )
 
 PGQUEUER = System(
@@ -127,6 +149,16 @@ PGQUEUER = System(
     done_sql="SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'",
     failed_sql="SELECT count(*) FROM pgqueuer_log WHERE status IN ('exception', 'failed')",
     in_flight_sql="SELECT count(*) FROM pgqueuer WHERE status = 'picked'",
+    fill_sql=(
+        "INSERT INTO pgqueuer (priority, entrypoint, payload, status) "
+        "SELECT 0, 'noop', convert_to(i::text, 'UTF8'), 'queued' "
+        "FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i"
+    ),
+    # Finished jobs leave `pgqueuer` (moved to pgqueuer_log in the same statement).
+    pending_sql=(
+        "SELECT EXISTS (SELECT FROM pgqueuer WHERE status = 'queued') "
+        "OR EXISTS (SELECT FROM pgqueuer WHERE status = 'picked')"
+    ),
 )
 
 ALL = (PGQUEUE, PROCRASTINATE, PGQUEUER)

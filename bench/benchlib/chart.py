@@ -1,0 +1,21 @@
+"""The backlog chart, drawn by plot_backlog.py in a venv of its own (bench/requirements.txt)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchlib.proc import run_command
+from benchlib.venvs import ensure_venv
+
+
+def requirements(bench_dir: Path) -> tuple[str, ...]:
+    lines = (bench_dir / "requirements.txt").read_text().splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def draw(bench_dir: Path, results_json: Path, png: Path) -> None:
+    """Write `png` from `results_json`; the venv is built on first use, then reused."""
+    bin_dir = ensure_venv(bench_dir / ".venvs" / "chart", requirements(bench_dir))
+    argv = [str(bin_dir / "python"), str(bench_dir / "plot_backlog.py"), str(results_json)]
+    run_command([*argv, str(png)], dict(os.environ), bench_dir, timeout=120)
