@@ -20,11 +20,14 @@ from pgqueue.store import AsyncJobStore, first_line, is_unavailable
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer
 from pgqueue.worker.events import Wakeup, wait_any
+from pgqueue.worker.listener import ANY_QUEUE
 from pgqueue.worker.queue_settings import QueueSettings
 
 log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
 GATHER = 0.002  # seconds a claim for a few slots waits for more to free
+DISCOVER_EVERY = 1.0  # seconds: an every-queue worker looks for queues it has not heard of
+MAX_KNOWN = 64  # queue names kept from notifications; past that, every claim looks everywhere
 
 
 def retryable(exc: BaseException) -> bool:
@@ -57,8 +60,52 @@ class Claimer:
         self.completer = completer
         self.queue_settings = queue_settings
         self.wake = Wakeup()  # set by notifications, settings changes, and the stop
+        # A worker of every queue claims from the queues it knows to have jobs, and looks
+        # for others (a walk over the whole claim index) once a DISCOVER_EVERY, after a
+        # sleep that no notification cut short, and after notifications were lost. The walk
+        # reads the same index entries as the claim: doing it every time doubled its cost.
+        self.known: set[str] = set()
+        self._hinted: set[str] = set()  # queues named by notifications during this claim
+        self._discover_at = 0.0  # loop time of the next claim over every queue
         # Free slots worth a claim without waiting a moment for more.
         self.gather = max(1, min(settings.claim_batch, settings.concurrency // 4))
+
+    def hint(self, queue: str) -> None:
+        """A notification: jobs may be due in `queue` (ANY_QUEUE: in some queue). It is only
+        a hint (anyone may send one): at worst it costs a claim that finds nothing."""
+        if self.queues is None:
+            if queue == ANY_QUEUE or len(self.known) >= MAX_KNOWN:
+                self.rediscover()
+            else:
+                self.known.add(queue)
+                self._hinted.add(queue)
+        self.wake.set()
+
+    def rediscover(self) -> None:
+        """Look in every queue at the next claim (notifications may have been missed)."""
+        self._discover_at = 0.0
+        self.wake.set()
+
+    def _claim_queues(self) -> list[str] | None:
+        """The queues the next claim reads (None: every queue)."""
+        if self.queues is not None:
+            return self.queues
+        now = asyncio.get_running_loop().time()
+        if not self.known or now >= self._discover_at:
+            self._discover_at = now + DISCOVER_EVERY
+            return None
+        return sorted(self.known)
+
+    def _learn(self, jobs: list[Job], limit: int, everywhere: bool) -> None:
+        """What a claim says about where jobs are. One that took fewer than it asked took
+        every due job where it looked: only the queues it found jobs in, and those notified
+        meanwhile, are worth reading next time. A full claim over every queue adds the
+        queues it found."""
+        found = {job.queue for job in jobs}
+        if len(jobs) < limit:
+            self.known = found | self._hinted
+        elif everywhere:
+            self.known |= found
 
     def free(self) -> int:
         """Jobs to claim now: free slots, less the outcomes not written yet beyond a batch's
@@ -72,7 +119,11 @@ class Claimer:
         if self.queue_settings.due():
             self.queue_settings.load(await self.store.queue_config())
         room = self.attempts.room()
-        jobs = await self.store.job_claim(self.worker_id, self.queues, limit, tasks=self.tasks)
+        queues = self._claim_queues()
+        self._hinted = set()
+        jobs = await self.store.job_claim(self.worker_id, queues, limit, tasks=self.tasks)
+        if self.queues is None:
+            self._learn(jobs, limit, everywhere=queues is None)
         rest = min(limit, room) - len(jobs)
         limited = self.queue_settings.limited
         if limited and rest > 0:
@@ -128,6 +179,8 @@ class Claimer:
                         await asyncio.sleep(0)  # let the jobs start before the next query
                     delay = await self._idle_delay()
                     await self.wake.wait(delay)
+                    if not self.wake.is_set():
+                        self.rediscover()  # woken by the clock: a delayed job may be due
                 elif self.attempts.running() >= s.concurrency:
                     # Let jobs that finish together free their slots before the next claim.
                     await asyncio.sleep(0)

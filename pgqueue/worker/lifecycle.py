@@ -244,14 +244,14 @@ class Worker:
                 claimer.wake.set()
 
         def listener_connected() -> None:
-            claimer.wake.set()  # jobs and cancels may have come while we were away
+            claimer.rediscover()  # jobs and cancels may have come while we were away
             cancels.request()
 
         heartbeat = Heartbeat(
             store, self.id, s, lambda: self._register(store), lost, cancels.request
         )
         listener = Listener(
-            self.dsn, self.queues, claimer.wake.set, cancels.request, queue_changed,
+            self.dsn, self.queues, claimer.hint, cancels.request, queue_changed,
             listener_connected,
         )  # fmt: skip
         rescuer = Rescuer(store, self.id, heartbeat.healthy_for, s.lease)

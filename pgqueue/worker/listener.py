@@ -33,7 +33,7 @@ class Listener:
         self,
         dsn: str,
         queues: Sequence[str] | None,
-        on_jobs: Callable[[], None],
+        on_jobs: Callable[[str], None],
         on_cancel: Callable[[], None],
         on_queue_change: Callable[[str], None],
         on_connected: Callable[[], None],
@@ -82,7 +82,7 @@ class Listener:
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:
             if self.queues is None or payload in self.queues or payload == ANY_QUEUE:
-                self.on_jobs()
+                self.on_jobs(payload)
         elif channel == CANCEL_CHANNEL:
             self.on_cancel()
         elif channel == QUEUES_CHANNEL:
