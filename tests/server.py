@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import tempfile
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -62,3 +63,34 @@ def with_database(dsn: str, dbname: str) -> str:
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     info["dbname"] = dbname
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in info.items()})
+
+
+@contextlib.contextmanager
+def scratch_database(server_dsn: str, prefix: str) -> Iterator[str]:
+    """An empty database of its own, dropped afterwards; yields its DSN. The name is
+    `prefix` plus a unique suffix: test runs (and xdist workers) sharing a server never meet."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Roles are the whole server's, not one database's: tests that create pgqueue's group roles
+# (`pgqueue migrate roles`) take this lock first, so that two runs on one server (or two
+# xdist workers) never both see a role missing and both create it.
+ROLES_LOCK = 0x70677165_726F6C65  # "pgqueROLE"
+
+
+@contextlib.contextmanager
+def cluster_lock(server_dsn: str, key: int = ROLES_LOCK) -> Iterator[None]:
+    """Hold a server-wide advisory lock (taken in the server's maintenance database)."""
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))

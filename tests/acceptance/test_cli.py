@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import psycopg
 import pytest
 
 from tests.acceptance.conftest import run_cli
-from tests.server import with_database
+from tests.server import scratch_database
 
 
 def assert_clean_error(result, fragment: str) -> None:
@@ -69,19 +66,6 @@ def test_unreachable_database(dsn):
     for args in (["stats"], ["enqueue", "add"], ["migrate"], ["jobs", "show", "1"]):
         result = run_cli(*args, "--dsn", "postgresql://nobody@127.0.0.1:1/none")
         assert_clean_error(result, "database unavailable")
-
-
-@contextmanager
-def scratch_database(server_dsn: str, name: str) -> Iterator[str]:
-    """An empty database of its own, dropped afterwards; yields its DSN."""
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield with_database(server_dsn, name)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_unmigrated_schema(server_dsn):

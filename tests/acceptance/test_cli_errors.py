@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from pgqueue.cli import cli
 from tests.acceptance.conftest import ROOT, run_cli
-from tests.acceptance.test_cli import scratch_database
+from tests.server import scratch_database
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 

@@ -12,7 +12,8 @@ import pytest
 
 from pgqueue import migrate
 from tests.acceptance.conftest import ROOT, WorkerProcess, run_cli
-from tests.acceptance.test_cli import assert_clean_error, scratch_database
+from tests.acceptance.test_cli import assert_clean_error
+from tests.server import scratch_database
 
 
 @pytest.mark.timeout(240)

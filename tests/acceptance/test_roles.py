@@ -14,7 +14,7 @@ from psycopg import errors
 
 import pgqueue
 from tests.acceptance.conftest import WorkerProcess, run_cli
-from tests.acceptance.test_cli import scratch_database
+from tests.server import cluster_lock, scratch_database
 
 SUFFIX = uuid.uuid4().hex[:8]
 LOGINS = {
@@ -37,7 +37,8 @@ def roles_db(server_dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
     """A migrated database with the group roles, and a login role in each (and one in none)."""
     with scratch_database(server_dsn, f"pgqueue_test_roles_{SUFFIX}") as dsn:
         assert run_cli("migrate", env={"PGQUEUE_DSN": dsn}).returncode == 0
-        granted = run_cli("migrate", "roles", env={"PGQUEUE_DSN": dsn})
+        with cluster_lock(server_dsn):  # the group roles are the server's
+            granted = run_cli("migrate", "roles", env={"PGQUEUE_DSN": dsn})
         assert granted.returncode == 0, granted.stderr
         with psycopg.connect(dsn, autocommit=True) as conn:
             for kind, login in LOGINS.items():

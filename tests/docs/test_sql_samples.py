@@ -13,6 +13,7 @@ from psycopg import sql
 
 from pgqueue import migrate
 from tests.docs.test_samples import PAGES, ROOT, blocks
+from tests.server import cluster_lock
 
 GRANTEE = re.compile(r"^\s*GRANT\s+\w+\s+TO\s+(\w+)", re.I | re.M)
 
@@ -27,9 +28,10 @@ def sql_samples() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(("where", "code"), sql_samples(), ids=[w for w, _ in sql_samples()])
-def test_sql_sample_runs(where: str, code: str, dsn: str) -> None:
+def test_sql_sample_runs(where: str, code: str, dsn: str, server_dsn: str) -> None:
     if GRANTEE.search(code):
-        migrate.create_roles(dsn)  # `pgqueue migrate roles`, which the page asks for first
+        with cluster_lock(server_dsn):  # the group roles are the server's
+            migrate.create_roles(dsn)  # `pgqueue migrate roles`, which the page asks for first
     with psycopg.connect(dsn) as conn:
         for role in GRANTEE.findall(code):
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
