@@ -241,3 +241,27 @@ def test_wait_async_takes_a_coroutine_callback(app, worker):
         job_id = phases.enqueue()
         assert asyncio.run(main()) == "ok"
     assert seen and seen[-1] == (1.0, "c")
+
+
+def test_a_failed_progress_write_is_logged_and_the_job_still_succeeds(app, worker, db, caplog):
+    db.execute(
+        "CREATE FUNCTION public.refuse_progress() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN RAISE EXCEPTION 'progress refused by test'; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER refuse_progress BEFORE UPDATE OF progress ON pgqueue.jobs "
+        "FOR EACH ROW EXECUTE FUNCTION public.refuse_progress()"
+    )
+    try:
+        with caplog.at_level("WARNING", logger="pgqueue.worker"), worker():
+            job_id = steps.enqueue()
+            go.set()
+            assert app.wait(job_id, timeout=10) == "done"
+    finally:
+        db.execute("DROP TRIGGER refuse_progress ON pgqueue.jobs")
+        db.execute("DROP FUNCTION public.refuse_progress()")
+    assert app.get_job(job_id).progress is None
+    assert any(
+        "not written" in r.getMessage() and "progress refused by test" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
