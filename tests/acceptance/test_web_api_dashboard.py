@@ -16,6 +16,14 @@ TOKEN = "bulk-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
+@pytest.fixture(autouse=True)
+def no_declared_tasks(db):
+    """The shared fixtures empty the jobs but not pgqueue.tasks: start and end without any."""
+    db.execute("DELETE FROM pgqueue.tasks")
+    yield
+    db.execute("DELETE FROM pgqueue.tasks")
+
+
 def client(token: str | None = TOKEN, **options: object) -> TestClient:
     web = create_app(jobs.app, token=token, **options)  # type: ignore[arg-type]
     return TestClient(web, base_url="http://localhost")

@@ -45,7 +45,9 @@ function table(caption, headers, id) {
       const [text, cls] = Array.isArray(h) ? h : [h, ""];
       return el("th", { scope: "col", class: cls || null }, text);
     }))), tbody);
-  return { node: el("div", { class: "scroll" }, t), tbody };
+  // Focusable, so a keyboard can scroll a wide table on a narrow screen.
+  const node = el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": caption || "table" }, t);
+  return { node, tbody };
 }
 
 function actionButton(label, cls, onClick, described) {
