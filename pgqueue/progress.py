@@ -87,7 +87,10 @@ class ProgressWriter:
             if known or self._wake_scheduled:
                 return
             self._wake_scheduled = True
-        self._loop.call_soon_threadsafe(self._start)
+        try:
+            self._loop.call_soon_threadsafe(self._start)
+        except RuntimeError:
+            pass  # the worker's loop is closed (a thread outliving its worker): nobody writes
 
     def _start(self) -> None:
         with self._lock:

@@ -60,6 +60,7 @@ class Runner:
             outcome = await self._attempt(attempt)
         else:
             outcome = await self.tracing.traced(job, lambda: self._attempt(attempt))
+        ctx._progress = None  # reports from a thread that outlives its attempt go nowhere
         if ctx._reported:
             await self._last_progress(attempt, outcome)
         if outcome is None:
