@@ -307,6 +307,7 @@ class App(Operations):
             "timeout",
             "depends_on",
             "unique_for",
+            "concurrency_key",
         }
         if unknown:
             raise ConfigurationError(f"unknown job option(s): {', '.join(sorted(unknown))}")

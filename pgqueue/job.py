@@ -55,6 +55,7 @@ class Job:
     progress: float | None = None  # 0..1, what the handler last reported (ctx.progress)
     progress_message: str | None = None
     trace_context: dict[str, str] | None = None  # W3C trace context captured at enqueue
+    concurrency_key: str | None = None  # capped per key where the queue has a per-key limit
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

@@ -73,11 +73,19 @@ class Operations:
         concurrency: int | None = _UNSET,
         rate: int | None = _UNSET,
         per: float | None = None,
+        per_key: int | None = _UNSET,
     ) -> None:
         """Cluster-wide limits for a queue: at most `concurrency` jobs running at once, at
-        most `rate` starts per `per` seconds (a sliding window). None removes a limit;
+        most `rate` starts per `per` seconds (a sliding window), at most `per_key` running
+        jobs of any one `concurrency_key` (keys then take turns). None removes a limit;
         an omitted argument leaves it as it is."""
         settings: dict[str, Any] = {}
+        if per_key is not _UNSET:
+            if per_key is not None:
+                positive_int(per_key, "per_key", 1)
+                if per_key >= 2**31:
+                    raise ConfigurationError("per_key must fit in 32 bits")
+            settings["per_key_limit"] = per_key
         if concurrency is not _UNSET:
             if concurrency is not None:
                 positive_int(concurrency, "concurrency", 0)

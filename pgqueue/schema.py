@@ -53,6 +53,7 @@ jobs = Table(
     Column("progress", Float),  # 0..1, what the handler last reported (ctx.progress)
     Column("progress_message", Text),
     Column("trace_context", JSONB),  # W3C traceparent/tracestate captured at enqueue
+    Column("concurrency_key", Text),  # capped per key where the queue has a per-key limit
 )
 
 workers = Table(
@@ -89,6 +90,8 @@ queues = Table(
     Column("concurrency_limit", Integer),
     Column("rate_limit", Integer),
     Column("rate_period", Float, nullable=False, server_default="1"),
+    Column("per_key_limit", Integer),  # most running jobs per concurrency_key
+    Column("key_cursor", Text),  # the key served last: the next claim starts after it
     Column("retain_succeeded", Float),
     Column("retain_dead", Float),
     Column("retain_cancelled", Float),

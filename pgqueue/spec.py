@@ -16,7 +16,7 @@ from pgqueue.store import JobSpec, dumps
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 3
 MAX_SECONDS = 100 * 365 * 86400.0  # durations beyond a century are mistakes (and overflow)
-MAX_NAME_BYTES = {"queue": 200, "task": 500, "unique_key": 500}
+MAX_NAME_BYTES = {"queue": 200, "task": 500, "unique_key": 500, "concurrency_key": 500}
 INT4 = 2**31
 INT8 = 2**63
 # JSON escapes PostgreSQL's jsonb refuses: NUL, and UTF-16 surrogates (checked precisely when
@@ -38,6 +38,7 @@ class EnqueueOptions:
     timeout: float | None = None
     depends_on: Iterable[int] | None = None
     unique_for: float | timedelta | None = None
+    concurrency_key: str | None = None
 
 
 def seconds(value: float | timedelta, what: str) -> float:
@@ -115,6 +116,7 @@ def build_spec(
     timeout: float | None = None,
     depends_on: Iterable[int] | None = None,
     unique_for: float | timedelta | None = None,
+    concurrency_key: str | None = None,
 ) -> JobSpec:
     """Validate and serialise one job; raises before anything touches the database."""
     # A None queue, priority or max_attempts is filled by the database from the task's
@@ -138,6 +140,8 @@ def build_spec(
         raise ConfigurationError("run_at must be a timezone-aware datetime")
     if unique_key is not None:
         name(unique_key, "unique_key")
+    if concurrency_key is not None:
+        name(concurrency_key, "concurrency_key")
     timeout_s = seconds(timeout, "timeout") if timeout is not None else None
     unique_for_s = seconds(unique_for, "unique_for") if unique_for is not None else None
     if unique_for_s is not None and unique_key is None:
@@ -178,4 +182,5 @@ def build_spec(
         timeout=timeout_s,
         depends_on=parents,
         unique_for=unique_for_s,
+        concurrency_key=concurrency_key,
     )

@@ -77,6 +77,7 @@ class Task(Generic[P, R]):
         timeout: float | None = None,
         depends_on: Iterable[int] | None = None,
         unique_for: float | timedelta | None = None,
+        concurrency_key: str | None = None,
     ) -> BoundTask[P, R]:
         """The same task with per-enqueue settings (connection, queue, delay, ...)."""
         opts = EnqueueOptions(
@@ -90,6 +91,7 @@ class Task(Generic[P, R]):
             timeout=timeout,
             depends_on=depends_on,
             unique_for=unique_for,
+            concurrency_key=concurrency_key,
         )
         return BoundTask(self, opts)
 
@@ -107,6 +109,7 @@ class Task(Generic[P, R]):
             timeout=opts.timeout if opts.timeout is not None else self.timeout,
             depends_on=opts.depends_on,
             unique_for=opts.unique_for,
+            concurrency_key=opts.concurrency_key,
         )
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> int:

@@ -152,21 +152,32 @@ def queues_limit(
         float | None,
         typer.Option(help="Rate window in seconds (1).", callback=_number(0, 86400, open_low=True)),
     ] = None,
-    clear: Annotated[bool, typer.Option(help="Remove both limits.")] = False,
+    per_key: Annotated[
+        int | None,
+        typer.Option(
+            "--per-key",
+            help="Most jobs running at once per concurrency_key, cluster-wide (keys take turns).",
+            min=1,
+            max=INT4,
+        ),
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="Remove every limit.")] = False,
 ) -> None:
     """Set or clear cluster-wide limits on a queue."""
     kwargs: dict[str, Any] = {}
     if clear:
-        kwargs = {"concurrency": None, "rate": None}
+        kwargs = {"concurrency": None, "rate": None, "per_key": None}
     if concurrency is not None:
         kwargs["concurrency"] = concurrency
     if rate is not None:
         kwargs["rate"] = rate
+    if per_key is not None:
+        kwargs["per_key"] = per_key
     if not kwargs and per is None:
-        fail("give --concurrency, --rate (with --per) or --clear")
+        fail("give --concurrency, --rate (with --per), --per-key or --clear")
     with _app(dsn) as app:
         app.set_queue_limits(name, per=per, **kwargs)
-    if clear and concurrency is None and rate is None:
+    if clear and concurrency is None and rate is None and per_key is None:
         typer.echo(f"queue {name}: limits cleared")
     else:
         shown = [f"{k} {'none' if v is None else v}" for k, v in kwargs.items()]
@@ -192,6 +203,7 @@ def queues_list(dsn: Dsn = None, as_json: Json = False) -> None:
                 "concurrency_limit",
                 "rate_limit",
                 "rate_period",
+                "per_key_limit",
                 "retain_succeeded",
                 "retain_dead",
                 "retain_cancelled",

@@ -38,7 +38,8 @@ WITH RECURSIVE known_queues AS (
       AND NOT EXISTS (
         SELECT 1 FROM pgqueue.queues AS q
         WHERE q.name = w.queue
-          AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL))
+          AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL
+               OR q.per_key_limit IS NOT NULL))
     ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s::int
 ), durability AS (
@@ -63,11 +64,13 @@ RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.p
 -- name: queue_lock_limited
 -- First statement of a limited claim: lock the limited queues of `queues` (NULL: all), so
 -- that claimers of one limited queue take turns. The counts are read by the next statement,
--- which sees every claim committed before the lock was granted.
-SELECT q.name FROM pgqueue.queues AS q
+-- which sees every claim committed before the lock was granted. Queues with a per-key limit
+-- are claimed from by job_claim_per_key, one at a time.
+SELECT q.name, q.per_key_limit IS NOT NULL AS per_key FROM pgqueue.queues AS q
 WHERE (%(queues)s::text[] IS NULL OR q.name = ANY(%(queues)s::text[]))
   AND NOT q.paused
-  AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL)
+  AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL
+       OR q.per_key_limit IS NOT NULL)
 ORDER BY q.name
 FOR UPDATE;
 
@@ -142,3 +145,132 @@ WHERE state = 'queued'
   AND (%(tasks)s::text[] IS NULL OR task = ANY(%(tasks)s::text[])
        OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = jobs.task))
   AND run_at > coalesce(%(now)s::timestamptz, now());
+
+-- name: job_claim_per_key
+-- Claim from one queue with a per-key limit, locked by queue_lock_limited. Its budget is as
+-- for job_claim_limited. Keys take turns: the walk starts after the key served last
+-- (queues.key_cursor) and wraps round; every key with room (fewer than per_key_limit
+-- running) gives its best job, then its second best, and so on, until the budget is spent.
+-- The walk looks at %(keys)s keys at most (from the cursor, then from the start), so its
+-- cost stays bounded however many keys wait, and the cursor moves on past the last key
+-- served. Jobs without a key are one more turn-taker, uncapped, read among the first
+-- %(keyless_scan)s due jobs of the queue (give every job of such a queue a key).
+-- Candidates are read without locks (claimers of this queue take turns on its lock), then
+-- the chosen ones are locked, skipping any another transaction holds.
+WITH RECURSIVE q AS (
+    SELECT q.name, q.per_key_limit, q.rate_limit, coalesce(q.key_cursor, '') AS cursor,
+           least(
+               %(limit)s::int,
+               coalesce(q.concurrency_limit - (
+                   SELECT count(*) FROM pgqueue.jobs AS r
+                   WHERE r.state = 'running' AND r.queue = q.name), %(limit)s::int),
+               coalesce(q.rate_limit - (
+                   SELECT coalesce(sum(s.n), 0) FROM pgqueue.queue_starts AS s
+                   WHERE s.queue = q.name
+                     AND s.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
+               ), %(limit)s::int)
+           ) AS n
+    FROM pgqueue.queues AS q
+    WHERE q.name = %(queue)s::text AND q.per_key_limit IS NOT NULL AND NOT q.paused
+      AND EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
+), after_cursor(key) AS (
+    (SELECT j.concurrency_key FROM pgqueue.jobs AS j
+     WHERE j.state = 'queued' AND j.queue = %(queue)s::text AND j.concurrency_key IS NOT NULL
+       AND j.concurrency_key > (SELECT cursor FROM q)
+     ORDER BY j.concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.concurrency_key FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = %(queue)s::text
+              AND j.concurrency_key > a.key
+            ORDER BY j.concurrency_key LIMIT 1)
+    FROM after_cursor AS a WHERE a.key IS NOT NULL
+), from_start(key) AS (
+    (SELECT j.concurrency_key FROM pgqueue.jobs AS j
+     WHERE j.state = 'queued' AND j.queue = %(queue)s::text AND j.concurrency_key IS NOT NULL
+     ORDER BY j.concurrency_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.concurrency_key FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = %(queue)s::text
+              AND j.concurrency_key > f.key
+            ORDER BY j.concurrency_key LIMIT 1)
+    FROM from_start AS f WHERE f.key IS NOT NULL AND f.key <= (SELECT cursor FROM q)
+), walked AS (
+    (SELECT 0 AS lap, a.key FROM after_cursor AS a WHERE a.key IS NOT NULL
+     LIMIT %(keys)s::int)
+    UNION ALL
+    (SELECT 1 AS lap, f.key FROM from_start AS f
+     WHERE f.key IS NOT NULL AND f.key <= (SELECT cursor FROM q)
+     LIMIT %(keys)s::int)
+), candidates AS (
+    SELECT c.id, w.lap, w.key, c.turn
+    FROM walked AS w
+    CROSS JOIN q
+    CROSS JOIN LATERAL (
+        SELECT j.id, row_number() OVER (ORDER BY j.priority DESC, j.run_at, j.id) AS turn
+        FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = q.name AND j.concurrency_key = w.key
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT greatest(0, least(q.n, q.per_key_limit - (
+            SELECT count(*) FROM pgqueue.jobs AS r
+            WHERE r.state = 'running' AND r.queue = q.name AND r.concurrency_key = w.key)))
+    ) AS c
+    UNION ALL
+    SELECT c.id, 2 AS lap, NULL AS key,
+           row_number() OVER (ORDER BY c.priority DESC, c.run_at, c.id) AS turn
+    FROM q
+    CROSS JOIN LATERAL (
+        SELECT h.id, h.priority, h.run_at FROM (
+            SELECT j.id, j.priority, j.run_at, j.concurrency_key FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = q.name
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+                   OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT %(keyless_scan)s::int
+        ) AS h
+        WHERE h.concurrency_key IS NULL
+        ORDER BY h.priority DESC, h.run_at, h.id
+        LIMIT greatest(q.n, 0)
+    ) AS c
+), chosen AS (
+    SELECT c.id, c.lap, c.key, c.turn FROM candidates AS c
+    ORDER BY c.turn, c.lap, c.key
+    LIMIT greatest((SELECT n FROM q), 0)
+), locked AS (
+    SELECT j.id FROM pgqueue.jobs AS j
+    WHERE j.id IN (SELECT id FROM chosen) AND j.state = 'queued'
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE pgqueue.jobs AS j
+    SET state = 'running',
+        attempts = j.attempts + 1,
+        worker_id = %(worker_id)s::uuid,
+        started_at = coalesce(%(now)s::timestamptz, clock_timestamp())
+    FROM locked
+    WHERE j.id = locked.id
+    RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
+              j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
+              j.started_at
+), moved AS (
+    -- The next claim starts after the last key served here.
+    UPDATE pgqueue.queues AS qq
+    SET key_cursor = last.key
+    FROM (SELECT c.key FROM chosen AS c WHERE c.key IS NOT NULL
+          ORDER BY c.turn DESC, c.lap DESC, c.key DESC LIMIT 1) AS last
+    WHERE qq.name = %(queue)s::text
+), recorded AS (
+    INSERT INTO pgqueue.queue_starts (queue, started_at, n)
+    SELECT %(queue)s::text, clock_timestamp(), count(*)
+    FROM claimed
+    WHERE (SELECT rate_limit FROM q) IS NOT NULL
+    HAVING count(*) > 0
+), forgotten AS (
+    DELETE FROM pgqueue.queue_starts AS s
+    USING pgqueue.queues AS qq
+    WHERE s.queue = qq.name AND qq.name = %(queue)s::text
+      AND s.started_at < clock_timestamp() - make_interval(secs => qq.rate_period)
+)
+SELECT * FROM claimed;

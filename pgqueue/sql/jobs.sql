@@ -10,20 +10,22 @@ WITH input AS MATERIALIZED (
     FROM ROWS FROM (jsonb_to_recordset(%(jobs)s::jsonb)
         AS (queue text, task text, args jsonb, kwargs jsonb, priority int,
             run_at timestamptz, delay float8, max_attempts int, unique_key text,
-            timeout float8, depends_on jsonb, unique_for float8, trace_context jsonb))
+            timeout float8, depends_on jsonb, unique_for float8, trace_context jsonb,
+            concurrency_key text))
     WITH ORDINALITY AS t(queue, task, args, kwargs, priority, run_at, delay, max_attempts,
-                         unique_key, timeout, depends_on, unique_for, trace_context, ord)
+                         unique_key, timeout, depends_on, unique_for, trace_context,
+                         concurrency_key, ord)
 ), inserted AS (
     INSERT INTO pgqueue.jobs
         (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
-         depends_on, unique_for, trace_context)
+         depends_on, unique_for, trace_context, concurrency_key)
     SELECT id, queue, task, args, kwargs, priority,
            CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
                 ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
            max_attempts, unique_key, timeout,
            CASE WHEN depends_on IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
-           unique_for, trace_context
+           unique_for, trace_context, concurrency_key
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
@@ -42,18 +44,18 @@ ORDER BY input.ord;
 WITH inserted AS (
     INSERT INTO pgqueue.jobs
         (queue, task, args, kwargs, priority, run_at, max_attempts, timeout, depends_on,
-         unique_for, trace_context)
+         unique_for, trace_context, concurrency_key)
     SELECT queue, task, args, kwargs, priority,
            CASE WHEN depends_on IS NOT NULL THEN '9999-12-31 00:00:00+00'
                 ELSE coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))) END,
            max_attempts, timeout,
            CASE WHEN depends_on IS NOT NULL
                 THEN ARRAY(SELECT jsonb_array_elements_text(depends_on)::bigint) END,
-           unique_for, trace_context
+           unique_for, trace_context, concurrency_key
     FROM jsonb_to_recordset(%(jobs)s::jsonb)
         AS t(queue text, task text, args jsonb, kwargs jsonb, priority int, run_at timestamptz,
              delay float8, max_attempts int, unique_key text, timeout float8, depends_on jsonb,
-             unique_for float8, trace_context jsonb)
+             unique_for float8, trace_context jsonb, concurrency_key text)
     RETURNING id
 )
 SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
@@ -63,14 +65,15 @@ SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
 -- is taken.
 INSERT INTO pgqueue.jobs
     (queue, task, args, kwargs, priority, run_at, max_attempts, unique_key, timeout,
-     depends_on, unique_for, trace_context)
+     depends_on, unique_for, trace_context, concurrency_key)
 VALUES (
     %(queue)s::text, %(task)s::text, %(args)s::jsonb, %(kwargs)s::jsonb, %(priority)s::int,
     CASE WHEN %(depends_on)s::bigint[] IS NOT NULL THEN '9999-12-31 00:00:00+00'
          ELSE coalesce(%(run_at)s::timestamptz,
                        now() + make_interval(secs => coalesce(%(delay)s::float8, 0))) END,
     %(max_attempts)s::int, %(unique_key)s::text, %(timeout)s::float8,
-    %(depends_on)s::bigint[], %(unique_for)s::float8, %(trace_context)s::jsonb
+    %(depends_on)s::bigint[], %(unique_for)s::float8, %(trace_context)s::jsonb,
+    %(concurrency_key)s::text
 )
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     AND (state IN ('queued', 'running') OR unique_until IS NOT NULL)

@@ -27,6 +27,9 @@ from pgqueue.store.params import (
 from pgqueue.store.single import SingleConnection
 from pgqueue.store.sync import Row, as_dicts
 
+PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see job_claim_per_key)
+KEYLESS_SCAN = 1000  # due jobs of a per-key queue read to find those without a key
+
 
 def claim_params(
     worker_id: UUID,
@@ -150,12 +153,21 @@ class AsyncJobStore:
         """Claim from queues with cluster-wide limits: lock them, then claim within budget."""
         async with self._transaction() as cur:
             await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
-            names = [r[0] for r in await cur.fetchall()]
-            if not names:
-                return []
-            params = claim_params(worker_id, names, limit, now, tasks)
-            await cur.execute(QUERIES["job_claim_limited"], params)
-            return [claimed_job(r, worker_id) for r in await cur.fetchall()]
+            locked = await cur.fetchall()
+            names = [name for name, per_key in locked if not per_key]
+            rows: list[tuple[Any, ...]] = []
+            if names:
+                params = claim_params(worker_id, names, limit, now, tasks)
+                await cur.execute(QUERIES["job_claim_limited"], params)
+                rows += await cur.fetchall()
+            for name in (name for name, per_key in locked if per_key):
+                if len(rows) >= limit:
+                    break
+                params = claim_params(worker_id, None, limit - len(rows), now, tasks)
+                params.update(queue=name, keys=PER_KEY_WALK, keyless_scan=KEYLESS_SCAN)
+                await cur.execute(QUERIES["job_claim_per_key"], params)
+                rows += await cur.fetchall()
+            return [claimed_job(r, worker_id) for r in rows]
 
     async def job_next_run_at(
         self,

@@ -36,6 +36,7 @@ class JobSpec:
     unique_for: float | None = None
     # W3C trace context to store (see pgqueue.tracing); None: the one current at insert.
     trace_context: dict[str, str] | None = None
+    concurrency_key: str | None = None  # see queues.per_key_limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,7 @@ def insert_params(specs: Sequence[JobSpec], trace: dict[str, str] | None = None)
             "depends_on": None if s.depends_on is None else list(s.depends_on),
             "unique_for": s.unique_for,
             "trace_context": s.trace_context if s.trace_context is not None else trace,
+            "concurrency_key": s.concurrency_key,
         }
         for s in specs
     ]
@@ -169,6 +171,7 @@ def insert_one_params(spec: JobSpec, trace: dict[str, str] | None = None) -> dic
         "depends_on": None if spec.depends_on is None else list(spec.depends_on),
         "unique_for": spec.unique_for,
         "trace_context": None if context is None else orjson.dumps(context).decode(),
+        "concurrency_key": spec.concurrency_key,
     }
 
 

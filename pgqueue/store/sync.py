@@ -33,6 +33,8 @@ def queue_set_params(name: str, settings: dict[str, Any]) -> dict[str, Any]:
         "rate_limit": settings.get("rate_limit"),
         "set_rate": "rate_limit" in settings,
         "rate_period": settings.get("rate_period"),
+        "per_key_limit": settings.get("per_key_limit"),
+        "set_per_key": "per_key_limit" in settings,
     }
     for state in ("succeeded", "dead", "cancelled"):
         params[f"retain_{state}"] = settings.get(f"retain_{state}")

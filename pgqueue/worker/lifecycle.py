@@ -45,7 +45,7 @@ from pgqueue.worker.queue_settings import QueueSettings
 from pgqueue.worker.runner import Runner
 
 log = logging.getLogger("pgqueue.worker")
-NEEDS_REVISION = "0010"  # the oldest schema this worker runs on (progress, trace context)
+NEEDS_REVISION = "0011"  # the oldest schema this worker runs on (per-key limits)
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -39,8 +39,8 @@ class QueueSettings:
         return self._stale or time.monotonic() - self._read_at > self.poll_interval
 
     def load(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Take queue_config's rows (name, paused, concurrency, rate, period, updated, and
-        the three retentions)."""
+        """Take queue_config's rows (name, paused, concurrency, rate, period, updated, the
+        three retentions, and the per-key limit)."""
         self.retention = {
             row[0]: {
                 state: value if value is not None else self.default_retention[state]
@@ -50,9 +50,9 @@ class QueueSettings:
         }
         self.limited = sorted(
             name
-            for name, paused, conc, rate, *_ in rows
+            for name, paused, conc, rate, *_, per_key in rows
             if not paused
-            and (conc is not None or rate is not None)
+            and (conc is not None or rate is not None or per_key is not None)
             and (self.ours is None or name in self.ours)
         )
         self._read_at = time.monotonic()

@@ -22,9 +22,7 @@ def insert_unannounced(dsn: str, queue: str, priority: int = 0) -> int:
         return int(row[0])
 
 
-def test_a_job_whose_notification_was_lost_is_found_while_the_worker_is_busy(
-    app, worker, dsn, db
-):
+def test_a_job_whose_notification_was_lost_is_found_while_the_worker_is_busy(app, worker, dsn, db):
     app.enqueue_many([{"task": "quick", "args": [i], "queue": "bulk"} for i in range(20_000)])
     with worker(concurrency=5, poll_interval=60.0):
         wait_for(lambda: app.get_job(1).state == "succeeded", timeout=30)
