@@ -36,8 +36,9 @@ class System:
     failed_sql: str  # jobs that ended in failure
     in_flight_sql: str  # jobs claimed by a worker and not yet recorded as finished
     # Backlog scenarios. `fill_sql` inserts no-op jobs %(low)s..%(high)s with plain SQL (the
-    # system's own triggers fire as for any insert); `pending_sql` is true while a job is
-    # unfinished, and is written to stop at the first row found through a partial index.
+    # system's own triggers fire as for any insert), ids 1..N in a fresh database.
+    # `pending_sql` is true while a job with an id above %(low)s is unfinished: a range of the
+    # primary key, so its cost does not grow with N (each system takes jobs in id order).
     fill_sql: str
     pending_sql: str
 
@@ -82,8 +83,8 @@ PGQUEUE = System(
         "FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i"
     ),
     pending_sql=(
-        "SELECT EXISTS (SELECT FROM pgqueue.jobs WHERE state = 'queued') "
-        "OR EXISTS (SELECT FROM pgqueue.jobs WHERE state = 'running')"
+        "SELECT EXISTS (SELECT FROM pgqueue.jobs "
+        "WHERE id > %(low)s AND state IN ('queued', 'running'))"
     ),
 )
 
@@ -117,7 +118,8 @@ PROCRASTINATE = System(
         "FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i"
     ),
     pending_sql=(
-        "SELECT EXISTS (SELECT FROM procrastinate_jobs WHERE status IN ('todo', 'doing'))"
+        "SELECT EXISTS (SELECT FROM procrastinate_jobs "
+        "WHERE id > %(low)s AND status IN ('todo', 'doing'))"
     ),
 )
 
@@ -155,10 +157,7 @@ PGQUEUER = System(
         "FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS i"
     ),
     # Finished jobs leave `pgqueuer` (moved to pgqueuer_log in the same statement).
-    pending_sql=(
-        "SELECT EXISTS (SELECT FROM pgqueuer WHERE status = 'queued') "
-        "OR EXISTS (SELECT FROM pgqueuer WHERE status = 'picked')"
-    ),
+    pending_sql="SELECT EXISTS (SELECT FROM pgqueuer WHERE id > %(low)s)",
 )
 
 ALL = (PGQUEUE, PROCRASTINATE, PGQUEUER)
