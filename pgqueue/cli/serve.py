@@ -42,6 +42,14 @@ def serve(
     max_body_size: Annotated[
         int, typer.Option(help="Largest request body, in bytes.", min=1, max=2**31 - 1)
     ] = MAX_BODY,
+    root_path: Annotated[
+        str,
+        typer.Option(
+            "--root-path",
+            help="The path prefix a reverse proxy serves this under (e.g. /pgqueue), for the "
+            "API description's addresses; the dashboard works under any prefix.",
+        ),
+    ] = "",
     insecure_no_token: Annotated[
         bool,
         typer.Option(
@@ -61,6 +69,8 @@ def serve(
             f"refusing to serve job data without a token on {host}: give --token "
             "(or PGQUEUE_API_TOKEN), or --insecure-no-token if that is really meant"
         )
+    if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+        fail("--root-path must start with / and not end with one, e.g. /pgqueue")
     hosts = tuple(allowed_host or ())
     if host not in WILDCARD_ADDRESSES:
         hosts = (*hosts, host)
@@ -75,7 +85,9 @@ def serve(
     except BaseException:
         listening.close()
         raise
-    web = create_app(app, token=token, allowed_hosts=hosts, max_body=max_body_size)
+    web = create_app(
+        app, token=token, allowed_hosts=hosts, max_body=max_body_size, root_path=root_path
+    )
     shown = f"[{host}]" if ":" in host else host
     port = listening.getsockname()[1]  # the one given, or the one picked for --port 0
     # The address to open once: the page keeps the token and takes it out of the address bar.

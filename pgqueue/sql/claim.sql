@@ -59,7 +59,7 @@ WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
 -- cheaper than jsonb values through the driver, for every job claimed.
 RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
           j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
-          j.started_at;
+          j.started_at, j.trace_context, j.concurrency_key;
 
 -- name: queue_lock_limited
 -- First statement of a limited claim: lock the limited queues of `queues` (NULL: all), so
@@ -121,7 +121,7 @@ WITH budget AS (
     WHERE j.id = picked.id
     RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
               j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
-              j.started_at
+              j.started_at, j.trace_context, j.concurrency_key
 ), recorded AS (
     INSERT INTO pgqueue.queue_starts (queue, started_at, n)
     SELECT c.queue, clock_timestamp(), count(*)
@@ -253,7 +253,7 @@ WITH RECURSIVE q AS (
     WHERE j.id = locked.id
     RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
               j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
-              j.started_at
+              j.started_at, j.trace_context, j.concurrency_key
 ), moved AS (
     -- The next claim starts after the last key served here.
     UPDATE pgqueue.queues AS qq

@@ -87,11 +87,13 @@ CLAIM_COLUMNS = (
     "timeout",
     "created_at",
     "started_at",
+    "trace_context",
+    "concurrency_key",
 )
-# A claim may return one more column, trace_context (jsonb), last: a tracing worker looks
-# it up per job when the claims do not.
+# Every claim returns trace_context: a tracing worker need not look it up per job.
 CLAIM_RETURNS_TRACE = all(
-    "trace_context" in QUERIES[name] for name in ("job_claim", "job_claim_limited")
+    "j.trace_context" in QUERIES[name]
+    for name in ("job_claim", "job_claim_limited", "job_claim_per_key")
 )
 
 
@@ -99,7 +101,7 @@ def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
     """The Job a claimed row stands for: running, for `worker_id`, this attempt."""
     # Positional, in CLAIM_COLUMNS order: this runs for every job a worker takes.
     (job_id, queue, task, args, kwargs, priority, run_at, attempts, max_attempts, unique_key,
-     timeout, created_at, started_at, *trace) = row  # fmt: skip
+     timeout, created_at, started_at, trace_context, concurrency_key) = row  # fmt: skip
     return Job(
         job_id,
         queue,
@@ -125,7 +127,8 @@ def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
         None,  # unique_until
         None,  # progress: a new attempt reports its own
         None,  # progress_message
-        trace[0] if trace else None,  # trace_context, when the claim returns it
+        trace_context,
+        concurrency_key,
     )
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from pgqueue.worker import NEEDS_REVISION
 from tests.acceptance.conftest import run_cli
 from tests.server import scratch_database
 
@@ -81,7 +82,7 @@ def test_worker_refuses_an_older_schema(server_dsn):
         assert run_cli("migrate", env=env).returncode == 0
         assert run_cli("migrate", "downgrade", "0006", env=env).returncode == 0
         result = run_cli("work", "tests.jobs:app", env=env, timeout=30)
-        assert_clean_error(result, "needs 0009: run `pgqueue migrate`")
+        assert_clean_error(result, f"needs {NEEDS_REVISION}: run `pgqueue migrate`")
 
 
 def test_jobs_show_cancel_retry(dsn, db):
