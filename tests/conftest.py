@@ -1,5 +1,5 @@
-"""Test fixtures: one real PostgreSQL database per test run, migrated once, emptied before
-each test. No mocks of the database anywhere."""
+"""Test fixtures: one real PostgreSQL database per test process (each xdist worker has its
+own), migrated once, emptied before each test. No mocks of the database anywhere."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from pgqueue import migrate
 from pgqueue.settings import WorkerSettings
+from pgqueue.testing.database import reset_database
 from pgqueue.worker import Worker
 from tests import jobs
 from tests.server import postgres_server, with_database
@@ -48,12 +49,11 @@ def db_dsn(server_dsn: str) -> Iterator[str]:
 
 @pytest.fixture
 def dsn(db_dsn: str) -> str:
-    """The test database, emptied."""
+    """The test database, emptied: every pgqueue table (tasks declared by earlier tests'
+    workers too, and tables added by later migrations), and the tests' effects."""
+    reset_database(db_dsn)
     with psycopg.connect(db_dsn, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE pgqueue.jobs, pgqueue.workers, pgqueue.queues, pgqueue.queue_starts, "
-            "pgqueue.schedules, public.effects RESTART IDENTITY"
-        )
+        conn.execute("TRUNCATE public.effects")
     jobs.reset()
     return db_dsn
 

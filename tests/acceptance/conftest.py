@@ -37,14 +37,18 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_started(self, timeout: float = 30) -> None:
+        self.wait_output("started", timeout)
+
+    def wait_output(self, text: str, timeout: float = 30) -> None:
+        """Wait until the worker has logged `text` (a signal is only handled once it says so)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if "started" in self.output():
+            if text in self.output():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{self.output()}")
-            time.sleep(0.05)
-        raise AssertionError(f"worker did not start:\n{self.output()}")
+                raise AssertionError(f"worker exited before logging {text!r}:\n{self.output()}")
+            time.sleep(0.02)
+        raise AssertionError(f"worker did not log {text!r}:\n{self.output()}")
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

@@ -41,6 +41,7 @@ def pump(app, db, worker) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # about a minute alone; tests run beside it share the CPUs
 @pytest.mark.parametrize("retain", ["0", "1s"])
 def test_table_stays_bounded_under_load(app, db, spawn_worker, retain):
     worker = spawn_worker(
