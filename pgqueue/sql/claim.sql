@@ -66,7 +66,13 @@ RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.p
 -- that claimers of one limited queue take turns. The counts are read by the next statement,
 -- which sees every claim committed before the lock was granted. Queues with a per-key limit
 -- are claimed from by job_claim_per_key, one at a time.
-SELECT q.name, q.per_key_limit IS NOT NULL AS per_key FROM pgqueue.queues AS q
+-- Its transaction's commit need not wait for the disk, as for job_claim. JIT is off for
+-- the statements after it: their estimates (a LIMIT known only at run time) can look costly
+-- enough to compile, which takes longer than any claim runs.
+SELECT q.name, q.per_key_limit IS NOT NULL AS per_key,
+       set_config('synchronous_commit', 'off', true) AS durability,
+       set_config('jit', 'off', true) AS compiled
+FROM pgqueue.queues AS q
 WHERE (%(queues)s::text[] IS NULL OR q.name = ANY(%(queues)s::text[]))
   AND NOT q.paused
   AND (q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL
@@ -82,14 +88,15 @@ WITH budget AS (
     SELECT q.name AS queue, q.rate_limit,
            least(
                %(limit)s::int,
-               coalesce(q.concurrency_limit - (
+               -- CASE, not arithmetic on NULL: a count is only made for a limit that is set.
+               CASE WHEN q.concurrency_limit IS NOT NULL THEN q.concurrency_limit - (
                    SELECT count(*) FROM pgqueue.jobs AS r
-                   WHERE r.state = 'running' AND r.queue = q.name), %(limit)s::int),
-               coalesce(q.rate_limit - (
+                   WHERE r.state = 'running' AND r.queue = q.name) END,
+               CASE WHEN q.rate_limit IS NOT NULL THEN q.rate_limit - (
                    SELECT coalesce(sum(s.n), 0) FROM pgqueue.queue_starts AS s
                    WHERE s.queue = q.name
                      AND s.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
-               ), %(limit)s::int)
+               ) END
            ) AS n
     FROM pgqueue.queues AS q
     WHERE q.name = ANY(%(queues)s::text[])
@@ -161,14 +168,15 @@ WITH RECURSIVE q AS (
     SELECT q.name, q.per_key_limit, q.rate_limit, coalesce(q.key_cursor, '') AS cursor,
            least(
                %(limit)s::int,
-               coalesce(q.concurrency_limit - (
+               -- CASE, not arithmetic on NULL: a count is only made for a limit that is set.
+               CASE WHEN q.concurrency_limit IS NOT NULL THEN q.concurrency_limit - (
                    SELECT count(*) FROM pgqueue.jobs AS r
-                   WHERE r.state = 'running' AND r.queue = q.name), %(limit)s::int),
-               coalesce(q.rate_limit - (
+                   WHERE r.state = 'running' AND r.queue = q.name) END,
+               CASE WHEN q.rate_limit IS NOT NULL THEN q.rate_limit - (
                    SELECT coalesce(sum(s.n), 0) FROM pgqueue.queue_starts AS s
                    WHERE s.queue = q.name
                      AND s.started_at > clock_timestamp() - make_interval(secs => q.rate_period)
-               ), %(limit)s::int)
+               ) END
            ) AS n
     FROM pgqueue.queues AS q
     WHERE q.name = %(queue)s::text AND q.per_key_limit IS NOT NULL AND NOT q.paused
@@ -240,9 +248,13 @@ WITH RECURSIVE q AS (
     ORDER BY c.turn, c.lap, c.key
     LIMIT greatest((SELECT n FROM q), 0)
 ), locked AS (
-    SELECT j.id FROM pgqueue.jobs AS j
-    WHERE j.id IN (SELECT id FROM chosen) AND j.state = 'queued'
-    FOR UPDATE SKIP LOCKED
+    -- One primary-key lookup per chosen job.
+    SELECT l.id FROM chosen AS c
+    CROSS JOIN LATERAL (
+        SELECT j.id FROM pgqueue.jobs AS j
+        WHERE j.id = c.id AND j.state = 'queued'
+        FOR UPDATE SKIP LOCKED
+    ) AS l
 ), claimed AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'running',

@@ -28,7 +28,7 @@ from pgqueue.store.single import SingleConnection
 from pgqueue.store.sync import Row, as_dicts
 
 PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see job_claim_per_key)
-KEYLESS_SCAN = 1000  # due jobs of a per-key queue read to find those without a key
+KEYLESS_SCAN = 200  # due jobs of a per-key queue read to find those without a key
 
 
 def claim_params(
@@ -154,13 +154,13 @@ class AsyncJobStore:
         async with self._transaction() as cur:
             await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
             locked = await cur.fetchall()
-            names = [name for name, per_key in locked if not per_key]
+            names = [name for name, per_key, *_ in locked if not per_key]
             rows: list[tuple[Any, ...]] = []
             if names:
                 params = claim_params(worker_id, names, limit, now, tasks)
                 await cur.execute(QUERIES["job_claim_limited"], params)
                 rows += await cur.fetchall()
-            for name in (name for name, per_key in locked if per_key):
+            for name in (name for name, per_key, *_ in locked if per_key):
                 if len(rows) >= limit:
                     break
                 params = claim_params(worker_id, None, limit - len(rows), now, tasks)

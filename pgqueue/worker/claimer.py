@@ -139,13 +139,13 @@ class Claimer:
         """How long to sleep when nothing is due: until the next scheduled job, the safety
         poll, or (with a limited queue) a short look again."""
         s = self.settings
-        wait = await self.store.job_next_run_at(self.queues, tasks=self.tasks)
-        delay = s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
         if self.queue_settings.limited:
-            # A limited queue's budget comes back as jobs finish and starts slide out of
-            # the window: look again soon rather than at the next notification.
-            delay = min(delay, LIMITED_POLL)
-        return delay
+            # A limited queue's budget comes back as jobs finish (an outcome written here
+            # wakes the claimer too) and as starts slide out of the window: look again soon
+            # rather than at the next notification.
+            return LIMITED_POLL
+        wait = await self.store.job_next_run_at(self.queues, tasks=self.tasks)
+        return s.poll_interval if wait is None else min(s.poll_interval, max(wait, 0.001))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim until `stop` is set. Database trouble is waited out with backoff."""
@@ -179,7 +179,7 @@ class Claimer:
                         await asyncio.sleep(0)  # let the jobs start before the next query
                     delay = await self._idle_delay()
                     await self.wake.wait(delay)
-                    if not self.wake.is_set():
+                    if not self.wake.is_set() and not self.queue_settings.limited:
                         self.rediscover()  # woken by the clock: a delayed job may be due
                 elif self.attempts.running() >= s.concurrency:
                     # Let jobs that finish together free their slots before the next claim.

@@ -228,10 +228,16 @@ class Worker:
         )
         runner = self.runner = Runner(self.app, threads, completer)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
-        completer.on_written = attempts.slot_freed.set
         claimer = Claimer(
             AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
         )
+
+        def written() -> None:
+            attempts.slot_freed.set()
+            if queue_settings.limited:
+                claimer.wake.set()  # a limited queue's budget may have come back
+
+        completer.on_written = written
         cancels = CancelWatcher(store, self.id, attempts)
         self._on_stop.append(claimer.wake.set)
 
