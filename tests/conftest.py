@@ -21,6 +21,21 @@ from tests import jobs
 from tests.server import postgres_server, with_database
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with long tests run first (marked slow, or given more than the default timeout):
+    with files spread over processes (scripts/test: xdist --dist loadfile), a long file
+    picked up last would run alone at the end while the other processes sit idle."""
+    default = float(config.getini("timeout") or 0)
+
+    def is_long(item: pytest.Item) -> bool:
+        timeout = item.get_closest_marker("timeout")
+        longer = bool(timeout and timeout.args and float(timeout.args[0]) > default)
+        return longer or item.get_closest_marker("slow") is not None
+
+    long_files = {item.path for item in items if is_long(item)}
+    items.sort(key=lambda item: item.path not in long_files)  # stable: files stay whole
+
+
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
     with postgres_server() as dsn:
