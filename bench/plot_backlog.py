@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+# Where each system's labels go, so that close points keep readable labels.
+LABEL_OFFSETS = ((6, 6), (6, 6), (6, -24))
 COLORS = {"pgqueue": "#1f77b4", "procrastinate": "#ff7f0e", "pgqueuer": "#2ca02c"}
 
 
@@ -23,7 +25,7 @@ def main(source: Path, target: Path) -> None:
     runs = [r for r in payload["backlogs"] if r.get("jobs_per_s")]
     meta = payload.get("meta", {})
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for name in dict.fromkeys(r["name"] for r in runs):
+    for index, name in enumerate(dict.fromkeys(r["name"] for r in runs)):
         mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["jobs"])
         color = COLORS.get(name)
         xs = [r["jobs"] for r in mine]
@@ -40,12 +42,17 @@ def main(source: Path, target: Path) -> None:
                 text,
                 (r["jobs"], r["jobs_per_s"]),
                 textcoords="offset points",
-                xytext=(6, 6),
+                xytext=LABEL_OFFSETS[index % len(LABEL_OFFSETS)],
                 fontsize=7,
                 color=color,
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
+    sizes = sorted({r["jobs"] for r in runs})
+    if sizes:
+        ax.set_xticks(sizes, [_short(n) for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlim(sizes[0] / 1.6, sizes[-1] * 2.2)
     ax.set_xlabel("backlog (jobs inserted before the worker starts)")
     ax.set_ylabel("jobs/s, one worker process")
     config = meta.get("config", {})
@@ -55,9 +62,19 @@ def main(source: Path, target: Path) -> None:
         fontsize=10,
     )
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="hollow: cut at the time limit", fontsize=8, title_fontsize=8)
+    ax.legend(
+        title="hollow: cut at the time limit", fontsize=8, title_fontsize=8, loc="center left"
+    )
     fig.tight_layout()
     fig.savefig(target)
+
+
+def _short(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return f"{n:,}"
 
 
 if __name__ == "__main__":

@@ -166,7 +166,9 @@ def _meta(args: argparse.Namespace, version: str, started: float) -> dict[str, o
         "postgresql": version,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "started_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - (time.monotonic() - started))
+        ),
         "wall_seconds": round(time.monotonic() - started, 1),
         "config": {k: v for k, v in vars(args).items() if k not in skip},
     }
