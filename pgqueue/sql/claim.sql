@@ -100,6 +100,7 @@ WITH budget AS (
            ) AS n
     FROM pgqueue.queues AS q
     WHERE q.name = ANY(%(queues)s::text[])
+      AND q.per_key_limit IS NULL  -- those go through job_claim_per_key
       AND EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
 ), picked AS (
     SELECT c.id
@@ -261,8 +262,9 @@ WITH RECURSIVE q AS (
         attempts = j.attempts + 1,
         worker_id = %(worker_id)s::uuid,
         started_at = coalesce(%(now)s::timestamptz, clock_timestamp())
-    FROM locked
-    WHERE j.id = locked.id
+    -- By primary key: the number of rows is known only at run time, and a plan made for
+    -- a guess would read the whole table.
+    WHERE j.id = ANY(ARRAY(SELECT id FROM locked))
     RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
               j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
               j.started_at, j.trace_context, j.concurrency_key

@@ -169,6 +169,29 @@ class AsyncJobStore:
                 rows += await cur.fetchall()
             return [claimed_job(r, worker_id) for r in rows]
 
+    async def job_claim_one_limited(
+        self,
+        worker_id: UUID,
+        queue: str,
+        per_key: bool,
+        limit: int,
+        tasks: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """job_claim_limited for one queue whose kind (`per_key`) is known: its statements
+        go in one round trip (a pipeline) instead of four. If the queue turns out not to be
+        of that kind, nothing is claimed (each statement checks)."""
+        params = claim_params(worker_id, [queue], limit, None, tasks)
+        if per_key:
+            params.update(queue=queue, keys=PER_KEY_WALK, keyless_scan=KEYLESS_SCAN)
+        query = QUERIES["job_claim_per_key" if per_key else "job_claim_limited"]
+        with translate_errors():
+            async with self.pool.connection() as conn, conn.pipeline():
+                async with conn.transaction():
+                    lock, claim = conn.cursor(), conn.cursor()
+                    await lock.execute(QUERIES["queue_lock_limited"], {"queues": [queue]})
+                    await claim.execute(query, params)
+                return [claimed_job(r, worker_id) for r in await claim.fetchall()]
+
     async def job_next_run_at(
         self,
         queues: Sequence[str] | None,

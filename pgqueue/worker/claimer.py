@@ -87,11 +87,12 @@ class Claimer:
         self.wake.set()
 
     def _claim_queues(self) -> list[str] | None:
-        """The queues the next claim reads (None: every queue)."""
+        """The queues the next claim reads (None: every queue; empty: none, as a look
+        everywhere just found nothing and nobody has said otherwise since)."""
         if self.queues is not None:
             return self.queues
         now = asyncio.get_running_loop().time()
-        if not self.known or now >= self._discover_at:
+        if now >= self._discover_at:
             self._discover_at = now + DISCOVER_EVERY
             return None
         return sorted(self.known)
@@ -121,12 +122,21 @@ class Claimer:
         room = self.attempts.room()
         queues = self._claim_queues()
         self._hinted = set()
-        jobs = await self.store.job_claim(self.worker_id, queues, limit, tasks=self.tasks)
+        jobs = (
+            await self.store.job_claim(self.worker_id, queues, limit, tasks=self.tasks)
+            if queues is None or queues
+            else []
+        )
         if self.queues is None:
             self._learn(jobs, limit, everywhere=queues is None)
         rest = min(limit, room) - len(jobs)
         limited = self.queue_settings.limited
-        if limited and rest > 0:
+        if len(limited) == 1 and rest > 0:
+            per_key = limited[0] in self.queue_settings.per_key
+            jobs += await self.store.job_claim_one_limited(
+                self.worker_id, limited[0], per_key, rest, tasks=self.tasks
+            )
+        elif limited and rest > 0:
             jobs += await self.store.job_claim_limited(
                 self.worker_id, limited, rest, tasks=self.tasks
             )

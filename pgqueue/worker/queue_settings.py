@@ -25,6 +25,7 @@ class QueueSettings:
         }
         self.retention: dict[str, dict[str, float]] = {}
         self.limited: list[str] = []  # our queues with limits: claimed through the limited path
+        self.per_key: frozenset[str] = frozenset()  # those of them with a per-key limit
         self._read_at = 0.0
         self._stale = True
 
@@ -55,6 +56,7 @@ class QueueSettings:
             and (conc is not None or rate is not None or per_key is not None)
             and (self.ours is None or name in self.ours)
         )
+        self.per_key = frozenset(row[0] for row in rows if row[9] is not None)
         self._read_at = time.monotonic()
         self._stale = False
 
