@@ -35,9 +35,21 @@ class JobContext:
     # The worker's ProgressWriter (None outside a worker), and whether this attempt reported.
     _progress: Any = field(default=None, repr=False)
     _reported: bool = field(default=False, repr=False)
+    # ctx.transaction(): the worker's connections for it, and this attempt's open one.
+    _connections: Any = field(default=None, repr=False)
+    _tx: Any = field(default=None, repr=False)
 
     def _cancel(self) -> None:
         self._cancelled = True
+
+    def transaction(self) -> Any:
+        """A psycopg connection whose transaction commits together with this job's success:
+        `with ctx.transaction() as conn:` in a sync handler, `async with` in an async one.
+        What the handler writes through it exists if and only if the job ends `succeeded`
+        (an error, a retry, a cancel or a lost worker rolls it back). Do not commit it."""
+        from pgqueue.worker.transactions import TransactionScope
+
+        return TransactionScope(self)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the job is, from 0 to 1, with an optional short message.

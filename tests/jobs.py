@@ -249,3 +249,66 @@ def nap_logged(seconds: float) -> str:
     with contextlib.suppress(psycopg.Error):
         effect(ctx.job.id, ctx.attempt, "end")
     return "napped"
+
+
+# -- ctx.transaction(): writes that commit with the job's success ---------------------------
+
+
+def _tx_row(conn: Any, ctx: pgqueue.JobContext, note: str) -> None:
+    conn.execute(
+        "INSERT INTO public.effects (job_id, attempt, pid, note) VALUES (%s, %s, %s, %s)",
+        (ctx.job.id, ctx.attempt, os.getpid(), note),
+    )
+
+
+@app.task(name="tx_insert", max_attempts=3, retry=fast)
+def tx_insert(n: int, fail_first: bool = False) -> int:
+    """Writes a row through ctx.transaction(); optionally fails its first attempt after."""
+    ctx = pgqueue.context()
+    with ctx.transaction() as conn:
+        _tx_row(conn, ctx, "tx")
+    if fail_first and ctx.attempt == 1:
+        raise RuntimeError("failed after writing")
+    return n
+
+
+@app.task(name="tx_insert_async", max_attempts=3, retry=fast)
+async def tx_insert_async(n: int, fail_first: bool = False) -> int:
+    ctx = pgqueue.context()
+    async with ctx.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO public.effects (job_id, attempt, pid, note) VALUES (%s, %s, %s, 'tx')",
+            (ctx.job.id, ctx.attempt, os.getpid()),
+        )
+    if fail_first and ctx.attempt == 1:
+        raise RuntimeError("failed after writing")
+    return n
+
+
+@app.task(name="tx_then_wait", max_attempts=1)
+def tx_then_wait(seconds: float) -> str:
+    """Writes through ctx.transaction(), then waits (for a cancel, or for the test)."""
+    ctx = pgqueue.context()
+    with ctx.transaction() as conn:
+        _tx_row(conn, ctx, "tx")
+    effect(ctx.job.id, ctx.attempt, "written")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ctx.cancelled:
+        time.sleep(0.01)
+    return "done"
+
+
+@app.task(name="tx_sync_in_async", max_attempts=1)
+async def tx_sync_in_async() -> None:
+    with pgqueue.context().transaction():
+        pass
+
+
+@app.task(name="tx_chaos", max_attempts=50, retry=pgqueue.RetryPolicy(base=0.1, jitter=0.5))
+def tx_chaos(n: int) -> int:
+    """The exactly-once chaos test's handler: one row per job, through ctx.transaction()."""
+    ctx = pgqueue.context()
+    with ctx.transaction() as conn:
+        _tx_row(conn, ctx, "tx")
+    time.sleep(0.005)
+    return n

@@ -153,6 +153,14 @@ class Completer:
                     lost,
                 )
 
+    async def recorded(self, rows: list[OutcomeRow], applied: Applied) -> None:
+        """Outcomes written elsewhere (in a handler's own transaction): what follows a
+        write here follows them too."""
+        self.written += len(applied)
+        self.on_written()
+        await self._settle_children(applied)
+        await self._delete_finished(rows, applied)
+
     async def _write(self, rows: list[OutcomeRow]) -> Applied:
         """Write a batch; if the database refuses it for any reason but being away (a NUL
         character in a result, a follow-up naming an unknown job, a value too large), write

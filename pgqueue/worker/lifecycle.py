@@ -43,6 +43,7 @@ from pgqueue.worker.listener import Listener
 from pgqueue.worker.liveness import CancelWatcher, Heartbeat
 from pgqueue.worker.queue_settings import QueueSettings
 from pgqueue.worker.runner import Runner
+from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
 NEEDS_REVISION = "0011"  # the oldest schema this worker runs on (per-key limits)
@@ -226,7 +227,8 @@ class Worker:
         completer = Completer(
             AsyncJobStore(outcomes), self.id, s.outcome_batch, delete_now=queue_settings.delete_now
         )
-        runner = self.runner = Runner(self.app, threads, completer)
+        connections = HandlerConnections(self.dsn, s.concurrency)  # ctx.transaction()
+        runner = self.runner = Runner(self.app, threads, completer, connections)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
             AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
@@ -301,6 +303,8 @@ class Worker:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await connections.close()
             with contextlib.suppress(Exception):
                 await store.worker_unregister(self.id)
             if started:

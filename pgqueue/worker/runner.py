@@ -17,6 +17,8 @@ from pgqueue.store.params import CLAIM_RETURNS_TRACE
 from pgqueue.worker.attempts import Attempt, Mark
 from pgqueue.worker.completer import Completer, outcome_row
 from pgqueue.worker.execute import Runner as Executor
+from pgqueue.worker.execute import error_record
+from pgqueue.worker.transactions import HandlerConnections, commit_with_outcome, discard
 
 job_log = logging.getLogger("pgqueue.job")
 log = logging.getLogger("pgqueue.worker")
@@ -33,8 +35,15 @@ _OUTCOME_LEVELS: dict[type, tuple[int, str]] = {
 class Runner:
     """Turns claimed jobs into attempts and runs them."""
 
-    def __init__(self, app: Any, threads: ThreadPoolExecutor, completer: Completer) -> None:
+    def __init__(
+        self,
+        app: Any,
+        threads: ThreadPoolExecutor,
+        completer: Completer,
+        connections: HandlerConnections | None = None,
+    ) -> None:
         self.app = app
+        self.connections = connections  # for ctx.transaction()
         self.executor = Executor(threads)
         self.completer = completer
         self.processed = 0
@@ -48,7 +57,12 @@ class Runner:
 
     def make(self, job: Job) -> Attempt:
         ctx = JobContext(
-            job=job, attempt=job.attempts, logger=job_log, _app=self.app, _progress=self.progress
+            job=job,
+            attempt=job.attempts,
+            logger=job_log,
+            _app=self.app,
+            _progress=self.progress,
+            _connections=self.connections,
         )
         task = self.app.tasks.get(job.task)
         return Attempt(job=job, ctx=ctx, is_async=task is not None and task.is_async, handler=task)
@@ -63,6 +77,11 @@ class Runner:
         ctx._progress = None  # reports from a thread that outlives its attempt go nowhere
         if ctx._reported:
             await self._last_progress(attempt, outcome)
+        if ctx._tx is not None:
+            outcome = await self._commit(attempt, outcome)
+            if outcome is None:  # recorded with the handler's transaction (or refused)
+                self.processed += 1
+                return
         if outcome is None:
             log.warning(
                 "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
@@ -86,6 +105,42 @@ class Runner:
             except asyncio.CancelledError:
                 pass  # interrupted by a mark (or by the loop shutting down)
         return self._decide(attempt, outcome)
+
+    async def _commit(self, attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
+        """An attempt that opened ctx.transaction(): a success is written and committed on
+        it (None comes back: nothing left to record); anything else rolls it back and is
+        recorded as usual. A commit that fails makes the attempt a failure (see
+        transactions.py)."""
+        job, ctx = attempt.job, attempt.ctx
+        if isinstance(outcome, Succeeded):
+            row = outcome_row(job, outcome, ctx._followups)
+            if row.state == "succeeded":
+                started = time.monotonic()
+                try:
+                    applied = await asyncio.shield(
+                        commit_with_outcome(ctx, self.completer.worker_id, row)
+                    )
+                except Exception as exc:
+                    log.warning("job %d: its transaction did not commit: %s", job.id, exc)
+                    message = f"TransactionFailed: {type(exc).__name__}: {exc}".strip()
+                    retry = attempt.handler.retry.next_run_in(job.attempts, job.max_attempts)
+                    return Failed(error_record(job.attempts, exc, message), retry)
+                if applied:
+                    self._log_outcome(job, outcome, time.monotonic() - started)
+                else:
+                    log.warning(
+                        "outcome of job %d not recorded and its transaction rolled back: "
+                        "no longer running this attempt here (rescued or cancelled)",
+                        job.id,
+                    )
+                await self.completer.recorded([row], applied)
+                return None
+        await discard(ctx)
+        if outcome is None:
+            log.warning(
+                "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
+            )
+        return outcome
 
     async def _last_progress(self, attempt: Attempt, outcome: Outcome | None) -> None:
         """Write the attempt's last progress report before its outcome (see progress.py)."""
