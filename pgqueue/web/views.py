@@ -85,6 +85,7 @@ def overview(rows: dict[str, list[Row]], window: float, step: int | None) -> dic
                 "paused": bool(config.get("paused", False)),
                 "concurrency_limit": config.get("concurrency_limit"),
                 "rate_limit": config.get("rate_limit"),
+                "per_key_limit": config.get("per_key_limit"),
                 "rate_period": config.get("rate_period"),
                 "workers": [w["id"] for w in alive if _serves_queue(w, name)],
             }

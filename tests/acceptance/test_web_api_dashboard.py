@@ -271,3 +271,11 @@ def test_bulk_actions_refused_without_the_token_from_elsewhere_or_too_big(app, d
     same = {**AUTH, "Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}
     response = locked.post("/api/jobs/bulk-retry", json={"ids": ids}, headers=same)
     assert response.status_code == 200 and response.json()["done"] == ids
+
+
+def test_overview_shows_a_per_key_limit(app, db):
+    app.set_queue_limits("tenants", per_key=3)
+    app.enqueue("echo", [1], queue="tenants", concurrency_key="customer:1")
+    body = client().get("/api/overview?window=300", headers=AUTH).json()
+    (queue,) = [q for q in body["queues"] if q["queue"] == "tenants"]
+    assert queue["per_key_limit"] == 3

@@ -198,6 +198,7 @@ function limitsText(q) {
   const parts = [];
   if (q.concurrency_limit !== null && q.concurrency_limit !== undefined) { parts.push(`at most ${q.concurrency_limit} running`); }
   if (q.rate_limit !== null && q.rate_limit !== undefined) { parts.push(`${q.rate_limit} starts per ${fmtSecs(q.rate_period)}`); }
+  if (q.per_key_limit !== null && q.per_key_limit !== undefined) { parts.push(`at most ${q.per_key_limit} running per key, keys take turns`); }
   return parts.join(", ") || "none";
 }
 
