@@ -141,13 +141,18 @@ def standard(systems: list[System], cfg: Config, args: argparse.Namespace, versi
 def backlogs(systems: list[System], cfg: Config, args: argparse.Namespace, version: str) -> bool:
     """Backlog drains at each size; the JSON, a markdown table and the chart. True on failure."""
     started = time.monotonic()
+    settings = db.server_settings(cfg.server_dsn)
+    if settings["autovacuum"] != "on":
+        # Dead rows then pile up through a drain for every system: say so beside the figures.
+        print(f"note: this server has autovacuum = {settings['autovacuum']}", flush=True)
     bcfg = BacklogConfig(sizes=args.backlogs, limit=args.backlog_limit, fill_chunk=args.fill_chunk)
     results: list[BacklogResult] = run_backlogs(systems, cfg, bcfg)
-    table = report.render_backlogs(results, bcfg.limit)
+    table = report.render_backlogs(results, bcfg.limit, settings)
     print()
     print(table)
     out: Path = args.backlog_output
-    report.write_json(out, report.backlog_json(results, _meta(args, version, started)))
+    meta = {**_meta(args, version, started), "server_settings": settings}
+    report.write_json(out, report.backlog_json(results, meta))
     out.with_suffix(".md").write_text(table + "\n")
     print(f"\nwrote {out} and {out.with_suffix('.md').name}")
     if not args.no_chart:

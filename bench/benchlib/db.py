@@ -34,6 +34,27 @@ def server_version(server_dsn: str) -> str:
     return str(row[0]) if row else "unknown"
 
 
+# Server settings that change what a drain costs, recorded with every backlog run.
+SETTINGS = (
+    "autovacuum",
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "synchronous_commit",
+    "fsync",
+)
+
+
+def server_settings(server_dsn: str) -> dict[str, str]:
+    """The SETTINGS as the server reports them (`SHOW`), e.g. {"autovacuum": "on"}."""
+    found: dict[str, str] = {}
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        for name in SETTINGS:
+            row = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()
+            found[name] = str(row[0]) if row else "unknown"
+    return found
+
+
 def count(dsn: str, query: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return _count(conn, query)

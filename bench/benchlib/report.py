@@ -83,7 +83,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def render_backlogs(results: list[BacklogResult], limit: float) -> str:
+def render_backlogs(
+    results: list[BacklogResult], limit: float, settings: dict[str, str] | None = None
+) -> str:
     """Markdown: jobs/s per backlog size and system, then how each drain went."""
     systems = list(dict.fromkeys((r.name, r.label) for r in results))
     sizes = sorted({r.jobs for r in results})
@@ -112,6 +114,9 @@ def render_backlogs(results: list[BacklogResult], limit: float) -> str:
         f"jobs/s = jobs / (worker start → last outcome recorded); a drain still running after "
         f"{limit:.0f} s is cut: `~` marks jobs recorded finished by then / {limit:.0f} s."
     )
+    if settings:
+        shown = ", ".join(f"{k} = {v}" for k, v in settings.items())
+        lines.append(f"Server: {shown}.")
     lines.append("")
     lines.append(
         _row(
