@@ -28,7 +28,7 @@ from pgqueue.store.single import SingleConnection
 from pgqueue.store.sync import Row, as_dicts
 
 PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see job_claim_per_key)
-KEYLESS_SCAN = 200  # due jobs of a per-key queue read to find those without a key
+KEYLESS_SCAN = 50  # due jobs of a per-key queue read to find those without a key
 
 
 def claim_params(

@@ -73,7 +73,8 @@ class Claimer:
     def hint(self, queue: str) -> None:
         """A notification: jobs may be due in `queue` (ANY_QUEUE: in some queue). It is only
         a hint (anyone may send one): at worst it costs a claim that finds nothing."""
-        if self.queues is None:
+        if self.queues is None and queue not in self.queue_settings.limited:
+            # (A limited queue is claimed through its own path at every claim anyway.)
             if queue == ANY_QUEUE or len(self.known) >= MAX_KNOWN:
                 self.rediscover()
             else:
