@@ -17,5 +17,9 @@ def requirements(bench_dir: Path) -> tuple[str, ...]:
 def draw(bench_dir: Path, results_json: Path, png: Path) -> None:
     """Write `png` from `results_json`; the venv is built on first use, then reused."""
     bin_dir = ensure_venv(bench_dir / ".venvs" / "chart", requirements(bench_dir))
-    argv = [str(bin_dir / "python"), str(bench_dir / "plot_backlog.py"), str(results_json)]
-    run_command([*argv, str(png)], dict(os.environ), bench_dir, timeout=120)
+    argv = [
+        str(bin_dir / "python"),
+        str(bench_dir / "plot_backlog.py"),
+        str(results_json.resolve()),
+    ]
+    run_command([*argv, str(png.resolve())], dict(os.environ), bench_dir, timeout=120)
