@@ -42,6 +42,17 @@ def queue_set_params(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def drive_on(plan: plans.Plan, cur: Any) -> Any:
+    """Run a plan's statements on a (sync) cursor; the plan's result."""
+    try:
+        step = next(plan)
+        while True:
+            cur.execute(*step)
+            step = plan.send(list(cur.fetchall()) if cur.description else [])
+    except StopIteration as done:
+        return done.value
+
+
 class JobStore:
     """Synchronous store over a psycopg pool, or a caller's DBAPI connection."""
 
@@ -69,13 +80,7 @@ class JobStore:
     def _drive(self, plan: plans.Plan, conn: Any = None) -> Any:
         """Run a plan's statements on one connection, in one transaction."""
         with self._cursor(conn) as cur:
-            try:
-                step = next(plan)
-                while True:
-                    cur.execute(*step)
-                    step = plan.send(list(cur.fetchall()) if cur.description else [])
-            except StopIteration as done:
-                return done.value
+            return drive_on(plan, cur)
 
     def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
         result: list[int] = self._drive(plans.job_insert_many(specs), conn)

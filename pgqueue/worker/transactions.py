@@ -32,7 +32,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pgqueue.errors import ConfigurationError
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
+from pgqueue.store.aio import AsyncJobStore
 from pgqueue.store.params import Applied, OutcomeRow, finish_params
+from pgqueue.store.sync import drive_on
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -164,7 +166,7 @@ def _finish_sync(pending: Pending, worker_id: UUID, row: OutcomeRow) -> Applied:
             cur.execute(QUERIES["job_finish_many"], finish_params(worker_id, [row]))
             applied = Applied.of(cur.fetchall())
             if applied.get(row.id) == "succeeded" and row.followups:
-                _drive_sync(cur, plans.job_insert_many(list(row.followups)))
+                drive_on(plans.job_insert_many(list(row.followups)), cur)
         if applied.get(row.id) == "succeeded":
             conn.commit()
         else:
@@ -179,16 +181,6 @@ def _finish_sync(pending: Pending, worker_id: UUID, row: OutcomeRow) -> Applied:
         pending.pool.putconn(conn)
 
 
-def _drive_sync(cur: Any, plan: plans.Plan) -> Any:
-    try:
-        step = next(plan)
-        while True:
-            cur.execute(*step)
-            step = plan.send(list(cur.fetchall()) if cur.description else [])
-    except StopIteration as done:
-        return done.value
-
-
 async def _finish_async(pending: Pending, worker_id: UUID, row: OutcomeRow) -> Applied:
     conn = pending.conn
     try:
@@ -196,14 +188,7 @@ async def _finish_async(pending: Pending, worker_id: UUID, row: OutcomeRow) -> A
             await cur.execute(QUERIES["job_finish_many"], finish_params(worker_id, [row]))
             applied = Applied.of(await cur.fetchall())
             if applied.get(row.id) == "succeeded" and row.followups:
-                plan = plans.job_insert_many(list(row.followups))
-                try:
-                    step = next(plan)
-                    while True:
-                        await cur.execute(*step)
-                        step = plan.send(list(await cur.fetchall()) if cur.description else [])
-                except StopIteration:
-                    pass
+                await AsyncJobStore._drive_on(plans.job_insert_many(list(row.followups)), cur)
         if applied.get(row.id) == "succeeded":
             await conn.commit()
         else:
