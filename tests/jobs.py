@@ -312,3 +312,18 @@ def tx_chaos(n: int) -> int:
         _tx_row(conn, ctx, "tx")
     time.sleep(0.005)
     return n
+
+
+@app.task(name="tx_with_followup", max_attempts=2, retry=fast)
+async def tx_with_followup(fail_first: bool) -> str:
+    """A write through ctx.transaction() and a follow-up job: both exist, or neither."""
+    ctx = pgqueue.context()
+    async with ctx.transaction() as conn:
+        await conn.execute(
+            "INSERT INTO public.effects (job_id, attempt, pid, note) VALUES (%s, %s, %s, 'tx')",
+            (ctx.job.id, ctx.attempt, os.getpid()),
+        )
+    ctx.enqueue("echo", [f"after {ctx.job.id}.{ctx.attempt}"])
+    if fail_first and ctx.attempt == 1:
+        raise RuntimeError("failed after writing")
+    return "ok"

@@ -62,3 +62,21 @@ def test_a_sync_transaction_in_an_async_handler_is_a_clear_error(app, worker):
     with worker():
         wait_for(lambda: app.get_job(job_id).state == "dead", timeout=30)
     assert "async with ctx.transaction()" in app.get_job(job_id).last_error
+
+
+def test_follow_ups_commit_in_the_same_transaction(app, worker, db):
+    job_id = app.enqueue("tx_with_followup", [True])
+    with worker():
+        wait_for(lambda: app.get_job(job_id).state == "succeeded", timeout=30)
+        wait_for(
+            lambda: (
+                db.execute(
+                    "SELECT count(*) FROM pgqueue.jobs WHERE task = 'echo' AND state = 'succeeded'"
+                ).fetchone()[0]
+                == 1
+            ),
+            timeout=30,
+        )
+    assert rows(db) == [(job_id, 2)]
+    followups = db.execute("SELECT args FROM pgqueue.jobs WHERE task = 'echo'").fetchall()
+    assert followups == [([f"after {job_id}.2"],)], "attempt 1's follow-up must be gone"
