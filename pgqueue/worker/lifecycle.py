@@ -49,6 +49,16 @@ log = logging.getLogger("pgqueue.worker")
 NEEDS_REVISION = "0011"  # the oldest schema this worker runs on (per-key limits)
 
 
+async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The claimer's connection: its statements are prepared at once and always run their
+    generic plan. A plan made for the statistics of the moment (ANALYZE taken while no job
+    was due says almost nothing is due) would read the run_at index and sort every due job
+    at each claim; the generic plan reads the claim index in order whatever they say."""
+    await _configure(conn)
+    conn.prepare_threshold = 0
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+
+
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     # Claimed rows carry args/kwargs as jsonb: orjson parses them several times faster.
     set_json_loads(loads, conn)
@@ -118,7 +128,8 @@ class Worker:
         )
         pools: list[AsyncConnectionPool] = []
         # The claimer's and the completer's own connections (see store/single.py).
-        claims, outcomes = SingleConnection(self.dsn, _configure), SingleConnection(self.dsn)
+        claims = SingleConnection(self.dsn, _configure_claims)
+        outcomes = SingleConnection(self.dsn)
         try:
             if not await self._connect(pools):
                 return
