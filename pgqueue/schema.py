@@ -68,6 +68,7 @@ workers = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("tasks", ARRAY(Text)),
+    Column("version", Text),  # the pgqueue version the worker runs
 )
 
 tasks = Table(

@@ -103,7 +103,7 @@ ORDER BY 1, 2;
 -- name: web_workers
 -- Registered workers with the tasks they serve, heartbeat age and jobs running now.
 SELECT w.id, w.host, w.pid, w.queues, w.tasks, w.concurrency, w.lease, w.started_at,
-       w.heartbeat_at,
+       w.heartbeat_at, w.version,
        extract(epoch FROM now() - w.heartbeat_at)::float8 AS heartbeat_age,
        extract(epoch FROM now() - w.heartbeat_at)::float8 < w.lease AS alive,
        (SELECT count(*) FROM pgqueue.jobs AS j

@@ -3,9 +3,9 @@
 
 -- name: worker_register
 -- Announce a worker process and the tasks it serves.
-INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, tasks)
+INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, tasks, version)
 VALUES (%(id)s::uuid, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int,
-        %(lease)s::float8, %(tasks)s::text[])
+        %(lease)s::float8, %(tasks)s::text[], %(version)s::text)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), tasks = EXCLUDED.tasks;
 
 -- name: worker_heartbeat

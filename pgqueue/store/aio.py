@@ -262,8 +262,10 @@ class AsyncJobStore:
         concurrency: int,
         lease: float,
         tasks: Sequence[str] | None = None,
+        version: str | None = None,
     ) -> None:
-        """Register (or register again) a worker, serving `tasks` (None: any)."""
+        """Register (or register again) a worker, serving `tasks` (None: any), running
+        pgqueue `version`."""
         params = {
             "id": worker_id,
             "host": host,
@@ -272,6 +274,7 @@ class AsyncJobStore:
             "concurrency": concurrency,
             "lease": lease,
             "tasks": None if tasks is None else list(tasks),
+            "version": version,
         }
         await self._tuples("worker_register", params)
 

@@ -27,6 +27,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+import pgqueue
 from pgqueue.app import App
 from pgqueue.errors import ConfigurationError, SchemaNotMigrated
 from pgqueue.job import Released
@@ -46,7 +47,7 @@ from pgqueue.worker.runner import Runner
 from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
-NEEDS_REVISION = "0011"  # the oldest schema this worker runs on (per-key limits)
+NEEDS_REVISION = "0012"  # the oldest schema this worker runs on (workers.version)
 
 
 async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -184,6 +185,7 @@ class Worker:
             s.concurrency,
             s.lease,
             self.tasks,
+            pgqueue.__version__,
         )
 
     async def _connect(self, pools: list[AsyncConnectionPool]) -> bool:

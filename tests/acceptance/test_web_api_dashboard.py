@@ -279,3 +279,12 @@ def test_overview_shows_a_per_key_limit(app, db):
     body = client().get("/api/overview?window=300", headers=AUTH).json()
     (queue,) = [q for q in body["queues"] if q["queue"] == "tenants"]
     assert queue["per_key_limit"] == 3
+
+
+def test_workers_show_the_version_they_run(app, worker):
+    import pgqueue
+
+    with worker():
+        body = client().get("/api/overview?window=300", headers=AUTH).json()
+    (row,) = body["workers"]
+    assert row["version"] == pgqueue.__version__

@@ -141,12 +141,13 @@ function workerRow(w) {
     td(w.id.slice(0, 8)), td(w.host), td(w.pid, "num"), td((w.queues || []).join(", ")),
     td(w.tasks ? w.tasks.length + " tasks" : "all", "hide-narrow"),
     td(w.concurrency, "num"), td(w.running, "num running"),
-    td(fmtSecs(w.heartbeat_age) + " ago", "num"),
+    td(fmtSecs(w.heartbeat_age) + " ago", "num"), td(w.version || "", "hide-narrow"),
     el("td", { class: w.alive ? "ok" : "bad" }, w.alive ? "alive" : "stopped heartbeating"));
 }
 
 const WORKER_HEADERS = ["id", "host", ["pid", "num"], "queues", ["tasks", "hide-narrow"],
-  ["concurrency", "num"], ["running", "num"], ["last heartbeat", "num"], "status"];
+  ["concurrency", "num"], ["running", "num"], ["last heartbeat", "num"], ["version", "hide-narrow"],
+  "status"];
 
 function chartsSection(what) {
   const th = el("div", { class: "chart", id: "throughput-chart" });
