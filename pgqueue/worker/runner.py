@@ -77,12 +77,12 @@ class Runner:
         ctx._progress = None  # reports from a thread that outlives its attempt go nowhere
         if ctx._reported:
             await self._last_progress(attempt, outcome)
+        recorded = False
         if ctx._tx is not None:
-            outcome = await self._commit(attempt, outcome)
-            if outcome is None:  # recorded with the handler's transaction (or refused)
-                self.processed += 1
-                return
-        if outcome is None:
+            recorded, outcome = await self._commit(attempt, outcome, started)
+        if recorded:
+            pass  # written with the handler's own transaction (or refused there)
+        elif outcome is None:
             log.warning(
                 "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
             )
@@ -106,16 +106,16 @@ class Runner:
                 pass  # interrupted by a mark (or by the loop shutting down)
         return self._decide(attempt, outcome)
 
-    async def _commit(self, attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
+    async def _commit(
+        self, attempt: Attempt, outcome: Outcome | None, started: float
+    ) -> tuple[bool, Outcome | None]:
         """An attempt that opened ctx.transaction(): a success is written and committed on
-        it (None comes back: nothing left to record); anything else rolls it back and is
-        recorded as usual. A commit that fails makes the attempt a failure (see
-        transactions.py)."""
+        it (True: nothing left to record); anything else rolls it back and is recorded as
+        usual. A commit that fails makes the attempt a failure (see transactions.py)."""
         job, ctx = attempt.job, attempt.ctx
         if isinstance(outcome, Succeeded):
             row = outcome_row(job, outcome, ctx._followups)
             if row.state == "succeeded":
-                started = time.monotonic()
                 try:
                     applied = await asyncio.shield(
                         commit_with_outcome(ctx, self.completer.worker_id, row)
@@ -124,7 +124,7 @@ class Runner:
                     log.warning("job %d: its transaction did not commit: %s", job.id, exc)
                     message = f"TransactionFailed: {type(exc).__name__}: {exc}".strip()
                     retry = attempt.handler.retry.next_run_in(job.attempts, job.max_attempts)
-                    return Failed(error_record(job.attempts, exc, message), retry)
+                    return False, Failed(error_record(job.attempts, exc, message), retry)
                 if applied:
                     self._log_outcome(job, outcome, time.monotonic() - started)
                 else:
@@ -134,13 +134,9 @@ class Runner:
                         job.id,
                     )
                 await self.completer.recorded([row], applied)
-                return None
+                return True, outcome
         await discard(ctx)
-        if outcome is None:
-            log.warning(
-                "job %d attempt %d abandoned: it was rescued from this worker", job.id, job.attempts
-            )
-        return outcome
+        return False, outcome
 
     async def _last_progress(self, attempt: Attempt, outcome: Outcome | None) -> None:
         """Write the attempt's last progress report before its outcome (see progress.py)."""

@@ -46,6 +46,7 @@ class HandlerConnections:
         self.dsn = dsn
         self.size = size
         self._lock = threading.Lock()
+        self._async_lock = asyncio.Lock()  # two async handlers' first uses open one pool
         self._sync: ConnectionPool | None = None
         self._async: AsyncConnectionPool | None = None
 
@@ -58,13 +59,14 @@ class HandlerConnections:
             return self._sync
 
     async def async_pool(self) -> AsyncConnectionPool:
-        if self._async is None:
-            pool = AsyncConnectionPool(
-                self.dsn, min_size=0, max_size=self.size, open=False, name="pgqueue-tx-async"
-            )
-            await pool.open()
-            self._async = pool
-        return self._async
+        async with self._async_lock:
+            if self._async is None:
+                pool = AsyncConnectionPool(
+                    self.dsn, min_size=0, max_size=self.size, open=False, name="pgqueue-tx-async"
+                )
+                await pool.open()
+                self._async = pool
+            return self._async
 
     async def close(self) -> None:
         if self._async is not None:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import signal
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import psycopg
 
@@ -95,3 +101,83 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(entry))
     return out
+
+
+def query(dsn: str, sql: str) -> list[Any]:
+    """A fresh connection each time: the server restarts under our feet."""
+    for _ in range(100):
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                return conn.execute(sql).fetchall()
+        except psycopg.OperationalError:
+            time.sleep(0.2)
+    raise AssertionError("database did not come back")
+
+
+Start = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@dataclass
+class ChaosRun:
+    kills: int
+    restarts: int
+    took: float
+    codes: list[int]
+    output: str
+
+
+def kill_and_restart(
+    server: OwnServer,
+    start: Start,
+    log_path: Path,
+    jobs: int,
+    kill_at: list[float],
+    restart_at: float,
+    rng: random.Random,
+) -> ChaosRun:
+    """Run a supervisor of two processes and two single workers until `jobs` jobs have
+    succeeded, SIGKILLing a random one each time progress passes a fraction of `kill_at`
+    (a killed single worker is started again) and restarting PostgreSQL once at
+    `restart_at`. Kills are paced by progress, not by the clock, so a fast machine gets as
+    many. Then SIGTERM for all; their exit codes and the workers' log come back."""
+    dsn = server.dsn
+    log: IO[bytes] = open(log_path, "wb")  # noqa: SIM115
+    supervisor = start(dsn, log, "--processes", "2")
+    singles = [start(dsn, log), start(dsn, log)]
+    kills = restarts = 0
+    thresholds = [int(jobs * f) for f in kill_at]
+    t0 = time.monotonic()
+    try:
+        while True:
+            done = query(dsn, "SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'")[0][0]
+            if done == jobs:
+                break
+            assert time.monotonic() - t0 < 240, f"stuck at {done}/{jobs}"
+            if not restarts and done >= jobs * restart_at:
+                server.restart()
+                restarts += 1
+            if thresholds and done >= thresholds[0]:
+                thresholds.pop(0)
+                victims = [("child", pid) for pid in children_of(supervisor.pid)]
+                victims += [("single", i) for i in range(len(singles))]
+                kind, which = rng.choice(victims)
+                if kind == "child":
+                    os.kill(which, signal.SIGKILL)
+                else:
+                    singles[which].send_signal(signal.SIGKILL)
+                    singles[which].wait(10)
+                    singles[which] = start(dsn, log)
+                kills += 1
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        for proc in [supervisor, *singles]:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(60) for proc in [supervisor, *singles]]
+    finally:
+        for proc in [supervisor, *singles]:
+            if proc.poll() is None:
+                proc.kill()
+        for pid in children_of(supervisor.pid):
+            os.kill(pid, signal.SIGKILL)
+        log.close()
+    return ChaosRun(kills, restarts, took, codes, log_path.read_text(errors="replace"))

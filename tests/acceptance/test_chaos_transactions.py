@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import time
 
 import psycopg
 import pytest
 
-from tests.acceptance.chaos import children_of, own_server
+from tests.acceptance.chaos import kill_and_restart, own_server, query
 from tests.acceptance.conftest import ROOT
-from tests.acceptance.test_chaos import query, start
+from tests.acceptance.test_chaos import start
 
 JOBS = 2000
 
@@ -27,46 +25,18 @@ def test_each_job_writes_its_row_exactly_once_through_kills_and_a_restart(tmp_pa
         with psycopg.connect(dsn, autocommit=True) as conn:
             values = ",".join(f"('tx_chaos', '[{i}]')" for i in range(JOBS))
             conn.execute(f"INSERT INTO pgqueue.jobs (task, args) VALUES {values}")
-        log = open(tmp_path / "workers.log", "wb")  # noqa: SIM115
-        supervisor = start(dsn, log, "--processes", "2")
-        singles = [start(dsn, log), start(dsn, log)]
-        kills = restarts = 0
-        t0 = time.monotonic()
-        kill_at = [int(JOBS * f) for f in (0.1, 0.25, 0.45, 0.6, 0.75, 0.85)]
-        try:
-            while True:
-                done = query(dsn, "SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'")
-                if done[0][0] == JOBS:
-                    break
-                assert time.monotonic() - t0 < 240, f"stuck at {done[0][0]}/{JOBS}"
-                if not restarts and done[0][0] >= JOBS * 0.35:
-                    server.restart()
-                    restarts += 1
-                if kill_at and done[0][0] >= kill_at[0]:
-                    kill_at.pop(0)
-                    victims = [("child", pid) for pid in children_of(supervisor.pid)]
-                    victims += [("single", i) for i in range(len(singles))]
-                    kind, which = rng.choice(victims)
-                    if kind == "child":
-                        os.kill(which, signal.SIGKILL)
-                    else:
-                        singles[which].send_signal(signal.SIGKILL)
-                        singles[which].wait(10)
-                        singles[which] = start(dsn, log)
-                    kills += 1
-                time.sleep(0.1)
-            took = time.monotonic() - t0
-            for proc in [supervisor, *singles]:
-                proc.send_signal(signal.SIGTERM)
-            codes = [proc.wait(60) for proc in [supervisor, *singles]]
-        finally:
-            for proc in [supervisor, *singles]:
-                if proc.poll() is None:
-                    proc.kill()
-            for pid in children_of(supervisor.pid):
-                os.kill(pid, signal.SIGKILL)
-            log.close()
-        output = (tmp_path / "workers.log").read_text(errors="replace")
+        run = kill_and_restart(
+            server,
+            start,
+            tmp_path / "workers.log",
+            JOBS,
+            kill_at=[0.1, 0.25, 0.45, 0.6, 0.75, 0.85],
+            restart_at=0.35,
+            rng=rng,
+        )
+        kills, restarts, took, codes, output = (
+            run.kills, run.restarts, run.took, run.codes, run.output
+        )  # fmt: skip
         (ROOT / "tests" / "artifacts").mkdir(exist_ok=True)
         (ROOT / "tests" / "artifacts" / "chaos-transactions-workers.log").write_text(output)
         assert codes == [0, 0, 0], output[-3000:]
