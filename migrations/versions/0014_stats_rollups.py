@@ -1,0 +1,288 @@
+"""Statistics from rollups kept as jobs finish, not from scans of pgqueue.jobs.
+
+`pgqueue stats`, `/api/stats`, `/api/throughput` and `/metrics` counted finished jobs by
+reading them, which took seconds with millions of them kept. Now three statement-level
+triggers on pgqueue.jobs (insert, update, delete) see every change of a finished row,
+whatever made it (a worker's outcomes, the rescuer, a cancel, a retry, pruning, plain SQL),
+and append what it changed to `pgqueue.stats_changes`: a row enters the figures when it
+becomes succeeded, dead or cancelled and leaves them when it stops being so or is deleted,
+so the figures always equal what the table holds. One aggregate per statement, and only an
+insert: workers never wait on each other's row locks. Maintenance folds the changes into
+
+- `stats_totals`: finished jobs in the table, per queue and state (all of them);
+- `stats_minutes`: per minute of finished_at, queue, task and state, the jobs, their extra
+  attempts, the rescued ones, and histograms of enqueue-to-start latency and run time (the
+  last hour or so: the 5-minute and 1-hour figures);
+- `stats_series`: per minute and state (succeeded, dead), the jobs and their latency
+  histogram, for the last day (the throughput chart).
+
+Readers add the changes not yet folded in, so a figure never waits for maintenance.
+
+The histogram buckets (`le`, an upper bound in seconds, as Prometheus has it) include every
+bucket of /metrics; percentiles are estimated from them. Rows that are not histogram buckets
+(`jobs`, `retries`, `rescued`) have `le` 0.
+
+The migration reads the finished jobs once to start the rollups, while it holds the lock
+that creating the triggers takes (writes to pgqueue.jobs wait for it).
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+# Upper bounds (seconds) of the latency and run-time histogram buckets, then Infinity. Also
+# in pgqueue/stats.py (BUCKETS); a test checks that they agree.
+BOUNDS = (
+    "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
+    "5", "10", "30", "60", "120", "300", "600", "1800", "3600", "21600", "86400",
+)  # fmt: skip
+
+FINISHED = "('succeeded', 'dead', 'cancelled')"
+
+# What rows of pgqueue.jobs add to the figures (sign 1) or take away (sign -1), grouped:
+# one row per minute, queue, task, state, measure and bucket. `source` gives the rows.
+CHANGES = """
+INSERT INTO pgqueue.stats_changes (minute, queue, task, state, measure, le, n, total)
+SELECT c.minute, c.queue, c.task, c.state, c.measure, c.le, sum(c.n), sum(c.total)
+FROM (
+    SELECT coalesce(date_trunc('minute', r.finished_at), '-infinity') AS minute,
+           r.queue, m.task, r.state, m.measure, m.le, m.n, m.total
+    FROM ({source}) AS r(sign, queue, task, state, finished_at, started_at, run_at, attempts,
+                         last_error)
+    CROSS JOIN LATERAL (
+        -- NULL for a job that never started (greatest() would make it 0).
+        SELECT CASE WHEN r.started_at IS NOT NULL
+                    THEN greatest(extract(epoch FROM r.started_at - r.run_at), 0)::float8
+               END AS latency,
+               CASE WHEN r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
+                    THEN greatest(extract(epoch FROM r.finished_at - r.started_at), 0)::float8
+               END AS duration
+    ) AS v
+    CROSS JOIN LATERAL (VALUES
+        (r.task, 'jobs', 0::float8, r.sign, 0::float8),
+        ('', 'retries', 0, r.sign * greatest(r.attempts - 1, 0), 0),
+        ('', 'rescued', 0, CASE WHEN r.last_error LIKE 'WorkerLost%' THEN r.sign ELSE 0 END, 0),
+        -- Latency and run time count for jobs that started (and run time, that finished).
+        ('', 'latency', pgqueue.stats_le(v.latency),
+         CASE WHEN v.latency IS NOT NULL THEN r.sign ELSE 0 END, r.sign * v.latency),
+        ('', 'duration', pgqueue.stats_le(v.duration),
+         CASE WHEN v.duration IS NOT NULL THEN r.sign ELSE 0 END, r.sign * v.duration)
+    ) AS m(task, measure, le, n, total)
+    WHERE m.n <> 0
+) AS c
+GROUP BY 1, 2, 3, 4, 5, 6
+-- An update that changes nothing counted (a claim, a progress report) adds nothing.
+HAVING sum(c.n) <> 0 OR abs(sum(c.total)) > 1e-9
+"""
+
+ROW = "queue, task, state, finished_at, started_at, run_at, attempts, last_error"
+ADDED = f"SELECT 1, {ROW} FROM new_rows WHERE state IN {FINISHED}"
+REMOVED = f"SELECT -1, {ROW} FROM old_rows WHERE state IN {FINISHED}"
+
+COUNT_CHANGES = f"""
+CREATE FUNCTION pgqueue.jobs_count_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- SECURITY DEFINER, so that a producer (INSERT on pgqueue.jobs, nothing more) needs no
+    -- grant on the rollups. It trusts nothing it is given: it runs on pgqueue.jobs only, and
+    -- nobody but its owner may call it or attach it.
+    IF TG_TABLE_SCHEMA <> 'pgqueue' OR TG_TABLE_NAME <> 'jobs' THEN
+        RAISE EXCEPTION 'pgqueue.jobs_count_changes only runs on pgqueue.jobs';
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        {CHANGES.format(source=ADDED)};
+    ELSIF TG_OP = 'UPDATE' THEN
+        {CHANGES.format(source=REMOVED + " UNION ALL " + ADDED)};
+    ELSIF TG_OP = 'DELETE' THEN
+        {CHANGES.format(source=REMOVED)};
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+
+# Folding the changes into the rollups, as maintenance does (pgqueue/sql/stats.sql,
+# stats_compact): here once, for the rows already in the table.
+FOLD = [
+    """
+    INSERT INTO pgqueue.stats_totals (queue, state, jobs)
+    SELECT queue, state, sum(n) FROM pgqueue.stats_changes WHERE measure = 'jobs'
+    GROUP BY queue, state
+    """,
+    """
+    INSERT INTO pgqueue.stats_minutes (minute, queue, task, state, measure, le, n, total)
+    SELECT minute, queue, task, state, measure, le, sum(n), sum(total)
+    FROM pgqueue.stats_changes
+    WHERE minute >= date_trunc('minute', now()) - interval '70 minutes'
+    GROUP BY 1, 2, 3, 4, 5, 6
+    """,
+    """
+    INSERT INTO pgqueue.stats_series (minute, state, measure, le, n, total)
+    SELECT minute, state, measure, le, sum(n), sum(total)
+    FROM pgqueue.stats_changes
+    WHERE minute >= date_trunc('minute', now()) - interval '1450 minutes'
+      AND state IN ('succeeded', 'dead') AND measure IN ('jobs', 'latency')
+    GROUP BY 1, 2, 3, 4
+    """,
+    "DELETE FROM pgqueue.stats_changes",
+]
+
+
+def upgrade() -> None:
+    bounds = ",".join(BOUNDS)
+    negated = ",".join("-" + b for b in reversed(BOUNDS))
+    # The bucket of a value: the first bound at or above it (Prometheus' `le`). width_bucket
+    # counts bounds at or below its operand, so it is given the negated bounds.
+    op.execute(
+        f"""
+        CREATE FUNCTION pgqueue.stats_le(seconds float8) RETURNS float8
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$
+            SELECT ('{{{bounds},Infinity}}'::float8[])
+                [{len(BOUNDS) + 1} - width_bucket(-seconds, '{{{negated}}}'::float8[])]
+        $$
+        """
+    )
+    op.execute(
+        """
+        CREATE TABLE pgqueue.stats_changes (
+            minute   timestamptz NOT NULL,
+            queue    text NOT NULL,
+            task     text NOT NULL,
+            state    text NOT NULL,
+            measure  text NOT NULL,
+            le       float8 NOT NULL,
+            n        bigint NOT NULL,
+            total    float8 NOT NULL
+        )
+        """
+    )
+    # Rows come and go all the time, a few per statement: vacuum it early.
+    op.execute(
+        """
+        ALTER TABLE pgqueue.stats_changes SET (
+            autovacuum_vacuum_scale_factor = 0,
+            autovacuum_vacuum_threshold = 5000,
+            autovacuum_vacuum_insert_scale_factor = 0,
+            autovacuum_vacuum_insert_threshold = 5000
+        )
+        """
+    )
+    op.execute(
+        """
+        CREATE TABLE pgqueue.stats_totals (
+            queue  text NOT NULL,
+            state  text NOT NULL,
+            jobs   bigint NOT NULL,
+            PRIMARY KEY (queue, state)
+        )
+        """
+    )
+    op.execute(
+        """
+        CREATE TABLE pgqueue.stats_minutes (
+            minute   timestamptz NOT NULL,
+            queue    text NOT NULL,
+            task     text NOT NULL,
+            state    text NOT NULL,
+            measure  text NOT NULL,
+            le       float8 NOT NULL,
+            n        bigint NOT NULL,
+            total    float8 NOT NULL,
+            PRIMARY KEY (minute, queue, task, state, measure, le)
+        )
+        """
+    )
+    op.execute(
+        """
+        CREATE TABLE pgqueue.stats_series (
+            minute   timestamptz NOT NULL,
+            state    text NOT NULL,
+            measure  text NOT NULL,
+            le       float8 NOT NULL,
+            n        bigint NOT NULL,
+            total    float8 NOT NULL,
+            PRIMARY KEY (minute, state, measure, le)
+        )
+        """
+    )
+    op.execute(COUNT_CHANGES)
+    op.execute(
+        """
+        CREATE FUNCTION pgqueue.jobs_reset_stats() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+        AS $$
+        BEGIN
+            IF TG_TABLE_SCHEMA <> 'pgqueue' OR TG_TABLE_NAME <> 'jobs' THEN
+                RAISE EXCEPTION 'pgqueue.jobs_reset_stats only runs on pgqueue.jobs';
+            END IF;
+            DELETE FROM pgqueue.stats_changes;
+            DELETE FROM pgqueue.stats_totals;
+            DELETE FROM pgqueue.stats_minutes;
+            DELETE FROM pgqueue.stats_series;
+            RETURN NULL;
+        END
+        $$
+        """
+    )
+    for fn in ("stats_le(float8)", "jobs_count_changes()", "jobs_reset_stats()"):
+        op.execute(f"REVOKE EXECUTE ON FUNCTION pgqueue.{fn} FROM PUBLIC")
+    # A trigger with transition tables fires for one event only: one each.
+    op.execute(
+        """
+        CREATE TRIGGER jobs_stats_insert
+        AFTER INSERT ON pgqueue.jobs
+        REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION pgqueue.jobs_count_changes()
+        """
+    )
+    op.execute(
+        """
+        CREATE TRIGGER jobs_stats_update
+        AFTER UPDATE ON pgqueue.jobs
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION pgqueue.jobs_count_changes()
+        """
+    )
+    op.execute(
+        """
+        CREATE TRIGGER jobs_stats_delete
+        AFTER DELETE ON pgqueue.jobs
+        REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION pgqueue.jobs_count_changes()
+        """
+    )
+    # TRUNCATE fires no delete trigger: it empties the figures with the table.
+    op.execute(
+        """
+        CREATE TRIGGER jobs_stats_truncate
+        AFTER TRUNCATE ON pgqueue.jobs
+        FOR EACH STATEMENT EXECUTE FUNCTION pgqueue.jobs_reset_stats()
+        """
+    )
+    # The jobs already there. The triggers were created in this transaction, which holds a
+    # lock that keeps writers out until it commits: nothing is counted twice or missed.
+    source = f"SELECT 1, {ROW} FROM pgqueue.jobs WHERE state IN {FINISHED}"
+    op.execute(CHANGES.format(source=source))
+    for statement in FOLD:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for trigger in ("insert", "update", "delete", "truncate"):
+        op.execute(f"DROP TRIGGER IF EXISTS jobs_stats_{trigger} ON pgqueue.jobs")
+    op.execute("DROP FUNCTION IF EXISTS pgqueue.jobs_count_changes()")
+    op.execute("DROP FUNCTION IF EXISTS pgqueue.jobs_reset_stats()")
+    for table in ("changes", "totals", "minutes", "series"):
+        op.execute(f"DROP TABLE IF EXISTS pgqueue.stats_{table}")
+    op.execute("DROP FUNCTION IF EXISTS pgqueue.stats_le(float8)")
