@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgqueue.dsn import probe, resolve_dsn
+from pgqueue.dsn import probe, resolve_dsn, resolve_pooler, session_kwargs
 from pgqueue.errors import ConfigurationError, SerializationError, UnknownTask
 from pgqueue.operations import Operations, _async_conn, _sync_conn
 from pgqueue.retry import DEFAULT_RETRY, RetryPolicy
@@ -46,7 +46,9 @@ class App(Operations):
     """A pgqueue application: where tasks are registered and jobs are enqueued.
 
     `dsn` defaults to PGQUEUE_DSN, then DATABASE_URL. Connections are opened on first use;
-    `close()` (or leaving a `with App(...)` block) releases them.
+    `close()` (or leaving a `with App(...)` block) releases them. `pooler=True` says the DSN
+    goes through a pooler in transaction mode (pgbouncer's `pool_mode = transaction`): the
+    app's connections then prepare no statements (default: PGQUEUE_POOLER, else False).
     """
 
     def __init__(
@@ -57,8 +59,10 @@ class App(Operations):
         default_queue: str = DEFAULT_QUEUE,
         default_max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         default_retry: RetryPolicy = DEFAULT_RETRY,
+        pooler: bool | None = None,
     ) -> None:
         self.dsn = resolve_dsn(dsn)
+        self.pooler = resolve_pooler(pooler)
         self.pool_size = positive_int(pool_size, "pool_size", 1)
         self.default_queue = default_queue
         self.default_max_attempts = positive_int(default_max_attempts, "max_attempts", 1)
@@ -212,7 +216,7 @@ class App(Operations):
                     max_size=self.pool_size,
                     open=True,
                     # Each of the app's own statements is its own transaction: one round trip.
-                    kwargs={"autocommit": True},
+                    kwargs={"autocommit": True, **session_kwargs(self.pooler)},
                     name="pgqueue",
                 )
                 self._store = JobStore(self._pool)
@@ -230,7 +234,7 @@ class App(Operations):
                 max_size=self.pool_size,
                 open=False,
                 name="pgqueue-async",
-                kwargs={"autocommit": True},
+                kwargs={"autocommit": True, **session_kwargs(self.pooler)},
             )
             store = self._async_stores[loop] = AsyncJobStore(pool)
             await pool.open()

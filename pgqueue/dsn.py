@@ -1,12 +1,14 @@
-"""Where the database is: the DSN a user means, and a quick check that it answers."""
+"""Where the database is: the DSN a user means, whether it is a transaction pooler, and a
+quick check that it answers."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import psycopg
 
-from pgqueue.errors import DatabaseUnavailable
+from pgqueue.errors import ConfigurationError, DatabaseUnavailable
 from pgqueue.store import wrap_error
 
 
@@ -15,6 +17,32 @@ def resolve_dsn(dsn: str | None) -> str:
     if dsn is not None:
         return dsn
     return os.environ.get("PGQUEUE_DSN") or os.environ.get("DATABASE_URL") or ""
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def resolve_pooler(pooler: bool | None) -> bool:
+    """The flag given, else PGQUEUE_POOLER (1/true/yes/on; unset, 0/false/no/off: no)."""
+    if pooler is not None:
+        return bool(pooler)
+    value = os.environ.get("PGQUEUE_POOLER", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"PGQUEUE_POOLER must be true or false, not {value!r}")
+
+
+def session_kwargs(pooler: bool) -> dict[str, Any]:
+    """psycopg connection options for a DSN that is, or is not, a transaction pooler.
+
+    Through one (pgbouncer's `pool_mode = transaction`), each transaction may run on another
+    server connection, so nothing is prepared: a statement prepared on one is unknown to the
+    next ("prepared statement "_pg3_0" does not exist"), or, worse, another one of that name
+    is. Directly, psycopg prepares what a connection runs often, which saves the planning."""
+    return {"prepare_threshold": None} if pooler else {}
 
 
 def probe(dsn: str, timeout: int = 10) -> None:

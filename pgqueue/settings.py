@@ -38,6 +38,15 @@ class WorkerSettings:
     """Seconds a dead job is kept. Defaults to 14 days."""
     prune_batch: int = 1000
     """Finished jobs deleted per pruning statement (short, never blocking). Defaults to 1000."""
+    pooler: bool = False
+    """The worker's DSN goes through a pooler in transaction mode (pgbouncer's
+    `pool_mode = transaction` and the like): its connections then use no prepared statements
+    and keep no session state, and it LISTENs only over `listen_dsn` (without one it polls
+    every `poll_interval`). Defaults to False: a direct connection or a session-mode pool."""
+    listen_dsn: str | None = None
+    """Where to LISTEN for wake-ups when the DSN is a pooler: PostgreSQL directly, or a
+    session-mode pool. Giving one means the DSN is a pooler (`pooler` is implied). Defaults
+    to None: the DSN itself, or polling when `pooler` is set."""
 
     def __post_init__(self) -> None:
         if self.queues is not None and (not self.queues or not all(self.queues)):
@@ -61,6 +70,13 @@ class WorkerSettings:
             raise ConfigurationError("shutdown_grace must be >= 0")
         if self.lease <= self.heartbeat_interval:
             raise ConfigurationError("lease must be longer than heartbeat_interval")
+        if self.listen_dsn is not None and not isinstance(self.listen_dsn, str):
+            raise ConfigurationError("listen_dsn must be a DSN string")
+
+    @property
+    def pooled(self) -> bool:
+        """True when the DSN is a transaction pooler (said, or implied by a listen DSN)."""
+        return self.pooler or self.listen_dsn is not None
 
 
 DAY = 86400.0

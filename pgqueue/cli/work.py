@@ -84,6 +84,24 @@ def work(
     ] = "1d",
     retain_cancelled: Annotated[str, typer.Option(help="Keep cancelled jobs this long.")] = "1d",
     retain_dead: Annotated[str, typer.Option(help="Keep dead jobs this long.")] = "14d",
+    pooler: Annotated[
+        bool,
+        typer.Option(
+            envvar="PGQUEUE_POOLER",
+            show_envvar=True,
+            help="The DSN is a pooler in transaction mode (pgbouncer): no prepared statements "
+            "or session state; LISTEN over --listen-dsn, else poll.",
+        ),
+    ] = False,
+    listen_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PGQUEUE_LISTEN_DSN",
+            show_envvar=True,
+            help="Where to LISTEN when the DSN is a pooler: PostgreSQL directly, or a "
+            "session-mode pool (implies --pooler).",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker daemon until SIGTERM/SIGINT."""
     from pgqueue.settings import WorkerSettings
@@ -105,7 +123,11 @@ def work(
         retain_succeeded=duration(retain_succeeded, "--retain-succeeded"),
         retain_cancelled=duration(retain_cancelled, "--retain-cancelled"),
         retain_dead=duration(retain_dead, "--retain-dead"),
+        pooler=pooler,
+        listen_dsn=listen_dsn or None,
     )
+    if settings.pooled:
+        app.pooler = True  # the app's own connections too (a handler's enqueues)
     resolved = require_dsn(dsn if dsn is not None else app.dsn)
     if processes > 1:
         from pgqueue.supervisor import supervise

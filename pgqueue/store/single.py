@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import pq
@@ -20,11 +20,22 @@ Configure = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 
 class SingleConnection:
-    """Hands out one connection, to one user at a time; connects (again) when needed."""
+    """Hands out one connection, to one user at a time; connects (again) when needed.
 
-    def __init__(self, dsn: str, configure: Configure | None = None) -> None:
+    With `each_use`, every use is a transaction of its own that starts with that statement:
+    settings made there with SET LOCAL last for that use only, which is how session settings
+    are had through a transaction pooler (the next use may run on another server session)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        configure: Configure | None = None,
+        *,
+        each_use: LiteralString | None = None,
+    ) -> None:
         self.dsn = dsn
         self._configure = configure
+        self._each_use = each_use
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
         self.closed = False
@@ -45,7 +56,12 @@ class SingleConnection:
                     await self._configure(conn)
                 self._conn = conn
             try:
-                yield conn
+                if self._each_use is None:
+                    yield conn
+                else:
+                    async with conn.transaction():
+                        await conn.execute(self._each_use)
+                        yield conn
             finally:
                 # Broken, or left mid-statement (a cancelled query): start afresh next time.
                 if conn.broken or conn.info.transaction_status != pq.TransactionStatus.IDLE:

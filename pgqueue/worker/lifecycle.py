@@ -60,9 +60,21 @@ async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SET plan_cache_mode = force_generic_plan")
 
 
+# Through a transaction pooler the claimer's connection is a new server session at every
+# transaction: nothing is prepared, and each use is a transaction that asks for the generic
+# plan for itself (the unnamed statement that follows is planned generically too).
+POOLED_CLAIMS = "SET LOCAL plan_cache_mode = force_generic_plan"
+
+
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     # Claimed rows carry args/kwargs as jsonb: orjson parses them several times faster.
     set_json_loads(loads, conn)
+
+
+async def _configure_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A connection through a transaction pooler: no prepared statements (see dsn.py)."""
+    await _configure(conn)
+    conn.prepare_threshold = None
 
 
 class Worker:
@@ -74,6 +86,12 @@ class Worker:
         self.app = app
         self.settings = settings or WorkerSettings()
         self.dsn = dsn if dsn is not None else app.dsn
+        # Behind a transaction pooler: no session state on any connection, and LISTEN only
+        # over a listen DSN (else the claimer polls).
+        self.pooled = self.settings.pooled or app.pooler
+        self.listen_dsn = self.settings.listen_dsn
+        if self.listen_dsn is None and not self.pooled:
+            self.listen_dsn = self.dsn
         self.id = uuid4()
         self.queues = list(self.settings.queues) if self.settings.queues else None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,8 +147,12 @@ class Worker:
         )
         pools: list[AsyncConnectionPool] = []
         # The claimer's and the completer's own connections (see store/single.py).
-        claims = SingleConnection(self.dsn, _configure_claims)
-        outcomes = SingleConnection(self.dsn)
+        if self.pooled:
+            claims = SingleConnection(self.dsn, _configure_pooled, each_use=POOLED_CLAIMS)
+            outcomes = SingleConnection(self.dsn, _configure_pooled)
+        else:
+            claims = SingleConnection(self.dsn, _configure_claims)
+            outcomes = SingleConnection(self.dsn)
         try:
             if not await self._connect(pools):
                 return
@@ -144,6 +166,10 @@ class Worker:
             await claims.close()
             await outcomes.close()
             threads.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def _configure(self) -> Callable[[psycopg.AsyncConnection[Any]], Any]:
+        return _configure_pooled if self.pooled else _configure
 
     def _pool(self, name: str, size: int, configure: Any) -> AsyncConnectionPool:
         return AsyncConnectionPool(
@@ -196,7 +222,7 @@ class Worker:
         while not self._stop.is_set():
             # Few connections: heartbeats, cancels and maintenance share this pool; claims
             # and outcomes have one connection each.
-            main = self._pool("pgqueue-worker", 2, _configure)
+            main = self._pool("pgqueue-worker", 2, self._configure)
             try:
                 # One direct attempt first: it fails fast, with libpq's reason, in one line.
                 probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
@@ -240,7 +266,7 @@ class Worker:
         completer = Completer(
             AsyncJobStore(outcomes), self.id, s.outcome_batch, delete_now=queue_settings.delete_now
         )
-        connections = HandlerConnections(self.dsn, s.concurrency)  # ctx.transaction()
+        connections = HandlerConnections(self.dsn, s.concurrency, self.pooled)  # ctx.transaction()
         runner = self.runner = Runner(self.app, threads, completer, connections)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
@@ -271,10 +297,18 @@ class Worker:
         heartbeat = Heartbeat(
             store, self.id, s, lambda: self._register(store), lost, cancels.request
         )
-        listener = Listener(
-            self.dsn, self.queues, claimer.hint, cancels.request, queue_changed,
-            listener_connected,
-        )  # fmt: skip
+        listener = None
+        if self.listen_dsn is not None:
+            listener = Listener(
+                self.listen_dsn, self.queues, claimer.hint, cancels.request, queue_changed,
+                listener_connected,
+            )  # fmt: skip
+        else:
+            log.warning(
+                "the DSN is a transaction pooler and no listen DSN was given (--listen-dsn, "
+                "PGQUEUE_LISTEN_DSN): no LISTEN, polling for jobs every %gs",
+                s.poll_interval,
+            )
         rescuer = Rescuer(store, self.id, heartbeat.healthy_for, s.lease)
         sweeper = DependencySweeper(store)
         pruner = Pruner(store, queue_settings, s.prune_batch)
@@ -285,12 +319,13 @@ class Worker:
             await pruner.run_once()
 
         parts = {
-            "listener": listener.run(),
             "completer": completer.run(),
             "heartbeat": heartbeat.run(),
             "cancels": cancels.run(),
             "maintenance": every(s.heartbeat_interval, "maintenance", maintain),
         }
+        if listener is not None:
+            parts["listener"] = listener.run()
         if s.scheduler and self.app.schedules:
             parts["scheduler"] = self._schedule(Scheduler(store, self.app.schedule_specs()))
         helpers = [asyncio.create_task(c, name=f"pgqueue-{n}") for n, c in parts.items()]
@@ -299,8 +334,9 @@ class Worker:
         started = False
         try:
             # Start without notifications if need be: the safety poll covers until they work.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(listener.connected.wait(), timeout=10)
+            if listener is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(listener.connected.wait(), timeout=10)
             log.info(
                 "worker %s started: queues=%s concurrency=%d pid=%d",
                 self.id,

@@ -29,6 +29,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from pgqueue.dsn import session_kwargs
 from pgqueue.errors import ConfigurationError
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
@@ -42,9 +43,10 @@ log = logging.getLogger("pgqueue.worker")
 class HandlerConnections:
     """Connections for handlers' transactions, opened on first use."""
 
-    def __init__(self, dsn: str, size: int) -> None:
+    def __init__(self, dsn: str, size: int, pooled: bool = False) -> None:
         self.dsn = dsn
         self.size = size
+        self.kwargs = session_kwargs(pooled)  # nothing prepared through a transaction pooler
         self._lock = threading.Lock()
         self._async_lock = asyncio.Lock()  # two async handlers' first uses open one pool
         self._sync: ConnectionPool | None = None
@@ -54,7 +56,12 @@ class HandlerConnections:
         with self._lock:
             if self._sync is None:
                 self._sync = ConnectionPool(
-                    self.dsn, min_size=0, max_size=self.size, open=True, name="pgqueue-tx"
+                    self.dsn,
+                    min_size=0,
+                    max_size=self.size,
+                    open=True,
+                    name="pgqueue-tx",
+                    kwargs=self.kwargs,
                 )
             return self._sync
 
@@ -62,7 +69,12 @@ class HandlerConnections:
         async with self._async_lock:
             if self._async is None:
                 pool = AsyncConnectionPool(
-                    self.dsn, min_size=0, max_size=self.size, open=False, name="pgqueue-tx-async"
+                    self.dsn,
+                    min_size=0,
+                    max_size=self.size,
+                    open=False,
+                    name="pgqueue-tx-async",
+                    kwargs=self.kwargs,
                 )
                 await pool.open()
                 self._async = pool

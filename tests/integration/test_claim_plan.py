@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.waiting import wait_for
 
 BURST = 20_000
@@ -19,7 +21,10 @@ def run_at_index_reads(db) -> int:
     return int(row[0])
 
 
-def test_statistics_taken_while_nothing_was_due_do_not_change_the_claim(app, worker, db):
+# Through a transaction pooler (`pooler`), nothing is prepared and each claim is a transaction
+# that asks for the generic plan itself: the same plan, with no session state.
+@pytest.mark.parametrize("pooler", [False, True], ids=["direct", "pooler"])
+def test_statistics_taken_while_nothing_was_due_do_not_change_the_claim(app, worker, db, pooler):
     db.execute(
         "INSERT INTO pgqueue.jobs (task, args, queue, priority, max_attempts, run_at) "
         "SELECT 'quick', jsonb_build_array(i), 'default', 0, 3, now() + interval '1 day' "
@@ -34,7 +39,7 @@ def test_statistics_taken_while_nothing_was_due_do_not_change_the_claim(app, wor
         (BURST,),
     )
     before = run_at_index_reads(db)
-    with worker(concurrency=20):
+    with worker(concurrency=20, pooler=pooler):
         wait_for(
             lambda: (
                 db.execute(
