@@ -27,7 +27,7 @@ from pgqueue.store.params import (
 from pgqueue.store.single import SingleConnection
 from pgqueue.store.sync import Row, as_dicts
 
-PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see job_claim_per_key)
+PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see pgqueue.claim_limited)
 KEYLESS_SCAN = 50  # due jobs of a per-key queue read to find those without a key
 
 
@@ -150,47 +150,11 @@ class AsyncJobStore:
         now: datetime | None = None,
         tasks: Sequence[str] | None = None,
     ) -> list[Job]:
-        """Claim from queues with cluster-wide limits: lock them, then claim within budget."""
-        async with self._transaction() as cur:
-            await cur.execute(QUERIES["queue_lock_limited"], {"queues": queues})
-            locked = await cur.fetchall()
-            names = [name for name, per_key, *_ in locked if not per_key]
-            rows: list[tuple[Any, ...]] = []
-            if names:
-                params = claim_params(worker_id, names, limit, now, tasks)
-                await cur.execute(QUERIES["job_claim_limited"], params)
-                rows += await cur.fetchall()
-            for name in (name for name, per_key, *_ in locked if per_key):
-                if len(rows) >= limit:
-                    break
-                params = claim_params(worker_id, None, limit - len(rows), now, tasks)
-                params.update(queue=name, keys=PER_KEY_WALK, keyless_scan=KEYLESS_SCAN)
-                await cur.execute(QUERIES["job_claim_per_key"], params)
-                rows += await cur.fetchall()
-            return [claimed_job(r, worker_id) for r in rows]
-
-    async def job_claim_one_limited(
-        self,
-        worker_id: UUID,
-        queue: str,
-        per_key: bool,
-        limit: int,
-        tasks: Sequence[str] | None = None,
-    ) -> list[Job]:
-        """job_claim_limited for one queue whose kind (`per_key`) is known: its statements
-        go in one round trip (a pipeline) instead of four. If the queue turns out not to be
-        of that kind, nothing is claimed (each statement checks)."""
-        params = claim_params(worker_id, [queue], limit, None, tasks)
-        if per_key:
-            params.update(queue=queue, keys=PER_KEY_WALK, keyless_scan=KEYLESS_SCAN)
-        query = QUERIES["job_claim_per_key" if per_key else "job_claim_limited"]
-        with translate_errors():
-            async with self.pool.connection() as conn, conn.pipeline():
-                async with conn.transaction():
-                    lock, claim = conn.cursor(), conn.cursor()
-                    await lock.execute(QUERIES["queue_lock_limited"], {"queues": [queue]})
-                    await claim.execute(query, params)
-                return [claimed_job(r, worker_id) for r in await claim.fetchall()]
+        """Claim from the queues of `queues` (None: all) that have cluster-wide limits, within
+        their budgets: one call of pgqueue.claim_limited, which locks them first."""
+        params = claim_params(worker_id, queues, limit, now, tasks)
+        params.update(keys=PER_KEY_WALK, keyless_scan=KEYLESS_SCAN)
+        return [claimed_job(r, worker_id) for r in await self._tuples("claim_limited", params)]
 
     async def job_next_run_at(
         self,
@@ -242,6 +206,10 @@ class AsyncJobStore:
 
     async def job_delete_finished(self, ids: Sequence[int]) -> None:
         await self._tuples("job_delete_finished", {"ids": list(ids)})
+
+    async def stats_compact(self) -> Row:
+        """Fold the counted changes into the statistics rollups; how many rows moved."""
+        return (await self._run("stats_compact", {}))[0]
 
     async def job_rescue_lost(
         self, me: UUID | None, now: datetime | None = None

@@ -72,7 +72,7 @@ class Applied(dict[int, str]):
         return applied
 
 
-# The columns job_claim and job_claim_limited return, in order.
+# The columns job_claim and pgqueue.claim_limited (claim_limited) return, in order.
 CLAIM_COLUMNS = (
     "id",
     "queue",
@@ -91,10 +91,7 @@ CLAIM_COLUMNS = (
     "concurrency_key",
 )
 # Every claim returns trace_context: a tracing worker need not look it up per job.
-CLAIM_RETURNS_TRACE = all(
-    "j.trace_context" in QUERIES[name]
-    for name in ("job_claim", "job_claim_limited", "job_claim_per_key")
-)
+CLAIM_RETURNS_TRACE = "j.trace_context" in QUERIES["job_claim"]
 
 
 def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:

@@ -132,12 +132,7 @@ class Claimer:
             self._learn(jobs, limit, everywhere=queues is None)
         rest = min(limit, room) - len(jobs)
         limited = self.queue_settings.limited
-        if len(limited) == 1 and rest > 0:
-            per_key = limited[0] in self.queue_settings.per_key
-            jobs += await self.store.job_claim_one_limited(
-                self.worker_id, limited[0], per_key, rest, tasks=self.tasks
-            )
-        elif limited and rest > 0:
+        if limited and rest > 0:
             jobs += await self.store.job_claim_limited(
                 self.worker_id, limited, rest, tasks=self.tasks
             )
