@@ -13,8 +13,8 @@ insert: workers never wait on each other's row locks. Maintenance folds the chan
 - `stats_minutes`: per minute of finished_at, queue, task and state, the jobs, their extra
   attempts, the rescued ones, and histograms of enqueue-to-start latency and run time (the
   last hour or so: the 5-minute and 1-hour figures);
-- `stats_series`: per minute and state (succeeded, dead), the jobs and their latency
-  histogram, for the last day (the throughput chart).
+- `stats_series`: per minute, the jobs that succeeded and went dead and their latency
+  histogram (as arrays: one row a minute), for the last day (the throughput chart).
 
 Readers add the changes not yet folded in, so a figure never waits for maintenance.
 
@@ -111,6 +111,24 @@ END
 $$
 """
 
+# One stats_series row per minute from changes: the outcomes, and the latency buckets of
+# both (bounds in increasing order, counts, sums).
+SERIES = """
+SELECT b.minute,
+       coalesce(sum(b.n) FILTER (WHERE b.measure = 'succeeded'), 0),
+       coalesce(sum(b.n) FILTER (WHERE b.measure = 'dead'), 0),
+       coalesce(array_agg(b.le ORDER BY b.le) FILTER (WHERE b.measure = 'latency'), '{}'),
+       coalesce(array_agg(b.n ORDER BY b.le) FILTER (WHERE b.measure = 'latency'), '{}'),
+       coalesce(array_agg(b.total ORDER BY b.le) FILTER (WHERE b.measure = 'latency'), '{}')
+FROM (SELECT minute, CASE WHEN measure = 'jobs' THEN state ELSE measure END AS measure, le,
+             sum(n)::bigint AS n, sum(total) AS total
+      FROM pgqueue.stats_changes
+      WHERE minute >= date_trunc('minute', now()) - interval '1450 minutes'
+        AND state IN ('succeeded', 'dead') AND measure IN ('jobs', 'latency')
+      GROUP BY 1, 2, 3) AS b
+GROUP BY b.minute
+"""
+
 # Folding the changes into the rollups, as maintenance does (pgqueue/sql/stats.sql,
 # stats_compact): here once, for the rows already in the table.
 FOLD = [
@@ -126,13 +144,9 @@ FOLD = [
     WHERE minute >= date_trunc('minute', now()) - interval '70 minutes'
     GROUP BY 1, 2, 3, 4, 5, 6
     """,
-    """
-    INSERT INTO pgqueue.stats_series (minute, state, measure, le, n, total)
-    SELECT minute, state, measure, le, sum(n), sum(total)
-    FROM pgqueue.stats_changes
-    WHERE minute >= date_trunc('minute', now()) - interval '1450 minutes'
-      AND state IN ('succeeded', 'dead') AND measure IN ('jobs', 'latency')
-    GROUP BY 1, 2, 3, 4
+    f"""
+    INSERT INTO pgqueue.stats_series (minute, succeeded, dead, le, n, total)
+    {SERIES}
     """,
     "DELETE FROM pgqueue.stats_changes",
 ]
@@ -206,13 +220,12 @@ def upgrade() -> None:
     op.execute(
         """
         CREATE TABLE pgqueue.stats_series (
-            minute   timestamptz NOT NULL,
-            state    text NOT NULL,
-            measure  text NOT NULL,
-            le       float8 NOT NULL,
-            n        bigint NOT NULL,
-            total    float8 NOT NULL,
-            PRIMARY KEY (minute, state, measure, le)
+            minute     timestamptz PRIMARY KEY,
+            succeeded  bigint NOT NULL,
+            dead       bigint NOT NULL,
+            le         float8[] NOT NULL,
+            n          bigint[] NOT NULL,
+            total      float8[] NOT NULL
         )
         """
     )

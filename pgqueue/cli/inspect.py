@@ -51,15 +51,11 @@ STATS_COLUMNS = [
 def stats(dsn: Dsn = None, as_json: Json = False) -> None:
     """Per queue: queued (due), scheduled (later run_at), running, succeeded, dead, cancelled,
     succeeded in the last 5 min, throughput (jobs/s over 5 min), oldest waiting job's age and
-    p50/p95 enqueue-to-start latency (seconds)."""
+    p50/p95 enqueue-to-start latency (seconds, estimated from histogram buckets)."""
     with _app(dsn) as app:
         rows = app.store.queue_stats()
         # Declared tasks with due jobs and no live worker that serves them.
-        orphans = [
-            t
-            for t in app.store.task_list()
-            if t["queue"] is not None and t["due"] and not t["workers"]
-        ]
+        orphans = app.store.task_unserved()
     for row in rows:
         for key in ("oldest_waiting_age", "latency_p50", "latency_p95"):
             if row[key] is not None:

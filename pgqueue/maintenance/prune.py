@@ -1,4 +1,5 @@
-"""Retention: finished jobs past their queue's retention are deleted in short batches."""
+"""Retention: finished jobs past their queue's retention are deleted in short batches, and the
+statistics rollups are folded and trimmed."""
 
 from __future__ import annotations
 
@@ -26,4 +27,8 @@ class Pruner:
             deleted += n
             if n < self.batch:
                 break
+        # The statistics rollups: fold in what changed (deletions included) and forget the
+        # minutes no figure reads. Readers add what is not folded in yet, so this only keeps
+        # what they read short.
+        await self.store.stats_compact()
         return deleted

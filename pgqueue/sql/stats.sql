@@ -5,71 +5,267 @@
 -- Per queue: jobs by state (`queued` only those due, `scheduled` those with a later run_at),
 -- throughput (jobs succeeded per second) and enqueue-to-start latency over the last five
 -- minutes, and the oldest due job's age in seconds. One name per figure, everywhere.
-SELECT queue,
-       count(*) FILTER (WHERE state = 'queued' AND run_at <= now()) AS queued,
-       count(*) FILTER (WHERE state = 'queued' AND run_at > now()) AS scheduled,
-       count(*) FILTER (WHERE state = 'running') AS running,
-       count(*) FILTER (WHERE state = 'succeeded') AS succeeded,
-       count(*) FILTER (WHERE state = 'dead') AS dead,
-       count(*) FILTER (WHERE state = 'cancelled') AS cancelled,
-       count(*) FILTER (WHERE state = 'succeeded' AND finished_at > now() - interval '5 minutes')
-           AS succeeded_5m,
-       round(count(*) FILTER (WHERE state = 'succeeded'
-                                AND finished_at > now() - interval '5 minutes') / 300.0, 2)::float8
-           AS throughput,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
-           ::float8 AS oldest_waiting_age,
-       -- A queued job's started_at is its previous run's, and a retry or a snooze moved its
-       -- run_at later: only jobs in their current run count, or latency turns negative.
-       percentile_cont(0.5)
-           WITHIN GROUP (ORDER BY greatest(extract(epoch FROM started_at - run_at), 0))
-           FILTER (WHERE state <> 'queued' AND started_at > now() - interval '5 minutes')
-           AS latency_p50,
-       percentile_cont(0.95)
-           WITHIN GROUP (ORDER BY greatest(extract(epoch FROM started_at - run_at), 0))
-           FILTER (WHERE state <> 'queued' AND started_at > now() - interval '5 minutes')
-           AS latency_p95
-FROM pgqueue.jobs
-GROUP BY queue
-ORDER BY queue;
+-- Finished jobs come from the rollups (stats_totals, stats_minutes, plus the changes not yet
+-- folded in: one snapshot sees each change in exactly one of them), queued and running ones
+-- from their partial indexes. Latency comes as a histogram (bucket bounds, counts, sums of
+-- the finished jobs, and the values of the running ones) that the store turns into p50/p95.
+WITH pending AS MATERIALIZED (
+    SELECT minute, queue, state, measure, le, n, total FROM pgqueue.stats_changes
+), span AS (
+    -- The window starts five minutes ago, inside the minute `first`: that minute counts for
+    -- the share of it inside the window.
+    SELECT now() - interval '5 minutes' AS since,
+           date_trunc('minute', now() - interval '5 minutes') AS first
+), finished AS (
+    SELECT t.queue,
+           sum(t.jobs) FILTER (WHERE t.state = 'succeeded') AS succeeded,
+           sum(t.jobs) FILTER (WHERE t.state = 'dead') AS dead,
+           sum(t.jobs) FILTER (WHERE t.state = 'cancelled') AS cancelled
+    FROM (SELECT queue, state, jobs FROM pgqueue.stats_totals
+          UNION ALL
+          SELECT queue, state, n FROM pending WHERE measure = 'jobs') AS t
+    GROUP BY t.queue
+), recent AS (
+    SELECT m.minute, m.queue, m.state, m.measure, m.le, m.n, m.total
+    FROM pgqueue.stats_minutes AS m, span
+    WHERE m.minute >= span.first AND m.measure IN ('jobs', 'latency')
+    UNION ALL
+    SELECT p.minute, p.queue, p.state, p.measure, p.le, p.n, p.total
+    FROM pending AS p, span
+    WHERE p.minute >= span.first AND p.measure IN ('jobs', 'latency')
+), succeeded_5m AS (
+    SELECT r.queue,
+           sum(r.n * CASE WHEN r.minute < span.since
+                          THEN extract(epoch FROM r.minute + interval '1 minute' - span.since)
+                               / 60
+                          ELSE 1 END) AS n
+    FROM recent AS r, span
+    WHERE r.measure = 'jobs' AND r.state = 'succeeded'
+    GROUP BY r.queue
+), latency AS (
+    SELECT b.queue, array_agg(b.le ORDER BY b.le) AS le, array_agg(b.n ORDER BY b.le) AS n,
+           array_agg(b.total ORDER BY b.le) AS total
+    FROM (SELECT queue, le, sum(n)::bigint AS n, sum(total) AS total
+          FROM recent WHERE measure = 'latency'
+          GROUP BY queue, le HAVING sum(n) > 0) AS b
+    GROUP BY b.queue
+), waiting AS (
+    SELECT j.queue,
+           count(*) FILTER (WHERE j.run_at <= now()) AS queued,
+           count(*) FILTER (WHERE j.run_at > now()) AS scheduled,
+           extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now()))::float8
+               AS oldest_waiting_age
+    FROM pgqueue.jobs AS j
+    WHERE j.state = 'queued'
+    GROUP BY j.queue
+), running AS (
+    -- Jobs running now count in the latency of the last five minutes if they started in it.
+    SELECT j.queue, count(*) AS running,
+           array_agg(greatest(extract(epoch FROM j.started_at - j.run_at), 0)::float8)
+               FILTER (WHERE j.started_at > now() - interval '5 minutes') AS latency
+    FROM pgqueue.jobs AS j
+    WHERE j.state = 'running'
+    GROUP BY j.queue
+), queues AS (
+    SELECT queue FROM finished
+    WHERE succeeded <> 0 OR dead <> 0 OR cancelled <> 0
+    UNION SELECT queue FROM waiting
+    UNION SELECT queue FROM running
+)
+SELECT q.queue,
+       coalesce(w.queued, 0) AS queued,
+       coalesce(w.scheduled, 0) AS scheduled,
+       coalesce(r.running, 0) AS running,
+       coalesce(f.succeeded, 0)::bigint AS succeeded,
+       coalesce(f.dead, 0)::bigint AS dead,
+       coalesce(f.cancelled, 0)::bigint AS cancelled,
+       round(coalesce(s.n, 0))::bigint AS succeeded_5m,
+       round(coalesce(s.n, 0) / 300.0, 2)::float8 AS throughput,
+       w.oldest_waiting_age,
+       l.le AS latency_le, l.n AS latency_n, l.total AS latency_total,
+       r.latency AS latency_running
+FROM queues AS q
+LEFT JOIN finished AS f ON f.queue = q.queue
+LEFT JOIN succeeded_5m AS s ON s.queue = q.queue
+LEFT JOIN latency AS l ON l.queue = q.queue
+LEFT JOIN waiting AS w ON w.queue = q.queue
+LEFT JOIN running AS r ON r.queue = q.queue
+ORDER BY q.queue;
 
 -- name: throughput
--- Per minute over the last `minutes`: jobs finished by state, and p50 enqueue-to-start
--- latency of the jobs started, for the dashboard's chart.
+-- Per minute over the last `minutes`: jobs finished by state, and the latency histogram of
+-- those jobs (the store estimates their p50 enqueue-to-start latency), for the dashboard's
+-- chart. One stats_series row a minute, and apart the changes not yet folded in (the store
+-- adds them up).
+WITH minutes AS (
+    SELECT m.minute
+    FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s::int - 1),
+                         date_trunc('minute', now()), interval '1 minute') AS m(minute)
+), pending AS (
+    SELECT c.minute, CASE WHEN c.measure = 'jobs' THEN c.state ELSE c.measure END AS measure,
+           c.le, sum(c.n)::bigint AS n, sum(c.total) AS total
+    FROM pgqueue.stats_changes AS c
+    WHERE c.minute >= (SELECT min(minute) FROM minutes)
+      AND c.state IN ('succeeded', 'dead') AND c.measure IN ('jobs', 'latency')
+    GROUP BY 1, 2, 3
+), pending_minutes AS (
+    SELECT p.minute,
+           coalesce(sum(p.n) FILTER (WHERE p.measure = 'succeeded'), 0) AS succeeded,
+           coalesce(sum(p.n) FILTER (WHERE p.measure = 'dead'), 0) AS dead,
+           array_agg(p.le ORDER BY p.le) FILTER (WHERE p.measure = 'latency') AS le,
+           array_agg(p.n ORDER BY p.le) FILTER (WHERE p.measure = 'latency') AS n,
+           array_agg(p.total ORDER BY p.le) FILTER (WHERE p.measure = 'latency') AS total
+    FROM pending AS p
+    GROUP BY p.minute
+)
 SELECT m.minute,
-       count(j.id) FILTER (WHERE j.state = 'succeeded') AS succeeded,
-       count(j.id) FILTER (WHERE j.state = 'dead') AS dead,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM j.started_at - j.run_at))
-           AS latency_p50
-FROM generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s::int - 1),
-                     date_trunc('minute', now()), interval '1 minute') AS m(minute)
-LEFT JOIN pgqueue.jobs AS j
-  ON j.finished_at >= m.minute AND j.finished_at < m.minute + interval '1 minute'
- AND j.state IN ('succeeded', 'dead')
-GROUP BY m.minute
+       (coalesce(s.succeeded, 0) + coalesce(p.succeeded, 0))::bigint AS succeeded,
+       (coalesce(s.dead, 0) + coalesce(p.dead, 0))::bigint AS dead,
+       s.le AS latency_le, s.n AS latency_n, s.total AS latency_total,
+       p.le AS pending_le, p.n AS pending_n, p.total AS pending_total
+FROM minutes AS m
+LEFT JOIN pgqueue.stats_series AS s ON s.minute = m.minute
+LEFT JOIN pending_minutes AS p ON p.minute = m.minute
 ORDER BY m.minute;
 
 -- name: metrics_jobs
 -- Gauges for /metrics: jobs by queue and state, with `scheduled` (queued, run_at later) apart
--- from `queued` (due) as in queue_stats, and the oldest due job's age per queue.
-SELECT queue,
-       CASE WHEN state = 'queued' AND run_at > now() THEN 'scheduled' ELSE state END AS state,
+-- from `queued` (due) as in queue_stats, and the oldest due job's age per queue. Finished
+-- jobs from the rollups, queued and running ones from their partial indexes.
+SELECT j.queue, CASE WHEN j.run_at > now() THEN 'scheduled' ELSE 'queued' END AS state,
        count(*) AS n,
-       extract(epoch FROM now() - min(run_at) FILTER (WHERE state = 'queued' AND run_at <= now()))
-           ::float8 AS oldest_waiting_age
-FROM pgqueue.jobs
-GROUP BY 1, 2;
+       extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now()))::float8
+           AS oldest_waiting_age
+FROM pgqueue.jobs AS j
+WHERE j.state = 'queued'
+GROUP BY 1, 2
+UNION ALL
+SELECT j.queue, 'running', count(*), NULL
+FROM pgqueue.jobs AS j
+WHERE j.state = 'running'
+GROUP BY 1
+UNION ALL
+SELECT t.queue, t.state, sum(t.jobs)::bigint, NULL
+FROM (SELECT queue, state, jobs FROM pgqueue.stats_totals
+      UNION ALL
+      SELECT queue, state, n FROM pgqueue.stats_changes WHERE measure = 'jobs') AS t
+GROUP BY 1, 2
+HAVING sum(t.jobs) <> 0;
 
 -- name: metrics_recent
--- Jobs finished in the last hour, for the latency and duration histograms and outcomes.
-SELECT queue, task, state, attempts,
-       extract(epoch FROM started_at - run_at)::float8 AS latency,
-       extract(epoch FROM finished_at - started_at)::float8 AS duration,
-       last_error LIKE 'WorkerLost%%' AS rescued
-FROM pgqueue.jobs
-WHERE state IN ('succeeded', 'dead', 'cancelled')
-  AND finished_at > now() - interval '1 hour'
-  AND started_at IS NOT NULL;
+-- Jobs finished in the last hour (by the minute: the current one and the 60 before it), for
+-- the latency and run-time histograms, outcomes by task, retries and rescues: per queue,
+-- task, state, measure and histogram bucket, from stats_minutes and the changes not yet
+-- folded in.
+WITH recent AS (
+    SELECT m.queue, m.task, m.state, m.measure, m.le, m.n, m.total
+    FROM pgqueue.stats_minutes AS m
+    WHERE m.minute >= date_trunc('minute', now() - interval '1 hour')
+    UNION ALL
+    SELECT c.queue, c.task, c.state, c.measure, c.le, c.n, c.total
+    FROM pgqueue.stats_changes AS c
+    WHERE c.minute >= date_trunc('minute', now() - interval '1 hour')
+)
+SELECT queue, task, state, measure, le, sum(n)::bigint AS n, sum(total)::float8 AS total
+FROM recent
+GROUP BY 1, 2, 3, 4, 5
+HAVING sum(n) <> 0
+ORDER BY 1, 2, 3, 4, 5;
+
+-- name: task_unserved
+-- Tasks declared by workers that no live worker serves now, with their due jobs (they wait
+-- for a worker that has the task). Jobs are counted for such tasks only: nothing is read
+-- while every task has a live worker.
+WITH unserved AS MATERIALIZED (
+    SELECT t.name FROM pgqueue.tasks AS t
+    WHERE NOT EXISTS (
+        SELECT 1 FROM pgqueue.workers AS w
+        WHERE w.heartbeat_at > now() - make_interval(secs => w.lease)
+          AND (w.tasks IS NULL OR t.name = ANY(w.tasks)))
+)
+SELECT u.name, d.due
+FROM unserved AS u
+CROSS JOIN LATERAL (
+    SELECT count(*) AS due FROM pgqueue.jobs AS j
+    WHERE j.state = 'queued' AND j.task = u.name AND j.run_at <= now()
+) AS d
+WHERE d.due > 0
+ORDER BY u.name;
+
+-- name: stats_compact
+-- Fold the changes counted by the triggers of pgqueue.jobs into the rollups, and forget the
+-- minutes that no figure reads any more (stats_minutes: past 70 minutes; stats_series: past
+-- a day and 10 minutes). One caller at a time: another one finds the lock taken and does
+-- nothing. Readers see each change either still pending or folded in, never both.
+WITH turn AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock(hashtext('pgqueue.stats_compact')) AS mine
+), moved AS (
+    DELETE FROM pgqueue.stats_changes AS c
+    WHERE (SELECT mine FROM turn)
+    RETURNING c.minute, c.queue, c.task, c.state, c.measure, c.le, c.n, c.total
+), totals AS (
+    INSERT INTO pgqueue.stats_totals AS t (queue, state, jobs)
+    SELECT queue, state, sum(n) FROM moved WHERE measure = 'jobs'
+    GROUP BY queue, state
+    ON CONFLICT (queue, state) DO UPDATE SET jobs = t.jobs + EXCLUDED.jobs
+    RETURNING 1
+), minutes AS (
+    INSERT INTO pgqueue.stats_minutes AS s (minute, queue, task, state, measure, le, n, total)
+    SELECT minute, queue, task, state, measure, le, sum(n), sum(total) FROM moved
+    WHERE minute >= date_trunc('minute', now()) - interval '70 minutes'
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (minute, queue, task, state, measure, le)
+    DO UPDATE SET n = s.n + EXCLUDED.n, total = s.total + EXCLUDED.total
+    RETURNING 1
+), series_changes AS (
+    SELECT minute, CASE WHEN measure = 'jobs' THEN state ELSE measure END AS measure, le,
+           sum(n)::bigint AS n, sum(total) AS total
+    FROM moved
+    WHERE minute >= date_trunc('minute', now()) - interval '1450 minutes'
+      AND state IN ('succeeded', 'dead') AND measure IN ('jobs', 'latency')
+    GROUP BY 1, 2, 3
+), series AS (
+    -- One row a minute, its latency buckets as arrays (bounds in increasing order, counts,
+    -- sums), merged with what the row has.
+    INSERT INTO pgqueue.stats_series AS s (minute, succeeded, dead, le, n, total)
+    SELECT b.minute,
+           coalesce(sum(b.n) FILTER (WHERE b.measure = 'succeeded'), 0),
+           coalesce(sum(b.n) FILTER (WHERE b.measure = 'dead'), 0),
+           coalesce(array_agg(b.le ORDER BY b.le) FILTER (WHERE b.measure = 'latency'), '{}'),
+           coalesce(array_agg(b.n ORDER BY b.le) FILTER (WHERE b.measure = 'latency'), '{}'),
+           coalesce(array_agg(b.total ORDER BY b.le) FILTER (WHERE b.measure = 'latency'), '{}')
+    FROM series_changes AS b
+    GROUP BY b.minute
+    ON CONFLICT (minute) DO UPDATE SET
+        succeeded = s.succeeded + EXCLUDED.succeeded,
+        dead = s.dead + EXCLUDED.dead,
+        (le, n, total) = (
+            SELECT coalesce(array_agg(u.le ORDER BY u.le), '{}'),
+                   coalesce(array_agg(u.n ORDER BY u.le), '{}'),
+                   coalesce(array_agg(u.total ORDER BY u.le), '{}')
+            FROM (SELECT a.le, sum(a.n)::bigint AS n, sum(a.total) AS total
+                  FROM (SELECT * FROM unnest(s.le, s.n, s.total)
+                        UNION ALL
+                        SELECT * FROM unnest(EXCLUDED.le, EXCLUDED.n, EXCLUDED.total))
+                       AS a(le, n, total)
+                  GROUP BY a.le
+                  HAVING sum(a.n) <> 0) AS u)
+    RETURNING 1
+), old_minutes AS (
+    DELETE FROM pgqueue.stats_minutes
+    WHERE minute < date_trunc('minute', now()) - interval '70 minutes'
+      AND (SELECT mine FROM turn)
+    RETURNING 1
+), old_series AS (
+    DELETE FROM pgqueue.stats_series
+    WHERE minute < date_trunc('minute', now()) - interval '1450 minutes'
+      AND (SELECT mine FROM turn)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved) AS moved,
+       (SELECT count(*) FROM totals) + (SELECT count(*) FROM minutes)
+           + (SELECT count(*) FROM series) AS folded,
+       (SELECT count(*) FROM old_minutes) + (SELECT count(*) FROM old_series) AS expired;
 
 -- name: server_health
 -- For /metrics: the fraction of the NOTIFY queue in use, and the age in seconds of the

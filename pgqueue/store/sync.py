@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from pgqueue import stats
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
@@ -102,10 +103,17 @@ class JobStore:
         return bool(self._run("job_retry", {"id": job_id}, conn))
 
     def queue_stats(self) -> list[Row]:
-        return self._run("queue_stats", {})
+        return [stats.queue_row(r) for r in self._run("queue_stats", {})]
 
     def throughput(self, minutes: int = 60) -> list[Row]:
-        return self._run("throughput", {"minutes": minutes})
+        return [stats.throughput_row(r) for r in self._run("throughput", {"minutes": minutes})]
+
+    def stats_compact(self) -> Row:
+        """Fold the counted changes into the statistics rollups (maintenance does it)."""
+        return self._run("stats_compact", {})[0]
+
+    def task_unserved(self) -> list[Row]:
+        return self._run("task_unserved", {})
 
     def metrics_jobs(self) -> list[Row]:
         return self._run("metrics_jobs", {})

@@ -25,20 +25,20 @@ def _histogram(
     name: str,
     help_: str,
     buckets: tuple[float, ...],
-    samples: dict[str, list[float]],
+    samples: dict[str, dict[float, tuple[int, float]]],
 ) -> None:
+    """A histogram per queue from the rollups' buckets (le -> count, sum): every bound of
+    `buckets` is one of theirs (pgqueue.stats.BUCKETS), so the counts are exact."""
     out.append(f"# HELP {name} {help_}")
     out.append(f"# TYPE {name} histogram")
-    for queue, values in sorted(samples.items()):
-        values = sorted(values)
-        i = 0
+    for queue, counted in sorted(samples.items()):
         for bound in buckets:
-            while i < len(values) and values[i] <= bound:
-                i += 1
-            out.append(f"{name}_bucket{_labels(queue=queue, le=str(bound))} {i}")
-        out.append(f"{name}_bucket{_labels(queue=queue, le='+Inf')} {len(values)}")
-        out.append(f"{name}_sum{_labels(queue=queue)} {sum(values)}")
-        out.append(f"{name}_count{_labels(queue=queue)} {len(values)}")
+            below = sum(n for le, (n, _) in counted.items() if le <= bound)
+            out.append(f"{name}_bucket{_labels(queue=queue, le=str(bound))} {below}")
+        count = sum(n for n, _ in counted.values())
+        out.append(f"{name}_bucket{_labels(queue=queue, le='+Inf')} {count}")
+        out.append(f"{name}_sum{_labels(queue=queue)} {sum(t for _, t in counted.values())}")
+        out.append(f"{name}_count{_labels(queue=queue)} {count}")
 
 
 # Server health an operator alerts on. To move into pgqueue/sql/stats.sql as `server_health`
@@ -51,8 +51,9 @@ def server_health(app: App) -> tuple[float, float]:
 
 
 def render(app: App) -> str:
-    """The metrics page. Histograms and outcome counts cover jobs finished in the last hour
-    (a sliding window kept in the database, not counters in one process)."""
+    """The metrics page. Histograms and outcome counts cover jobs finished in the last hour,
+    to the minute (rollups kept in the database as jobs finish, not counters in one
+    process)."""
     jobs = app.store.metrics_jobs()
     recent = app.store.metrics_recent()
     workers = app.store.worker_list()
@@ -97,23 +98,28 @@ def render(app: App) -> str:
         "live worker serves: they wait for one that has it."
     )
     out.append("# TYPE pgqueue_jobs_without_worker gauge")
-    for declared in app.store.task_list():
-        if declared["queue"] is not None and declared["due"] and not declared["workers"]:
-            labels = _labels(task=declared["name"])
-            out.append(f"pgqueue_jobs_without_worker{labels} {declared['due']}")
-    latency: dict[str, list[float]] = defaultdict(list)
-    duration: dict[str, list[float]] = defaultdict(list)
+    for unserved in app.store.task_unserved():
+        labels = _labels(task=unserved["name"])
+        out.append(f"pgqueue_jobs_without_worker{labels} {unserved['due']}")
+    latency: dict[str, dict[float, tuple[int, float]]] = defaultdict(dict)
+    duration: dict[str, dict[float, tuple[int, float]]] = defaultdict(dict)
     outcomes: dict[tuple[str, str], int] = defaultdict(int)
     retries: dict[str, int] = defaultdict(int)
     rescues: dict[str, int] = defaultdict(int)
     for r in recent:
-        if r["latency"] is not None:
-            latency[r["queue"]].append(max(0.0, r["latency"]))
-        if r["duration"] is not None:
-            duration[r["queue"]].append(max(0.0, r["duration"]))
-        outcomes[(r["task"], r["state"])] += 1
-        retries[r["queue"]] += max(0, r["attempts"] - 1)
-        rescues[r["queue"]] += 1 if r["rescued"] else 0
+        queue, measure, n = r["queue"], r["measure"], int(r["n"])
+        if measure == "jobs":
+            outcomes[(r["task"], r["state"])] += n
+            retries[queue] += 0  # every queue with finished jobs has a line, 0 included
+            rescues[queue] += 0
+        elif measure == "retries":
+            retries[queue] += n
+        elif measure == "rescued":
+            rescues[queue] += n
+        elif measure in ("latency", "duration"):
+            buckets = latency[queue] if measure == "latency" else duration[queue]
+            count, total = buckets.get(r["le"], (0, 0.0))
+            buckets[r["le"]] = (count + n, total + r["total"])
     _histogram(
         out,
         "pgqueue_job_latency_seconds",

@@ -150,9 +150,14 @@ def test_nobody_can_do_nothing(roles_db):
             "WHERE n.nspname = 'pgqueue' AND p.prosecdef"
         ).fetchall()
     assert not [name for name, can in functions if can], functions
-    # Only the task-defaults trigger runs as its owner (so producers need nothing but
-    # INSERT); it checks the table it fires on and nobody else may execute it (above).
-    assert definers == [("pgqueue.jobs_fill_defaults()",)], definers
+    # Only the task-defaults and statistics triggers run as their owner (so producers need
+    # nothing but INSERT); they check the table they fire on and nobody else may execute
+    # them (above).
+    assert sorted(definers) == [
+        ("pgqueue.jobs_count_changes()",),
+        ("pgqueue.jobs_fill_defaults()",),
+        ("pgqueue.jobs_reset_stats()",),
+    ], definers
 
 
 @pytest.mark.timeout(120)

@@ -84,9 +84,14 @@ def test_schema_functions_are_not_executable_by_public(db, make_role):
     ).fetchall()
     assert rows, "the schema has its trigger functions"
     assert [r for r in rows if r[2]] == [], "executable by a role with no grants"
-    # The one SECURITY DEFINER function (task defaults, so producers need only INSERT)
-    # checks the table it fires on; see the next test for attaching it elsewhere.
-    assert [r[0] for r in rows if r[1]] == ["jobs_fill_defaults"]
+    # The SECURITY DEFINER functions (task defaults, and the statistics counted as jobs
+    # change, so producers need only INSERT) check the table they fire on; see the next test
+    # for attaching them elsewhere.
+    assert sorted(r[0] for r in rows if r[1]) == [
+        "jobs_count_changes",
+        "jobs_fill_defaults",
+        "jobs_reset_stats",
+    ]
 
 
 def test_a_producer_cannot_attach_the_trigger_to_start_a_delayed_job(app, db, make_role):
@@ -106,6 +111,11 @@ def test_a_producer_cannot_attach_the_trigger_to_start_a_delayed_job(app, db, ma
             conn.execute(
                 "CREATE TRIGGER d BEFORE INSERT ON fake "
                 "FOR EACH ROW EXECUTE FUNCTION pgqueue.jobs_fill_defaults()"
+            )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "CREATE TRIGGER s AFTER INSERT ON fake REFERENCING NEW TABLE AS new_rows "
+                "FOR EACH STATEMENT EXECUTE FUNCTION pgqueue.jobs_count_changes()"
             )
         # What it may do: insert a job by plain SQL, which a worker picks up.
         conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[2, 3]')")
