@@ -5,6 +5,8 @@
 -- Take up to `limit` due jobs from `queues` (NULL: every queue), best priority first, and mark
 -- them running for `worker_id`. Each queue is read through jobs_claim_idx in claim order and
 -- stops at `limit` rows, so the cost does not grow with the backlog or the number of queues.
+-- Only the rows taken are locked: a row locked and left would be skipped by other claims,
+-- which would take fewer than they asked for while jobs are due (and so sleep).
 WITH RECURSIVE known_queues AS (
     -- Distinct queues of queued jobs by skipping through the index (no full scan).
     (SELECT queue FROM pgqueue.jobs WHERE state = 'queued' ORDER BY queue LIMIT 1)
@@ -17,31 +19,76 @@ WITH RECURSIVE known_queues AS (
     WHERE queue IS NOT NULL AND %(queues)s::text[] IS NULL
     UNION
     SELECT unnest(%(queues)s::text[])
-), picked AS (
-    SELECT c.id
-    FROM wanted AS w
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
-        WHERE j.state = 'queued' AND j.queue = w.queue
-          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
-          -- Tasks this worker has (NULL: any). A task another worker declared waits for a
-          -- worker with it, and one nobody ever declared (a typo) is taken, to end dead.
-          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
-               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
-        ORDER BY j.priority DESC, j.run_at, j.id
-        LIMIT %(limit)s::int
-        FOR UPDATE SKIP LOCKED
-    ) AS c
+), open AS (
     -- Only a registered worker claims (one declared lost registers again first). Paused
-    -- queues are skipped, and queues with limits go through job_claim_limited.
+    -- queues are skipped, and queues with limits go through claim_limited.
+    SELECT w.queue FROM wanted AS w
     WHERE EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
       AND NOT EXISTS (
         SELECT 1 FROM pgqueue.queues AS q
         WHERE q.name = w.queue
           AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL
                OR q.per_key_limit IS NOT NULL))
-    ORDER BY c.priority DESC, c.run_at, c.id
-    LIMIT %(limit)s::int
+), shares AS (
+    -- How many to take from each queue. One queue: all of them. Several: each queue's part
+    -- of the best `limit` due jobs among them, read without locks.
+    SELECT o.queue, %(limit)s::int AS n FROM open AS o
+    WHERE (SELECT count(*) FROM open) = 1
+    UNION ALL
+    SELECT best.queue, count(*)::int AS n FROM (
+        SELECT c.queue FROM open AS o
+        CROSS JOIN LATERAL (
+            SELECT j.queue, j.priority, j.run_at, j.id FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = o.queue
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+                   OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+            ORDER BY j.priority DESC, j.run_at, j.id
+            LIMIT %(limit)s::int
+        ) AS c
+        ORDER BY c.priority DESC, c.run_at, c.id
+        LIMIT %(limit)s::int
+    ) AS best
+    WHERE (SELECT count(*) FROM open) > 1
+    GROUP BY best.queue
+), taken AS (
+    SELECT c.id
+    FROM shares AS s
+    CROSS JOIN LATERAL (
+        SELECT j.id FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = s.queue
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          -- Tasks this worker has (NULL: any). A task another worker declared waits for a
+          -- worker with it, and one nobody ever declared (a typo) is taken, to end dead.
+          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT s.n
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+), topped AS (
+    -- Several queues, and jobs another claim holds were skipped: make up the number from
+    -- the queues in turn, best first. Rows are locked one by one as they are taken, up to
+    -- the number (nothing sorts them afterwards, so nothing is read ahead).
+    SELECT c.id FROM (
+        SELECT o.queue FROM open AS o
+        ORDER BY (SELECT j.priority FROM pgqueue.jobs AS j
+                  WHERE j.state = 'queued' AND j.queue = o.queue
+                    AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+                  ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) DESC NULLS LAST
+    ) AS o
+    CROSS JOIN LATERAL (
+        SELECT j.id FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = o.queue
+          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+          AND j.id <> ALL(ARRAY(SELECT id FROM taken))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE (SELECT count(*) FROM open) > 1 AND (SELECT count(*) FROM taken) < %(limit)s::int
+    LIMIT greatest(%(limit)s::int - (SELECT count(*) FROM taken), 0)
 ), durability AS (
     -- This transaction's commit need not wait for the disk: a claim lost in a server crash
     -- leaves the job claimable again. Local to the transaction, so nothing leaks to the
@@ -53,7 +100,7 @@ SET state = 'running',
     attempts = j.attempts + 1,
     worker_id = %(worker_id)s::uuid,
     started_at = coalesce(%(now)s::timestamptz, now())
-FROM picked
+FROM (SELECT id FROM taken UNION ALL SELECT id FROM topped) AS picked
 WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
 -- Arguments as text, parsed by the worker itself (and no kwargs at all when there are none):
 -- cheaper than jsonb values through the driver, for every job claimed.
