@@ -509,3 +509,40 @@ def test_a_killed_worker_behind_the_pooler(stack, direct, tmp_path):
     # (Any of the live workers may rescue them, a part each.)
     assert sum(int(n) for n in re.findall(r"rescued (\d+) job\(s\) from lost", logs)) == len(taken)
     assert [line for line in troubles(logs) if "rescued" not in line] == []
+
+
+def test_limited_queues_and_handler_transactions_through_the_pooler(stack, direct, tmp_path):
+    """The other ways a worker uses its connections, through the pooler: claims from a queue
+    with a concurrency limit and from one with a per-key limit (claims of several statements
+    in a transaction; a worker of one limited queue sends them in one pipeline), and
+    handlers' ctx.transaction(), sync and async."""
+    app = pgqueue.App(stack.pooled, pooler=True)
+    try:
+        app.set_queue_limits("limited", concurrency=2)
+        app.set_queue_limits("keyed", per_key=1)
+        workers = Workers(stack, tmp_path / "worker.log", "--listen-dsn", stack.direct)
+        one_queue = Workers(
+            stack, tmp_path / "limited.log", "--listen-dsn", stack.direct, "--queues", "limited"
+        )
+        try:
+            wait_for(lambda: "started" in workers.output(), timeout=30)
+            wait_for(lambda: "started" in one_queue.output(), timeout=30)
+            for i in range(20):
+                app.enqueue("add", args=[i, i], queue="limited")
+                app.enqueue("add", args=[i, 0], queue="keyed", concurrency_key=f"k{i % 3}")
+                app.enqueue("tx_insert", args=[i])
+                app.enqueue("tx_insert_async", args=[i])
+            wait_for(lambda: states(direct).get("succeeded", 0) == 80, timeout=60)
+            assert workers.stop() == 0
+            assert one_queue.stop() == 0
+        finally:
+            workers.kill()
+            one_queue.kill()
+    finally:
+        app.close()
+    assert states(direct) == {"succeeded": 80}
+    written = direct.execute(
+        "SELECT count(*), count(DISTINCT job_id) FROM public.effects WHERE note = 'tx'"
+    ).fetchone()
+    assert written == (40, 40)
+    assert troubles(workers.output() + one_queue.output()) == []
