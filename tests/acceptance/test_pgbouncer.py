@@ -281,6 +281,16 @@ def session_state(stack: Stack) -> set[tuple[int, str, int]]:
             conn.close()
 
 
+def listening(conn: psycopg.Connection[Any]) -> int:
+    """Direct connections that LISTEN for jobs (the pooler's role never does)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE usename <> %s AND query LIKE 'LISTEN pgqueue_jobs%%'",
+        (POOLED_ROLE,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def troubles(output: str) -> list[str]:
     """Log lines that say something went wrong."""
     return [
@@ -367,16 +377,12 @@ def test_a_hundred_workers_through_the_pooler(stack, direct, tmp_path):
                 lambda: (
                     direct.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] == WORKERS
                 ),
-                timeout=90,
+                timeout=150,
                 interval=0.2,
             )
+            # Each listens over a direct connection (after registering).
+            wait_for(lambda: listening(direct) == WORKERS, timeout=60, interval=0.2)
             up = time.monotonic()
-            listening = direct.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE usename <> %s AND query LIKE 'LISTEN pgqueue_jobs%%'",
-                (POOLED_ROLE,),
-            ).fetchone()[0]
-            assert listening == WORKERS  # each over a direct connection
             app = pgqueue.App(stack.pooled, pooler=True)
             try:
                 app.enqueue_many([{"task": "work_item", "args": [i]} for i in range(JOBS)])
