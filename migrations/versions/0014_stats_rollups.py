@@ -1,15 +1,16 @@
 """Statistics from rollups kept as jobs finish, not from scans of pgqueue.jobs.
 
-`pgqueue stats`, `/api/stats`, `/api/throughput` and `/metrics` counted finished jobs by
-reading them, which took seconds with millions of them kept. Now three statement-level
-triggers on pgqueue.jobs (insert, update, delete) see every change of a finished row,
-whatever made it (a worker's outcomes, the rescuer, a cancel, a retry, pruning, plain SQL),
-and append what it changed to `pgqueue.stats_changes`: a row enters the figures when it
-becomes succeeded, dead or cancelled and leaves them when it stops being so or is deleted,
-so the figures always equal what the table holds. One aggregate per statement, and only an
-insert: workers never wait on each other's row locks. Maintenance folds the changes into
+`pgqueue stats`, `/api/stats`, `/api/throughput` and `/metrics` counted jobs by reading
+them, which took seconds with millions of finished ones kept. Now three statement-level
+triggers on pgqueue.jobs (insert, update, delete) see every change of a row, whatever made
+it (an enqueue, a claim, a worker's outcomes, the rescuer, a cancel, a retry, pruning, plain
+SQL), and append what it changed to `pgqueue.stats_changes`: a row counts in its state
+while it is in it, and a finished one (succeeded, dead, cancelled) in the figures of the
+minute it finished, so the figures always equal what the table holds. One aggregate per
+statement, and only an insert: workers never wait on each other's row locks. Maintenance
+folds the changes into
 
-- `stats_totals`: finished jobs in the table, per queue and state (all of them);
+- `stats_totals`: jobs in the table, per queue and state (all of them);
 - `stats_minutes`: per minute of finished_at, queue, task and state, the jobs, their extra
   attempts, the rescued ones, and histograms of enqueue-to-start latency and run time (the
   last hour or so: the 5-minute and 1-hour figures);
@@ -46,31 +47,36 @@ BOUNDS = (
     "5", "10", "30", "60", "120", "300", "600", "1800", "3600", "21600", "86400",
 )  # fmt: skip
 
-FINISHED = "('succeeded', 'dead', 'cancelled')"
-
 # What rows of pgqueue.jobs add to the figures (sign 1) or take away (sign -1), grouped:
 # one row per minute, queue, task, state, measure and bucket. `source` gives the rows.
 CHANGES = """
 INSERT INTO pgqueue.stats_changes (minute, queue, task, state, measure, le, n, total)
 SELECT c.minute, c.queue, c.task, c.state, c.measure, c.le, sum(c.n), sum(c.total)
 FROM (
-    SELECT coalesce(date_trunc('minute', r.finished_at), '-infinity') AS minute,
-           r.queue, m.task, r.state, m.measure, m.le, m.n, m.total
+    SELECT v.minute, r.queue, m.task, r.state, m.measure, m.le, m.n, m.total
     FROM ({source}) AS r(sign, queue, task, state, finished_at, started_at, run_at, attempts,
                          last_error)
     CROSS JOIN LATERAL (
-        -- NULL for a job that never started (greatest() would make it 0).
-        SELECT CASE WHEN r.started_at IS NOT NULL
+        -- Queued and running jobs count in the totals only (minute -infinity, no task).
+        SELECT f.finished,
+               CASE WHEN f.finished
+                    THEN coalesce(date_trunc('minute', r.finished_at), '-infinity')
+                    ELSE '-infinity' END AS minute,
+               -- NULL for a job that never started (greatest() would make it 0).
+               CASE WHEN f.finished AND r.started_at IS NOT NULL
                     THEN greatest(extract(epoch FROM r.started_at - r.run_at), 0)::float8
                END AS latency,
-               CASE WHEN r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
+               CASE WHEN f.finished AND r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
                     THEN greatest(extract(epoch FROM r.finished_at - r.started_at), 0)::float8
                END AS duration
+        FROM (SELECT r.state IN ('succeeded', 'dead', 'cancelled') AS finished) AS f
     ) AS v
     CROSS JOIN LATERAL (VALUES
-        (r.task, 'jobs', 0::float8, r.sign, 0::float8),
-        ('', 'retries', 0, r.sign * greatest(r.attempts - 1, 0), 0),
-        ('', 'rescued', 0, CASE WHEN r.last_error LIKE 'WorkerLost%' THEN r.sign ELSE 0 END, 0),
+        (CASE WHEN v.finished THEN r.task ELSE '' END, 'jobs', 0::float8, r.sign, 0::float8),
+        ('', 'retries', 0,
+         CASE WHEN v.finished THEN r.sign * greatest(r.attempts - 1, 0) ELSE 0 END, 0),
+        ('', 'rescued', 0,
+         CASE WHEN v.finished AND r.last_error LIKE 'WorkerLost%' THEN r.sign ELSE 0 END, 0),
         -- Latency and run time count for jobs that started (and run time, that finished).
         ('', 'latency', pgqueue.stats_le(v.latency),
          CASE WHEN v.latency IS NOT NULL THEN r.sign ELSE 0 END, r.sign * v.latency),
@@ -80,13 +86,13 @@ FROM (
     WHERE m.n <> 0
 ) AS c
 GROUP BY 1, 2, 3, 4, 5, 6
--- An update that changes nothing counted (a claim, a progress report) adds nothing.
+-- An update that changes nothing counted (a progress report, say) adds nothing.
 HAVING sum(c.n) <> 0 OR abs(sum(c.total)) > 1e-9
 """
 
 ROW = "queue, task, state, finished_at, started_at, run_at, attempts, last_error"
-ADDED = f"SELECT 1, {ROW} FROM new_rows WHERE state IN {FINISHED}"
-REMOVED = f"SELECT -1, {ROW} FROM old_rows WHERE state IN {FINISHED}"
+ADDED = f"SELECT 1, {ROW} FROM new_rows"
+REMOVED = f"SELECT -1, {ROW} FROM old_rows"
 
 COUNT_CHANGES = f"""
 CREATE FUNCTION pgqueue.jobs_count_changes() RETURNS trigger
@@ -285,7 +291,7 @@ def upgrade() -> None:
     )
     # The jobs already there. The triggers were created in this transaction, which holds a
     # lock that keeps writers out until it commits: nothing is counted twice or missed.
-    source = f"SELECT 1, {ROW} FROM pgqueue.jobs WHERE state IN {FINISHED}"
+    source = f"SELECT 1, {ROW} FROM pgqueue.jobs"
     op.execute(CHANGES.format(source=source))
     for statement in FOLD:
         op.execute(statement)

@@ -5,19 +5,53 @@
 -- Per queue: jobs by state (`queued` only those due, `scheduled` those with a later run_at),
 -- throughput (jobs succeeded per second) and enqueue-to-start latency over the last five
 -- minutes, and the oldest due job's age in seconds. One name per figure, everywhere.
--- Finished jobs come from the rollups (stats_totals, stats_minutes, plus the changes not yet
--- folded in: one snapshot sees each change in exactly one of them), queued and running ones
--- from their partial indexes. Latency comes as a histogram (bucket bounds, counts, sums of
--- the finished jobs, and the values of the running ones) that the store turns into p50/p95.
-WITH pending AS MATERIALIZED (
+-- Jobs by state come from the rollups (stats_totals and stats_minutes, plus the changes not
+-- yet folded in: one snapshot sees each change in exactly one of them); only the queued
+-- jobs due later and the running ones are read from pgqueue.jobs, through their indexes.
+-- Latency comes as a histogram (bucket bounds, counts, sums of the finished jobs, and the
+-- values of the running ones) that the store turns into p50/p95.
+WITH RECURSIVE claim_groups AS (
+    -- The (queue, priority) groups of queued jobs, skipped through jobs_claim_order_idx
+    -- (queue, -priority, run_at, id), one probe a group: within one, run_at is in order.
+    (SELECT j.queue, (- j.priority::bigint) AS rank
+     FROM pgqueue.jobs AS j WHERE j.state = 'queued' ORDER BY 1, 2 LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.rank
+    FROM claim_groups AS g
+    CROSS JOIN LATERAL (
+        SELECT j.queue, (- j.priority::bigint) AS rank
+        FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND (j.queue, (- j.priority::bigint)) > (g.queue, g.rank)
+        ORDER BY 1, 2 LIMIT 1
+    ) AS n
+), waiting AS (
+    -- Per queue: queued jobs with a later run_at (read through the index: the cost grows
+    -- with them, not with the due backlog), and the oldest due job's run_at.
+    SELECT g.queue, sum(later.n) AS scheduled,
+           min(first.run_at) FILTER (WHERE first.run_at <= now()) AS oldest
+    FROM claim_groups AS g
+    CROSS JOIN LATERAL (
+        SELECT j.run_at FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
+        ORDER BY j.run_at LIMIT 1
+    ) AS first
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
+          AND j.run_at > now()
+    ) AS later
+    GROUP BY g.queue
+), pending AS MATERIALIZED (
     SELECT minute, queue, state, measure, le, n, total FROM pgqueue.stats_changes
 ), span AS (
     -- The window starts five minutes ago, inside the minute `first`: that minute counts for
     -- the share of it inside the window.
     SELECT now() - interval '5 minutes' AS since,
            date_trunc('minute', now() - interval '5 minutes') AS first
-), finished AS (
+), counted AS (
     SELECT t.queue,
+           sum(t.jobs) FILTER (WHERE t.state = 'queued') AS queued,
+           sum(t.jobs) FILTER (WHERE t.state = 'running') AS running,
            sum(t.jobs) FILTER (WHERE t.state = 'succeeded') AS succeeded,
            sum(t.jobs) FILTER (WHERE t.state = 'dead') AS dead,
            sum(t.jobs) FILTER (WHERE t.state = 'cancelled') AS cancelled
@@ -49,48 +83,35 @@ WITH pending AS MATERIALIZED (
           FROM recent WHERE measure = 'latency'
           GROUP BY queue, le HAVING sum(n) > 0) AS b
     GROUP BY b.queue
-), waiting AS (
-    SELECT j.queue,
-           count(*) FILTER (WHERE j.run_at <= now()) AS queued,
-           count(*) FILTER (WHERE j.run_at > now()) AS scheduled,
-           extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now()))::float8
-               AS oldest_waiting_age
-    FROM pgqueue.jobs AS j
-    WHERE j.state = 'queued'
-    GROUP BY j.queue
 ), running AS (
     -- Jobs running now count in the latency of the last five minutes if they started in it.
-    SELECT j.queue, count(*) AS running,
+    SELECT j.queue,
            array_agg(greatest(extract(epoch FROM j.started_at - j.run_at), 0)::float8)
-               FILTER (WHERE j.started_at > now() - interval '5 minutes') AS latency
+               AS latency
     FROM pgqueue.jobs AS j
-    WHERE j.state = 'running'
+    WHERE j.state = 'running' AND j.started_at > now() - interval '5 minutes'
     GROUP BY j.queue
-), queues AS (
-    SELECT queue FROM finished
-    WHERE succeeded <> 0 OR dead <> 0 OR cancelled <> 0
-    UNION SELECT queue FROM waiting
-    UNION SELECT queue FROM running
 )
-SELECT q.queue,
-       coalesce(w.queued, 0) AS queued,
-       coalesce(w.scheduled, 0) AS scheduled,
-       coalesce(r.running, 0) AS running,
-       coalesce(f.succeeded, 0)::bigint AS succeeded,
-       coalesce(f.dead, 0)::bigint AS dead,
-       coalesce(f.cancelled, 0)::bigint AS cancelled,
+SELECT c.queue,
+       (coalesce(c.queued, 0) - coalesce(w.scheduled, 0))::bigint AS queued,
+       coalesce(w.scheduled, 0)::bigint AS scheduled,
+       coalesce(c.running, 0)::bigint AS running,
+       coalesce(c.succeeded, 0)::bigint AS succeeded,
+       coalesce(c.dead, 0)::bigint AS dead,
+       coalesce(c.cancelled, 0)::bigint AS cancelled,
        round(coalesce(s.n, 0))::bigint AS succeeded_5m,
        round(coalesce(s.n, 0) / 300.0, 2)::float8 AS throughput,
-       w.oldest_waiting_age,
+       extract(epoch FROM now() - w.oldest)::float8 AS oldest_waiting_age,
        l.le AS latency_le, l.n AS latency_n, l.total AS latency_total,
        r.latency AS latency_running
-FROM queues AS q
-LEFT JOIN finished AS f ON f.queue = q.queue
-LEFT JOIN succeeded_5m AS s ON s.queue = q.queue
-LEFT JOIN latency AS l ON l.queue = q.queue
-LEFT JOIN waiting AS w ON w.queue = q.queue
-LEFT JOIN running AS r ON r.queue = q.queue
-ORDER BY q.queue;
+FROM counted AS c
+LEFT JOIN waiting AS w ON w.queue = c.queue
+LEFT JOIN succeeded_5m AS s ON s.queue = c.queue
+LEFT JOIN latency AS l ON l.queue = c.queue
+LEFT JOIN running AS r ON r.queue = c.queue
+-- A queue with no job left is not shown.
+WHERE c.queued <> 0 OR c.running <> 0 OR c.succeeded <> 0 OR c.dead <> 0 OR c.cancelled <> 0
+ORDER BY c.queue;
 
 -- name: throughput
 -- Per minute over the last `minutes`: jobs finished by state, and the latency histogram of
@@ -130,27 +151,58 @@ ORDER BY m.minute;
 
 -- name: metrics_jobs
 -- Gauges for /metrics: jobs by queue and state, with `scheduled` (queued, run_at later) apart
--- from `queued` (due) as in queue_stats, and the oldest due job's age per queue. Finished
--- jobs from the rollups, queued and running ones from their partial indexes.
-SELECT j.queue, CASE WHEN j.run_at > now() THEN 'scheduled' ELSE 'queued' END AS state,
-       count(*) AS n,
-       extract(epoch FROM now() - min(j.run_at) FILTER (WHERE j.run_at <= now()))::float8
+-- from `queued` (due) as in queue_stats, and the oldest due job's age per queue. From the
+-- rollups, but for the queued jobs due later, read as in queue_stats.
+WITH RECURSIVE claim_groups AS (
+    -- The (queue, priority) groups of queued jobs, skipped through jobs_claim_order_idx
+    -- (queue, -priority, run_at, id), one probe a group: within one, run_at is in order.
+    (SELECT j.queue, (- j.priority::bigint) AS rank
+     FROM pgqueue.jobs AS j WHERE j.state = 'queued' ORDER BY 1, 2 LIMIT 1)
+    UNION ALL
+    SELECT n.queue, n.rank
+    FROM claim_groups AS g
+    CROSS JOIN LATERAL (
+        SELECT j.queue, (- j.priority::bigint) AS rank
+        FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND (j.queue, (- j.priority::bigint)) > (g.queue, g.rank)
+        ORDER BY 1, 2 LIMIT 1
+    ) AS n
+), waiting AS (
+    -- Per queue: queued jobs with a later run_at (read through the index: the cost grows
+    -- with them, not with the due backlog), and the oldest due job's run_at.
+    SELECT g.queue, sum(later.n) AS scheduled,
+           min(first.run_at) FILTER (WHERE first.run_at <= now()) AS oldest
+    FROM claim_groups AS g
+    CROSS JOIN LATERAL (
+        SELECT j.run_at FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
+        ORDER BY j.run_at LIMIT 1
+    ) AS first
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM pgqueue.jobs AS j
+        WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
+          AND j.run_at > now()
+    ) AS later
+    GROUP BY g.queue
+), counted AS (
+    SELECT t.queue, t.state, sum(t.jobs) AS n
+    FROM (SELECT queue, state, jobs FROM pgqueue.stats_totals
+          UNION ALL
+          SELECT queue, state, n FROM pgqueue.stats_changes WHERE measure = 'jobs') AS t
+    GROUP BY 1, 2
+    HAVING sum(t.jobs) <> 0
+)
+SELECT c.queue,
+       CASE WHEN c.state = 'queued' THEN 'queued' ELSE c.state END AS state,
+       (c.n - CASE WHEN c.state = 'queued' THEN coalesce(w.scheduled, 0) ELSE 0 END)::bigint
+           AS n,
+       CASE WHEN c.state = 'queued' THEN extract(epoch FROM now() - w.oldest)::float8 END
            AS oldest_waiting_age
-FROM pgqueue.jobs AS j
-WHERE j.state = 'queued'
-GROUP BY 1, 2
+FROM counted AS c
+LEFT JOIN waiting AS w ON w.queue = c.queue
 UNION ALL
-SELECT j.queue, 'running', count(*), NULL
-FROM pgqueue.jobs AS j
-WHERE j.state = 'running'
-GROUP BY 1
-UNION ALL
-SELECT t.queue, t.state, sum(t.jobs)::bigint, NULL
-FROM (SELECT queue, state, jobs FROM pgqueue.stats_totals
-      UNION ALL
-      SELECT queue, state, n FROM pgqueue.stats_changes WHERE measure = 'jobs') AS t
-GROUP BY 1, 2
-HAVING sum(t.jobs) <> 0;
+SELECT w.queue, 'scheduled', w.scheduled::bigint, NULL
+FROM waiting AS w;
 
 -- name: metrics_recent
 -- Jobs finished in the last hour (by the minute: the current one and the 60 before it), for
