@@ -78,19 +78,21 @@ def stop_worker(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def drained(conn: psycopg.Connection, queue: str, key: str | None) -> bool:
-    """No job of the backlog left queued or running: an existence probe through the claim
-    and running indexes, never a count over the table."""
+def drained(conn: psycopg.Connection, queue: str, key: str | None, due_only: bool = False) -> bool:
+    """No job of the backlog left queued or running (with `due_only`, none due or running):
+    an existence probe through the claim and running indexes, never a count over the table."""
+    due = "AND (state = 'running' OR run_at <= now())" if due_only else ""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pgqueue.jobs WHERE state IN ('queued', 'running') "
-        "AND queue = %s AND concurrency_key IS NOT DISTINCT FROM %s)",
+        f"AND queue = %s AND concurrency_key IS NOT DISTINCT FROM %s {due})",
         (queue, key),
     ).fetchone()
     return not (row and row[0])
 
 
 def drain(dsn: str, n: int, queue: str, key: str | None, concurrency: int, log: Path,
-          quiet_every: float | None = None, limit: float = 600.0) -> dict[str, object]:  # fmt: skip
+          quiet_every: float | None = None, limit: float = 600.0,
+          due_only: bool = False) -> dict[str, object]:  # fmt: skip
     samples = BENCH / "results" / f"fairness-{queue}-quiet.txt"
     samples.unlink(missing_ok=True)
     stop = threading.Event()
@@ -116,7 +118,7 @@ def drain(dsn: str, n: int, queue: str, key: str | None, concurrency: int, log: 
     if quiet_every:
         producer.start()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        while not drained(conn, queue, key):
+        while not drained(conn, queue, key, due_only):
             if time.perf_counter() - started > limit or proc.poll() is not None:
                 break
             time.sleep(0.1)

@@ -1,4 +1,13 @@
-"""Claims from queues with limits in one call: `pgqueue.claim_limited(...)`.
+"""Claims that read only due jobs, and claims from queues with limits in one call.
+
+The claim indexes hold the claim order as one ascending key, `(-priority, run_at, id)`
+(`jobs_claim_order_idx` replaces `jobs_claim_idx`, `jobs_key_order_idx` replaces
+`jobs_key_claim_idx`), so that "a priority's jobs from this one on, up to now" is one range
+of the index. Claims read a queue one priority at a time: jobs due later and jobs waiting on
+others (run_at 9999-12-31) sit after the due ones of their priority and are never read.
+`jobs_waiting_idx` holds the jobs waiting on others, for the dependency sweep.
+
+`pgqueue.claim_limited(...)`:
 
 A limited claim locks the limited queues, then claims within their budgets in statements
 that start after the lock is granted (each reads the claims committed before it). From the
@@ -7,9 +16,7 @@ is one call, whose statements still take a fresh snapshot each (the function is 
 
 The per-key walk also changes. Entries of jobs claimed since the last vacuum sit at the
 head of every busy key, and both the walk and the scan of the key's jobs read past them. Now
-each step of the walk returns the key's best queued job, and the scan starts at that job: a
-range over a new index that holds the per-key order as one ascending key
-(`jobs_key_order_idx`, replacing `jobs_key_claim_idx`).
+each step of the walk returns the key's best queued job, and the scan starts at that job.
 
 Revision ID: 0013
 Revises: 0012
@@ -44,6 +51,40 @@ BUDGET = """least(
 TASKS = """(p_tasks IS NULL OR j.task = ANY(p_tasks)
                OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))"""
 
+
+def due(queue: str, n: str, lock: bool, cols: str = "d.id") -> str:
+    """The due jobs of `queue` in claim order, up to `n`, one priority at a time (as in
+    job_claim, pgqueue/sql/claim.sql): each priority's due jobs are one range of
+    jobs_claim_order_idx, so jobs due later or waiting on others are never read."""
+    locking = "\n                FOR UPDATE SKIP LOCKED" if lock else ""
+    return f"""WITH RECURSIVE g AS (
+                (SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+                 WHERE j.state = 'queued' AND j.queue = {queue}
+                 ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1)
+                UNION ALL
+                SELECT nx.rank, nx.run_at, nx.id FROM g
+                CROSS JOIN LATERAL (
+                    SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+                    WHERE j.state = 'queued' AND j.queue = {queue}
+                      AND -j.priority::bigint > g.rank
+                    ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1
+                ) AS nx
+            )
+            SELECT {cols} FROM g
+            CROSS JOIN LATERAL (
+                SELECT j.id, j.priority, j.run_at, j.concurrency_key FROM pgqueue.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = {queue}
+                  AND -j.priority::bigint = g.rank
+                  AND (-j.priority::bigint, j.run_at, j.id) >= (g.rank, g.run_at, g.id)
+                  AND j.run_at <= coalesce(p_now, now()) AND {TASKS}
+                ORDER BY -j.priority::bigint, j.run_at, j.id
+                LIMIT {n}{locking}
+            ) AS d
+            LIMIT {n}"""
+
+
+KEYLESS_COLUMNS = "d.id, d.priority, d.run_at, d.concurrency_key"
+
 RETURNED = """j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
               j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
               j.started_at, j.trace_context, j.concurrency_key"""
@@ -59,13 +100,7 @@ CLAIM_PLAIN = f"""
             SELECT c.id
             FROM budget AS b
             CROSS JOIN LATERAL (
-                SELECT j.id, j.priority, j.run_at FROM pgqueue.jobs AS j
-                WHERE j.state = 'queued' AND j.queue = b.queue
-                  AND j.run_at <= coalesce(p_now, now())
-                  AND {TASKS}
-                ORDER BY j.priority DESC, j.run_at, j.id
-                LIMIT greatest(b.n, 0)
-                FOR UPDATE SKIP LOCKED
+            {due("b.queue", "greatest(b.n, 0)", True, cols="d.id, d.priority, d.run_at")}
             ) AS c
             ORDER BY c.priority DESC, c.run_at, c.id
             LIMIT wanted
@@ -173,11 +208,7 @@ CLAIM_PER_KEY = f"""
             FROM q
             CROSS JOIN LATERAL (
                 SELECT h.id, h.priority, h.run_at FROM (
-                    SELECT j.id, j.priority, j.run_at, j.concurrency_key FROM pgqueue.jobs AS j
-                    WHERE j.state = 'queued' AND j.queue = q.name
-                      AND j.run_at <= coalesce(p_now, now()) AND {TASKS}
-                    ORDER BY j.priority DESC, j.run_at, j.id
-                    LIMIT p_keyless_scan
+            {due("keyed", "p_keyless_scan", False, cols=KEYLESS_COLUMNS)}
                 ) AS h
                 WHERE h.concurrency_key IS NULL
                 ORDER BY h.priority DESC, h.run_at, h.id
@@ -305,10 +336,29 @@ def upgrade() -> None:
         "WHERE state = 'queued' AND concurrency_key IS NOT NULL"
     )
     op.execute("DROP INDEX pgqueue.jobs_key_claim_idx")
+    # The claim order as one ascending key, for the same reason: each priority's due jobs
+    # are one range, from the priority's first queued job to now.
+    op.execute(
+        "CREATE INDEX jobs_claim_order_idx ON pgqueue.jobs "
+        "(queue, (-priority::bigint), run_at, id) WHERE state = 'queued'"
+    )
+    op.execute("DROP INDEX pgqueue.jobs_claim_idx")
+    # Jobs waiting on others, by id: the dependency sweep reads a page of them, or the
+    # newest, without reading past anything else.
+    op.execute(
+        "CREATE INDEX jobs_waiting_idx ON pgqueue.jobs (id) "
+        "WHERE state = 'queued' AND run_at = '9999-12-31 00:00:00+00'"
+    )
     op.execute(FUNCTION)
 
 
 def downgrade() -> None:
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS jobs_claim_idx ON pgqueue.jobs "
+        "(queue, priority DESC, run_at, id) WHERE state = 'queued'"
+    )
+    op.execute("DROP INDEX IF EXISTS pgqueue.jobs_claim_order_idx")
+    op.execute("DROP INDEX IF EXISTS pgqueue.jobs_waiting_idx")
     op.execute(
         "CREATE INDEX IF NOT EXISTS jobs_key_claim_idx ON pgqueue.jobs "
         "(queue, concurrency_key, priority DESC, run_at, id) "

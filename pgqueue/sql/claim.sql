@@ -3,8 +3,14 @@
 
 -- name: job_claim
 -- Take up to `limit` due jobs from `queues` (NULL: every queue), best priority first, and mark
--- them running for `worker_id`. Each queue is read through jobs_claim_idx in claim order and
--- stops at `limit` rows, so the cost does not grow with the backlog or the number of queues.
+-- them running for `worker_id`.
+-- A queue's due jobs are read through jobs_claim_order_idx one priority at a time, best
+-- first: the first step finds the queue's priorities with one index descent each, and each
+-- priority's due jobs are one range of the index (from its first queued job to now), so
+-- jobs due later and jobs waiting on others (run_at 9999-12-31) are never read, however
+-- many there are, and nothing is read past `limit`. The task filter: tasks this worker has
+-- (NULL: any); a task another worker declared waits for a worker with it, and one nobody
+-- ever declared (a typo) is taken, to end dead.
 -- Only the rows taken are locked: a row locked and left would be skipped by other claims,
 -- which would take fewer than they asked for while jobs are due (and so sleep).
 WITH RECURSIVE known_queues AS (
@@ -38,15 +44,33 @@ WITH RECURSIVE known_queues AS (
     SELECT best.queue, count(*)::int AS n FROM (
         SELECT c.queue FROM open AS o
         CROSS JOIN LATERAL (
-            SELECT j.queue, j.priority, j.run_at, j.id FROM pgqueue.jobs AS j
+        WITH RECURSIVE g AS (
+            (SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+             WHERE j.state = 'queued' AND j.queue = o.queue
+             ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1)
+            UNION ALL
+            SELECT nx.rank, nx.run_at, nx.id FROM g
+            CROSS JOIN LATERAL (
+                SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = o.queue AND -j.priority::bigint > g.rank
+                ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1
+            ) AS nx
+        )
+        SELECT d.queue, d.rank, d.run_at, d.id FROM g
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.queue, -j.priority::bigint AS rank, j.run_at FROM pgqueue.jobs AS j
             WHERE j.state = 'queued' AND j.queue = o.queue
+              AND -j.priority::bigint = g.rank
+              AND (-j.priority::bigint, j.run_at, j.id) >= (g.rank, g.run_at, g.id)
               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
               AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
                    OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
-            ORDER BY j.priority DESC, j.run_at, j.id
+            ORDER BY -j.priority::bigint, j.run_at, j.id
             LIMIT %(limit)s::int
+        ) AS d
+        LIMIT %(limit)s::int
         ) AS c
-        ORDER BY c.priority DESC, c.run_at, c.id
+        ORDER BY c.rank, c.run_at, c.id
         LIMIT %(limit)s::int
     ) AS best
     WHERE (SELECT count(*) FROM open) > 1
@@ -55,16 +79,32 @@ WITH RECURSIVE known_queues AS (
     SELECT c.id
     FROM shares AS s
     CROSS JOIN LATERAL (
-        SELECT j.id FROM pgqueue.jobs AS j
-        WHERE j.state = 'queued' AND j.queue = s.queue
-          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
-          -- Tasks this worker has (NULL: any). A task another worker declared waits for a
-          -- worker with it, and one nobody ever declared (a typo) is taken, to end dead.
-          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
-               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
-        ORDER BY j.priority DESC, j.run_at, j.id
-        LIMIT s.n
+        WITH RECURSIVE g AS (
+            (SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+             WHERE j.state = 'queued' AND j.queue = s.queue
+             ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1)
+            UNION ALL
+            SELECT nx.rank, nx.run_at, nx.id FROM g
+            CROSS JOIN LATERAL (
+                SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = s.queue AND -j.priority::bigint > g.rank
+                ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1
+            ) AS nx
+        )
+        SELECT d.id FROM g
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.queue, -j.priority::bigint AS rank, j.run_at FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = s.queue
+              AND -j.priority::bigint = g.rank
+              AND (-j.priority::bigint, j.run_at, j.id) >= (g.rank, g.run_at, g.id)
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+                   OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+            ORDER BY -j.priority::bigint, j.run_at, j.id
+            LIMIT s.n
         FOR UPDATE SKIP LOCKED
+        ) AS d
+        LIMIT s.n
     ) AS c
 ), topped AS (
     -- Several queues, and jobs another claim holds were skipped: make up the number from
@@ -72,20 +112,38 @@ WITH RECURSIVE known_queues AS (
     -- the number (nothing sorts them afterwards, so nothing is read ahead).
     SELECT c.id FROM (
         SELECT o.queue FROM open AS o
-        ORDER BY (SELECT j.priority FROM pgqueue.jobs AS j
+        ORDER BY (SELECT -j.priority::bigint FROM pgqueue.jobs AS j
                   WHERE j.state = 'queued' AND j.queue = o.queue
-                    AND j.run_at <= coalesce(%(now)s::timestamptz, now())
-                  ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) DESC NULLS LAST
+                  ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1) NULLS LAST
     ) AS o
     CROSS JOIN LATERAL (
-        SELECT j.id FROM pgqueue.jobs AS j
-        WHERE j.state = 'queued' AND j.queue = o.queue
-          AND j.run_at <= coalesce(%(now)s::timestamptz, now())
-          AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
-               OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
-          AND j.id <> ALL(ARRAY(SELECT id FROM taken))
-        ORDER BY j.priority DESC, j.run_at, j.id
+        WITH RECURSIVE g AS (
+            (SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+             WHERE j.state = 'queued' AND j.queue = o.queue
+             ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1)
+            UNION ALL
+            SELECT nx.rank, nx.run_at, nx.id FROM g
+            CROSS JOIN LATERAL (
+                SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = o.queue AND -j.priority::bigint > g.rank
+                ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1
+            ) AS nx
+        )
+        SELECT d.id FROM g
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.queue, -j.priority::bigint AS rank, j.run_at FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = o.queue
+              AND -j.priority::bigint = g.rank
+              AND (-j.priority::bigint, j.run_at, j.id) >= (g.rank, g.run_at, g.id)
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+                   OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+              AND j.id <> ALL(ARRAY(SELECT id FROM taken))
+            ORDER BY -j.priority::bigint, j.run_at, j.id
+            LIMIT %(limit)s::int
         FOR UPDATE SKIP LOCKED
+        ) AS d
+        LIMIT %(limit)s::int
     ) AS c
     WHERE (SELECT count(*) FROM open) > 1 AND (SELECT count(*) FROM taken) < %(limit)s::int
     LIMIT greatest(%(limit)s::int - (SELECT count(*) FROM taken), 0)

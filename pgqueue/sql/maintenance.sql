@@ -52,22 +52,46 @@ WHERE heartbeat_at <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs
 RETURNING id;
 
 -- name: job_settle_children
--- Children waiting on `parents` (NULL: every waiting job, the periodic sweep, a page of
--- ids above `after` at a time): a child all of whose parents succeeded becomes due now; a
+-- Children waiting on `parents` (NULL: the periodic sweep, either a page of waiting jobs
+-- with ids above `after` or, with `newest`, the newest waiting jobs): a child all of whose parents succeeded becomes due now; a
 -- child with a dead, cancelled or deleted parent is cancelled, and so, in turn, are its own
 -- waiting children. Returns the counts and the last id looked at (the sweep's next page).
 -- Prepared once (a generic plan), it comes back at once, with one index probe, when no job
 -- waits on another at all.
 WITH RECURSIVE waiting AS MATERIALIZED (
-    SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
-    WHERE c.state = 'queued' AND c.depends_on IS NOT NULL
-      AND c.run_at = '9999-12-31 00:00:00+00'
-      AND (%(parents)s::bigint[] IS NULL OR c.depends_on && %(parents)s::bigint[])
-      AND c.id > coalesce(%(after)s::bigint, 0)
-      AND EXISTS (SELECT 1 FROM pgqueue.jobs AS x
-                  WHERE x.state = 'queued' AND x.run_at = '9999-12-31 00:00:00+00')
-    ORDER BY c.id
-    LIMIT 5000  -- the sweep pages through a large backlog, `after` the last id
+    -- Children of `parents`: found through jobs_depends_on_idx, however many other jobs
+    -- wait (a branch of its own, so that the plan made once can use the index).
+    (SELECT k.id, k.depends_on FROM (
+         SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
+         WHERE %(parents)s::bigint[] IS NOT NULL
+           AND c.depends_on && %(parents)s::bigint[]
+           AND c.state = 'queued' AND c.depends_on IS NOT NULL
+           -- Inside IS TRUE, so that no index on run_at looks like a way in.
+           AND (c.run_at = '9999-12-31 00:00:00+00') IS TRUE
+           AND c.id > coalesce(%(after)s::bigint, 0)
+         OFFSET 0  -- kept apart: an id-ordered scan of every waiting job is no way in
+     ) AS k
+     ORDER BY k.id
+     LIMIT 5000)
+    UNION ALL
+    -- The sweep: every waiting job, a page at a time, `after` the last id (through
+    -- jobs_waiting_idx, which holds the waiting jobs only).
+    (SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
+     WHERE %(parents)s::bigint[] IS NULL AND NOT %(newest)s::boolean
+       AND c.state = 'queued' AND c.depends_on IS NOT NULL
+       AND c.run_at = '9999-12-31 00:00:00+00'
+       AND c.id > coalesce(%(after)s::bigint, 0)
+     ORDER BY c.id
+     LIMIT 5000)
+    UNION ALL
+    -- The newest waiting jobs: where a child whose parents finished while it was being
+    -- enqueued (so that no outcome write saw it) is found.
+    (SELECT c.id, c.depends_on FROM pgqueue.jobs AS c
+     WHERE %(parents)s::bigint[] IS NULL AND %(newest)s::boolean
+       AND c.state = 'queued' AND c.depends_on IS NOT NULL
+       AND c.run_at = '9999-12-31 00:00:00+00'
+     ORDER BY c.id DESC
+     LIMIT 1000)
 ), doomed AS (
     SELECT w.id FROM waiting AS w
     -- A parent that will never succeed: dead, cancelled, or gone (deleted by hand).

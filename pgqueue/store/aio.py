@@ -188,11 +188,16 @@ class AsyncJobStore:
         return [(r[0], r[1]) for r in rows]
 
     async def job_settle_children(
-        self, parents: Sequence[int] | None, after: int | None = None
+        self, parents: Sequence[int] | None, after: int | None = None, newest: bool = False
     ) -> tuple[int, int, int | None, int]:
-        """Free or cancel the children of these finished jobs (None: a page of every waiting
-        job with ids above `after`); returns (cancelled, released, last id seen, seen)."""
-        params = {"parents": None if parents is None else list(parents), "after": after}
+        """Free or cancel the children of these finished jobs (None: a page of the waiting
+        jobs with ids above `after`, or with `newest` the newest waiting jobs); returns
+        (cancelled, released, last id seen, seen)."""
+        params = {
+            "parents": None if parents is None else list(parents),
+            "after": after,
+            "newest": newest,
+        }
         rows = await self._tuples("job_settle_children", params)
         if not rows:
             return 0, 0, None, 0

@@ -21,6 +21,11 @@ Plan = Generator[Step, list[tuple[Any, ...]], Any]
 INSERT_TRIES = 5
 
 
+def settle_params(parents: list[int]) -> dict[str, Any]:
+    """job_settle_children for the children of these jobs."""
+    return {"parents": parents, "after": None, "newest": False}
+
+
 def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any, ...]], list[int]]:
     """Insert jobs; ids in input order, a duplicate unique key giving the holder's id.
 
@@ -44,7 +49,10 @@ def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any,
             rows = [(None, batch[0].unique_key)]
         if parents:
             # Parents that already finished free (or cancel) their children now.
-            yield QUERIES["job_settle_children"], {"parents": parents, "after": None}
+            yield (
+                QUERIES["job_settle_children"],
+                {"parents": parents, "after": None, "newest": False},
+            )
         taken: dict[str, list[int]] = {}
         for i, (job_id, key) in zip(todo, rows, strict=True):
             if job_id is not None:
@@ -78,5 +86,5 @@ def job_cancel(
         return None
     state: str = rows[0][0]
     if state == "queued":
-        yield QUERIES["job_settle_children"], {"parents": [job_id], "after": None}
+        yield QUERIES["job_settle_children"], settle_params([job_id])
     return state

@@ -63,17 +63,22 @@ async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
 # Through a transaction pooler the claimer's connection is a new server session at every
 # transaction: nothing is prepared, and each use is a transaction that asks for the generic
 # plan for itself (the unnamed statement that follows is planned generically too).
-POOLED_CLAIMS = "SET LOCAL plan_cache_mode = force_generic_plan"
+POOLED_CLAIMS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off"
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     # Claimed rows carry args/kwargs as jsonb: orjson parses them several times faster.
     set_json_loads(loads, conn)
+    # No JIT: the worker's statements run in a millisecond or two, but their estimates (a
+    # limit or a recursion known only at run time) can look costly enough to compile, which
+    # took 0.3-0.5 s a statement.
+    await conn.execute("SET jit = off")
 
 
 async def _configure_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
-    """A connection through a transaction pooler: no prepared statements (see dsn.py)."""
-    await _configure(conn)
+    """A connection through a transaction pooler: no prepared statements (see dsn.py), and
+    no session settings (the next transaction may run on another server session)."""
+    set_json_loads(loads, conn)
     conn.prepare_threshold = None
 
 
@@ -152,7 +157,7 @@ class Worker:
             outcomes = SingleConnection(self.dsn, _configure_pooled)
         else:
             claims = SingleConnection(self.dsn, _configure_claims)
-            outcomes = SingleConnection(self.dsn)
+            outcomes = SingleConnection(self.dsn, _configure)
         try:
             if not await self._connect(pools):
                 return

@@ -146,24 +146,56 @@ def test_sweep_pages_past_the_first_five_thousand_waiting_jobs(dsn, app, db):
     done = jobs.add.enqueue(0, 0)
     db.execute("UPDATE pgqueue.jobs SET state = 'succeeded', finished_at = now() WHERE id = %s",
                (done,))  # fmt: skip
-    db.execute(
-        "INSERT INTO pgqueue.jobs (task, args, run_at, depends_on) "
-        "SELECT 'add', '[1, 1]', '9999-12-31 00:00:00+00', ARRAY[%s::bigint] "
-        "FROM generate_series(1, 5001)",
-        (waiting_on,),
-    )
+
+    def waiting(n: int) -> None:
+        db.execute(
+            "INSERT INTO pgqueue.jobs (task, args, run_at, depends_on) "
+            "SELECT 'add', '[1, 1]', '9999-12-31 00:00:00+00', ARRAY[%s::bigint] "
+            "FROM generate_series(1, %s)",
+            (waiting_on, n),
+        )
+
+    # Past the first page, and older than the newest waiting jobs each round also reads.
+    waiting(5001)
     (freed,) = db.execute(
         "INSERT INTO pgqueue.jobs (task, args, run_at, depends_on) "
         "VALUES ('add', '[2, 2]', '9999-12-31 00:00:00+00', ARRAY[%s::bigint]) RETURNING id",
         (done,),
     ).fetchone()
+    waiting(2000)
+
+    async def scenario(store: AsyncJobStore) -> list[tuple[int, int]]:
+        sweeper = DependencySweeper(store)
+        return [await sweeper.run_once() for _ in range(2)]
+
+    assert asyncio.run(with_store(dsn, scenario)) == [(0, 0), (1, 0)]
+    job = app.get_job(freed)
+    assert job.state == "queued" and job.run_at.year < 9999
+
+
+def test_the_sweep_frees_a_new_child_at_once_however_many_jobs_wait(dsn, app, db):
+    waiting_on = jobs.add.options(delay=3600).enqueue(0, 0)
+    done = jobs.add.enqueue(0, 0)
+    db.execute(
+        "INSERT INTO pgqueue.jobs (task, args, run_at, depends_on) "
+        "SELECT 'add', '[1, 1]', '9999-12-31 00:00:00+00', ARRAY[%s::bigint] "
+        "FROM generate_series(1, 20000)",
+        (waiting_on,),
+    )
+    # Its parent finishes without seeing it (as while the child's enqueue was uncommitted).
+    (freed,) = db.execute(
+        "INSERT INTO pgqueue.jobs (task, args, run_at, depends_on) "
+        "VALUES ('add', '[2, 2]', '9999-12-31 00:00:00+00', ARRAY[%s::bigint]) RETURNING id",
+        (done,),
+    ).fetchone()
+    db.execute("UPDATE pgqueue.jobs SET state = 'succeeded', finished_at = now() WHERE id = %s",
+               (done,))  # fmt: skip
 
     async def scenario(store: AsyncJobStore) -> tuple[int, int]:
         return await DependencySweeper(store).run_once()
 
     assert asyncio.run(with_store(dsn, scenario)) == (1, 0)
-    job = app.get_job(freed)
-    assert job.state == "queued" and job.run_at.year < 9999
+    assert app.get_job(freed).run_at.year < 9999
 
 
 def test_a_deleted_parent_does_not_count_as_succeeded(dsn, app, db):
