@@ -48,51 +48,71 @@ BOUNDS = (
 )  # fmt: skip
 
 # What rows of pgqueue.jobs add to the figures (sign 1) or take away (sign -1), grouped:
-# one row per minute, queue, task, state, measure and bucket. `source` gives the rows.
-CHANGES = """
+# one row per minute, queue, task, state, measure and bucket. `source` gives the rows. Queued
+# and running jobs count in the totals only (minute -infinity, no task); a finished job also
+# in its minute, with its extra attempts, whether it was rescued, and its latency and run
+# time (those of a job that started). A few small aggregates rather than a row per measure
+# and job: this runs in the statements of the workers' hot path.
+FINISHED = "('succeeded', 'dead', 'cancelled')"
+CHANGES = f"""
 INSERT INTO pgqueue.stats_changes (minute, queue, task, state, measure, le, n, total)
-SELECT c.minute, c.queue, c.task, c.state, c.measure, c.le, sum(c.n), sum(c.total)
-FROM (
-    SELECT v.minute, r.queue, m.task, r.state, m.measure, m.le, m.n, m.total
-    FROM ({source}) AS r(sign, queue, task, state, finished_at, started_at, run_at, attempts,
-                         last_error)
-    CROSS JOIN LATERAL (
-        -- Queued and running jobs count in the totals only (minute -infinity, no task).
-        SELECT f.finished,
-               CASE WHEN f.finished
-                    THEN coalesce(date_trunc('minute', r.finished_at), '-infinity')
-                    ELSE '-infinity' END AS minute,
-               -- NULL for a job that never started (greatest() would make it 0).
-               CASE WHEN f.finished AND r.started_at IS NOT NULL
-                    THEN greatest(extract(epoch FROM r.started_at - r.run_at), 0)::float8
-               END AS latency,
-               CASE WHEN f.finished AND r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
-                    THEN greatest(extract(epoch FROM r.finished_at - r.started_at), 0)::float8
-               END AS duration
-        FROM (SELECT r.state IN ('succeeded', 'dead', 'cancelled') AS finished) AS f
-    ) AS v
-    CROSS JOIN LATERAL (VALUES
-        (CASE WHEN v.finished THEN r.task ELSE '' END, 'jobs', 0::float8, r.sign, 0::float8),
-        ('', 'retries', 0,
-         CASE WHEN v.finished THEN r.sign * greatest(r.attempts - 1, 0) ELSE 0 END, 0),
-        ('', 'rescued', 0,
-         CASE WHEN v.finished AND r.last_error LIKE 'WorkerLost%' THEN r.sign ELSE 0 END, 0),
-        -- Latency and run time count for jobs that started (and run time, that finished).
-        ('', 'latency', pgqueue.stats_le(v.latency),
-         CASE WHEN v.latency IS NOT NULL THEN r.sign ELSE 0 END, r.sign * v.latency),
-        ('', 'duration', pgqueue.stats_le(v.duration),
-         CASE WHEN v.duration IS NOT NULL THEN r.sign ELSE 0 END, r.sign * v.duration)
-    ) AS m(task, measure, le, n, total)
-    WHERE m.n <> 0
-) AS c
-GROUP BY 1, 2, 3, 4, 5, 6
+WITH r AS (
+    {{source}}
+), done AS (
+    SELECT r.sign, r.queue, r.task, r.state, r.attempts, r.last_error,
+           coalesce(date_trunc('minute', r.finished_at), '-infinity') AS minute,
+           CASE WHEN r.started_at IS NOT NULL
+                THEN greatest(extract(epoch FROM r.started_at - r.run_at), 0)::float8
+           END AS latency,
+           CASE WHEN r.started_at IS NOT NULL AND r.finished_at IS NOT NULL
+                THEN greatest(extract(epoch FROM r.finished_at - r.started_at), 0)::float8
+           END AS duration
+    FROM r WHERE r.state IN {FINISHED}
+)
+SELECT '-infinity'::timestamptz, queue, '', state, 'jobs', 0::float8, sum(sign), 0::float8
+FROM r WHERE state NOT IN {FINISHED}
+GROUP BY queue, state HAVING sum(sign) <> 0
+UNION ALL
+SELECT minute, queue, task, state, 'jobs', 0, sum(sign), 0
+FROM done GROUP BY minute, queue, task, state HAVING sum(sign) <> 0
+UNION ALL
+SELECT minute, queue, '', state, 'retries', 0, sum(sign * (attempts - 1)), 0
+FROM done WHERE attempts > 1
+GROUP BY minute, queue, state HAVING sum(sign * (attempts - 1)) <> 0
+UNION ALL
+SELECT minute, queue, '', state, 'rescued', 0, sum(sign), 0
+FROM done WHERE last_error LIKE 'WorkerLost%'
+GROUP BY minute, queue, state HAVING sum(sign) <> 0
+UNION ALL
+SELECT minute, queue, '', state, 'latency', pgqueue.stats_le(latency), sum(sign),
+       sum(sign * latency)
+FROM done WHERE latency IS NOT NULL
+GROUP BY minute, queue, state, 6
 -- An update that changes nothing counted (a progress report, say) adds nothing.
-HAVING sum(c.n) <> 0 OR abs(sum(c.total)) > 1e-9
+HAVING sum(sign) <> 0 OR abs(sum(sign * latency)) > 1e-9
+UNION ALL
+SELECT minute, queue, '', state, 'duration', pgqueue.stats_le(duration), sum(sign),
+       sum(sign * duration)
+FROM done WHERE duration IS NOT NULL
+GROUP BY minute, queue, state, 6
+HAVING sum(sign) <> 0 OR abs(sum(sign * duration)) > 1e-9
+"""
+
+# When no finished job is among the rows (an enqueue, a claim): the totals only.
+LIVE = """
+INSERT INTO pgqueue.stats_changes (minute, queue, task, state, measure, le, n, total)
+SELECT '-infinity', r.queue, '', r.state, 'jobs', 0, sum(r.sign), 0
+FROM ({source}) AS r
+GROUP BY r.queue, r.state HAVING sum(r.sign) <> 0
 """
 
 ROW = "queue, task, state, finished_at, started_at, run_at, attempts, last_error"
-ADDED = f"SELECT 1, {ROW} FROM new_rows"
-REMOVED = f"SELECT -1, {ROW} FROM old_rows"
+ADDED = f"SELECT 1 AS sign, {ROW} FROM new_rows"
+REMOVED = f"SELECT -1 AS sign, {ROW} FROM old_rows"
+ADDED_LIVE = "SELECT 1 AS sign, queue, state FROM new_rows"
+REMOVED_LIVE = "SELECT -1 AS sign, queue, state FROM old_rows"
+NEW_DONE = f"EXISTS (SELECT 1 FROM new_rows WHERE state IN {FINISHED})"
+OLD_DONE = f"EXISTS (SELECT 1 FROM old_rows WHERE state IN {FINISHED})"
 
 COUNT_CHANGES = f"""
 CREATE FUNCTION pgqueue.jobs_count_changes() RETURNS trigger
@@ -106,11 +126,23 @@ BEGIN
         RAISE EXCEPTION 'pgqueue.jobs_count_changes only runs on pgqueue.jobs';
     END IF;
     IF TG_OP = 'INSERT' THEN
-        {CHANGES.format(source=ADDED)};
+        IF {NEW_DONE} THEN
+            {CHANGES.format(source=ADDED)};
+        ELSE
+            {LIVE.format(source=ADDED_LIVE)};
+        END IF;
     ELSIF TG_OP = 'UPDATE' THEN
-        {CHANGES.format(source=REMOVED + " UNION ALL " + ADDED)};
+        IF {NEW_DONE} OR {OLD_DONE} THEN
+            {CHANGES.format(source=REMOVED + " UNION ALL " + ADDED)};
+        ELSE
+            {LIVE.format(source=REMOVED_LIVE + " UNION ALL " + ADDED_LIVE)};
+        END IF;
     ELSIF TG_OP = 'DELETE' THEN
-        {CHANGES.format(source=REMOVED)};
+        IF {OLD_DONE} THEN
+            {CHANGES.format(source=REMOVED)};
+        ELSE
+            {LIVE.format(source=REMOVED_LIVE)};
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -291,7 +323,7 @@ def upgrade() -> None:
     )
     # The jobs already there. The triggers were created in this transaction, which holds a
     # lock that keeps writers out until it commits: nothing is counted twice or missed.
-    source = f"SELECT 1, {ROW} FROM pgqueue.jobs"
+    source = f"SELECT 1 AS sign, {ROW} FROM pgqueue.jobs"
     op.execute(CHANGES.format(source=source))
     for statement in FOLD:
         op.execute(statement)
