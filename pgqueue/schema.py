@@ -69,6 +69,7 @@ workers = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("tasks", ARRAY(Text)),
     Column("version", Text),  # the pgqueue version the worker runs
+    Column("waiting", Boolean),  # waits for jobs: inserts wake it (NULL: older, always)
 )
 
 tasks = Table(

@@ -2,11 +2,18 @@
 -- Format: see pgqueue/sql/__init__.py.
 
 -- name: worker_register
--- Announce a worker process and the tasks it serves.
-INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, tasks, version)
+-- Announce a worker process and the tasks it serves. It waits for jobs until its first claim
+-- says otherwise (see worker_waiting).
+INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, tasks, version, waiting)
 VALUES (%(id)s::uuid, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int,
-        %(lease)s::float8, %(tasks)s::text[], %(version)s::text)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), tasks = EXCLUDED.tasks;
+        %(lease)s::float8, %(tasks)s::text[], %(version)s::text, true)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), tasks = EXCLUDED.tasks, waiting = true;
+
+-- name: worker_waiting
+-- Whether the worker waits for jobs (its last claim found fewer than it had room for): an
+-- insert wakes it only then (the insert trigger reads it). Written only when it changes.
+UPDATE pgqueue.workers SET waiting = %(waiting)s::boolean
+WHERE id = %(id)s::uuid AND waiting IS DISTINCT FROM %(waiting)s::boolean;
 
 -- name: worker_heartbeat
 -- A worker is alive. Returns nothing if its row is gone (it was declared lost).

@@ -187,6 +187,10 @@ class AsyncJobStore:
         rows = await self._tuples("job_cancel_requests", {"worker_id": worker_id})
         return [(r[0], r[1]) for r in rows]
 
+    async def worker_waiting(self, worker_id: UUID, waiting: bool) -> None:
+        """Say whether this worker waits for jobs (inserts wake it only then)."""
+        await self._tuples("worker_waiting", {"id": worker_id, "waiting": waiting})
+
     async def job_settle_children(
         self, parents: Sequence[int] | None, after: int | None = None, newest: bool = False
     ) -> tuple[int, int, int | None, int]:

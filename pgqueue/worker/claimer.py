@@ -28,6 +28,8 @@ LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiti
 GATHER = 0.002  # seconds a claim for a few slots waits for more to free
 DISCOVER_EVERY = 1.0  # seconds: an every-queue worker looks for queues it has not heard of
 MAX_KNOWN = 64  # queue names kept from notifications; past that, every claim looks everywhere
+# Seconds between the claims right after this worker starts waiting (see Claimer.run).
+CATCH_UP = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -69,6 +71,12 @@ class Claimer:
         self._discover_at = 0.0  # loop time of the next claim over every queue
         # Free slots worth a claim without waiting a moment for more.
         self.gather = max(1, min(settings.claim_batch, settings.concurrency // 4))
+        # Whether the table says this worker waits for jobs (it registers waiting): inserts
+        # notify only then. The claims right after it starts waiting come quickly, then
+        # slower (CATCH_UP): an insert whose trigger ran while this worker was busy, in a
+        # transaction that committed after it began to wait, notified nobody.
+        self.waiting = True
+        self._catch_up = 0
 
     def hint(self, queue: str) -> None:
         """A notification: jobs may be due in `queue` (ANY_QUEUE: in some queue). It is only
@@ -141,6 +149,20 @@ class Claimer:
             self.attempts.submit(job)
         return jobs
 
+    async def _say_waiting(self, waiting: bool) -> None:
+        """Tell the table when this worker starts or stops waiting for jobs."""
+        if waiting != self.waiting:
+            await self.store.worker_waiting(self.worker_id, waiting)
+            self.waiting = waiting
+            self._catch_up = 0
+
+    def _caught_up(self, delay: float) -> float:
+        """`delay`, or less while catching up after this worker began to wait."""
+        if self._catch_up < len(CATCH_UP):
+            delay = min(delay, CATCH_UP[self._catch_up])
+            self._catch_up += 1
+        return delay
+
     async def _idle_delay(self) -> float:
         """How long to sleep when nothing is due: until the next scheduled job, the safety
         poll, or (with a limited queue) a short look again."""
@@ -162,6 +184,13 @@ class Claimer:
         while not stop.is_set():
             free = self.free()
             if free <= 0:
+                if self.waiting:
+                    try:
+                        await self._say_waiting(False)  # full: a wake-up would find no room
+                    except Exception as exc:
+                        if not retryable(exc):
+                            raise
+                        log.warning("%s; saying so again later", first_line(exc))
                 slot_freed.clear()
                 if self.free() <= 0:
                     await wait_any(s.poll_interval, stop, slot_freed)
@@ -180,10 +209,11 @@ class Claimer:
             self.wake.clear()
             try:
                 jobs = await self.claim_once(limit)
+                await self._say_waiting(len(jobs) < limit)
                 if len(jobs) < limit:
                     if jobs:
                         await asyncio.sleep(0)  # let the jobs start before the next query
-                    delay = await self._idle_delay()
+                    delay = self._caught_up(await self._idle_delay())
                     await self.wake.wait(delay)
                     if not self.wake.is_set() and not self.queue_settings.limited:
                         self.rediscover()  # woken by the clock: a delayed job may be due

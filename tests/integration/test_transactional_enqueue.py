@@ -21,10 +21,15 @@ def count_jobs(db: psycopg.Connection) -> int:
 
 
 class Listener:
-    """A separate connection LISTENing on the workers' channel."""
+    """A separate connection LISTENing on the workers' channel, as a worker of every queue
+    that waits for jobs (inserts wake only waiting workers)."""
 
     def __init__(self, dsn: str) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(
+            "INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, waiting) "
+            "VALUES (gen_random_uuid(), 'listener', 1, '{*}', 1, 3600, true)"
+        )
         self.conn.execute("LISTEN pgqueue_jobs")
 
     def received(self, wait: float = 0.3) -> list[str]:
