@@ -47,7 +47,7 @@ from pgqueue.worker.runner import Runner
 from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
-NEEDS_REVISION = "0013"  # the oldest schema this worker runs on (workers.version)
+NEEDS_REVISION = "0015"  # the oldest schema this worker runs on (workers.version)
 
 
 async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
