@@ -204,16 +204,20 @@ def downgrade_plan(dsn: str, revision: str) -> DowngradePlan:
 # created later by the role that runs this, usually the one that runs the migrations).
 ROLES_SQL = """
 DO $$
+DECLARE
+    name text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgqueue_producer') THEN
-        CREATE ROLE pgqueue_producer NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgqueue_worker') THEN
-        CREATE ROLE pgqueue_worker NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pgqueue_observer') THEN
-        CREATE ROLE pgqueue_observer NOLOGIN;
-    END IF;
+    -- Roles belong to the whole server: `migrate roles` run for two databases at once may
+    -- both find a role missing, and the second CREATE then fails; it exists, as wanted.
+    FOREACH name IN ARRAY ARRAY['pgqueue_producer', 'pgqueue_worker', 'pgqueue_observer'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', name);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;
+            END;
+        END IF;
+    END LOOP;
 END
 $$;
 

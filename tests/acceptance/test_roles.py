@@ -150,12 +150,13 @@ def test_nobody_can_do_nothing(roles_db):
             "WHERE n.nspname = 'pgqueue' AND p.prosecdef"
         ).fetchall()
     assert not [name for name, can in functions if can], functions
-    # Only the task-defaults and statistics triggers run as their owner (so producers need
-    # nothing but INSERT); they check the table they fire on and nobody else may execute
-    # them (above).
+    # Only the task-defaults, statistics and wake-up triggers run as their owner (so
+    # producers need nothing but INSERT); they check the table they fire on and nobody else
+    # may execute them (above).
     assert sorted(definers) == [
         ("pgqueue.jobs_count_changes()",),
         ("pgqueue.jobs_fill_defaults()",),
+        ("pgqueue.jobs_notify_insert()",),
         ("pgqueue.jobs_reset_stats()",),
     ], definers
 
