@@ -15,7 +15,9 @@ folds the changes into
   attempts, the rescued ones, and histograms of enqueue-to-start latency and run time (the
   last hour or so: the 5-minute and 1-hour figures);
 - `stats_series`: per minute, the jobs that succeeded and went dead and their latency
-  histogram (as arrays: one row a minute), for the last day (the throughput chart).
+  histogram (as arrays: one row a minute), for the last day (the throughput chart);
+- `stats_queued`: queued jobs due later, per queue and minute of their run_at (the minutes
+  still to come), so that `scheduled` is not counted from the table.
 
 Readers add the changes not yet folded in, so a figure never waits for maintenance.
 
@@ -54,6 +56,14 @@ BOUNDS = (
 # time (those of a job that started). A few small aggregates rather than a row per measure
 # and job: this runs in the statements of the workers' hot path.
 FINISHED = "('succeeded', 'dead', 'cancelled')"
+# A queued job due later counts in the minute of its run_at (stats_queued keeps the minutes
+# still to come, so that `scheduled` is read without the table); any other live job, and a
+# queued one due already, in no minute. Judged at the time of the change: a job counted in a
+# minute that has come and gone is due, and that minute is no longer read.
+WAITING = (
+    "CASE WHEN state = 'queued' AND run_at > now() THEN date_trunc('minute', run_at)"
+    " ELSE '-infinity'::timestamptz END"
+)
 CHANGES = f"""
 INSERT INTO pgqueue.stats_changes (minute, queue, task, state, measure, le, n, total)
 WITH r AS (
@@ -69,9 +79,9 @@ WITH r AS (
            END AS duration
     FROM r WHERE r.state IN {FINISHED}
 )
-SELECT '-infinity'::timestamptz, queue, '', state, 'jobs', 0::float8, sum(sign), 0::float8
+SELECT {WAITING}, queue, '', state, 'jobs', 0::float8, sum(sign), 0::float8
 FROM r WHERE state NOT IN {FINISHED}
-GROUP BY queue, state HAVING sum(sign) <> 0
+GROUP BY 1, queue, state HAVING sum(sign) <> 0
 UNION ALL
 SELECT minute, queue, task, state, 'jobs', 0, sum(sign), 0
 FROM done GROUP BY minute, queue, task, state HAVING sum(sign) <> 0
@@ -99,18 +109,18 @@ HAVING sum(sign) <> 0 OR abs(sum(sign * duration)) > 1e-9
 """
 
 # When no finished job is among the rows (an enqueue, a claim): the totals only.
-LIVE = """
+LIVE = f"""
 INSERT INTO pgqueue.stats_changes (minute, queue, task, state, measure, le, n, total)
-SELECT '-infinity', r.queue, '', r.state, 'jobs', 0, sum(r.sign), 0
-FROM ({source}) AS r
-GROUP BY r.queue, r.state HAVING sum(r.sign) <> 0
+SELECT {WAITING}, queue, '', state, 'jobs', 0, sum(sign), 0
+FROM ({{source}}) AS r
+GROUP BY 1, queue, state HAVING sum(sign) <> 0
 """
 
 ROW = "queue, task, state, finished_at, started_at, run_at, attempts, last_error"
 ADDED = f"SELECT 1 AS sign, {ROW} FROM new_rows"
 REMOVED = f"SELECT -1 AS sign, {ROW} FROM old_rows"
-ADDED_LIVE = "SELECT 1 AS sign, queue, state FROM new_rows"
-REMOVED_LIVE = "SELECT -1 AS sign, queue, state FROM old_rows"
+ADDED_LIVE = "SELECT 1 AS sign, queue, state, run_at FROM new_rows"
+REMOVED_LIVE = "SELECT -1 AS sign, queue, state, run_at FROM old_rows"
 NEW_DONE = f"EXISTS (SELECT 1 FROM new_rows WHERE state IN {FINISHED})"
 OLD_DONE = f"EXISTS (SELECT 1 FROM old_rows WHERE state IN {FINISHED})"
 
@@ -180,11 +190,18 @@ FOLD = [
     SELECT minute, queue, task, state, measure, le, sum(n), sum(total)
     FROM pgqueue.stats_changes
     WHERE minute >= date_trunc('minute', now()) - interval '70 minutes'
+      AND state IN ('succeeded', 'dead', 'cancelled')
     GROUP BY 1, 2, 3, 4, 5, 6
     """,
     f"""
     INSERT INTO pgqueue.stats_series (minute, succeeded, dead, le, n, total)
     {SERIES}
+    """,
+    """
+    INSERT INTO pgqueue.stats_queued (queue, minute, n)
+    SELECT queue, minute, sum(n) FROM pgqueue.stats_changes
+    WHERE measure = 'jobs' AND state = 'queued' AND minute > date_trunc('minute', now())
+    GROUP BY 1, 2
     """,
     "DELETE FROM pgqueue.stats_changes",
 ]
@@ -267,6 +284,16 @@ def upgrade() -> None:
         )
         """
     )
+    op.execute(
+        """
+        CREATE TABLE pgqueue.stats_queued (
+            queue   text NOT NULL,
+            minute  timestamptz NOT NULL,
+            n       bigint NOT NULL,
+            PRIMARY KEY (queue, minute)
+        )
+        """
+    )
     op.execute(COUNT_CHANGES)
     op.execute(
         """
@@ -281,6 +308,7 @@ def upgrade() -> None:
             DELETE FROM pgqueue.stats_totals;
             DELETE FROM pgqueue.stats_minutes;
             DELETE FROM pgqueue.stats_series;
+            DELETE FROM pgqueue.stats_queued;
             RETURN NULL;
         END
         $$
@@ -334,6 +362,6 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS jobs_stats_{trigger} ON pgqueue.jobs")
     op.execute("DROP FUNCTION IF EXISTS pgqueue.jobs_count_changes()")
     op.execute("DROP FUNCTION IF EXISTS pgqueue.jobs_reset_stats()")
-    for table in ("changes", "totals", "minutes", "series"):
+    for table in ("changes", "totals", "minutes", "series", "queued"):
         op.execute(f"DROP TABLE IF EXISTS pgqueue.stats_{table}")
     op.execute("DROP FUNCTION IF EXISTS pgqueue.stats_le(float8)")

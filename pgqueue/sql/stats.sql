@@ -5,9 +5,10 @@
 -- Per queue: jobs by state (`queued` only those due, `scheduled` those with a later run_at),
 -- throughput (jobs succeeded per second) and enqueue-to-start latency over the last five
 -- minutes, and the oldest due job's age in seconds. One name per figure, everywhere.
--- Jobs by state come from the rollups (stats_totals and stats_minutes, plus the changes not
--- yet folded in: one snapshot sees each change in exactly one of them); only the queued
--- jobs due later and the running ones are read from pgqueue.jobs, through their indexes.
+-- Jobs by state come from the rollups (stats_totals, stats_minutes and stats_queued, plus
+-- the changes not yet folded in: one snapshot sees each change in exactly one of them).
+-- From pgqueue.jobs, through their indexes, only: the first job of each (queue, priority),
+-- the jobs due later within this minute, and the running ones for their latency.
 -- Latency comes as a histogram (bucket bounds, counts, sums of the finished jobs, and the
 -- values of the running ones) that the store turns into p50/p95.
 WITH RECURSIVE claim_groups AS (
@@ -24,23 +25,33 @@ WITH RECURSIVE claim_groups AS (
         WHERE j.state = 'queued' AND (j.queue, (- j.priority::bigint)) > (g.queue, g.rank)
         ORDER BY 1, 2 LIMIT 1
     ) AS n
-), waiting AS (
-    -- Per queue: queued jobs with a later run_at (read through the index: the cost grows
-    -- with them, not with the due backlog), and the oldest due job's run_at.
-    SELECT g.queue, sum(later.n) AS scheduled,
-           min(first.run_at) FILTER (WHERE first.run_at <= now()) AS oldest
+), oldest AS (
+    SELECT g.queue, min(first.run_at) FILTER (WHERE first.run_at <= now()) AS oldest
     FROM claim_groups AS g
     CROSS JOIN LATERAL (
         SELECT j.run_at FROM pgqueue.jobs AS j
         WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
         ORDER BY j.run_at LIMIT 1
     ) AS first
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n FROM pgqueue.jobs AS j
-        WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
-          AND j.run_at > now()
-    ) AS later
     GROUP BY g.queue
+), later AS (
+    -- Queued jobs due later: those of the minutes to come from the rollups (stats_queued and
+    -- the changes not yet folded in), those of this minute from the table (jobs_run_at_idx).
+    SELECT q.queue, sum(q.n) AS n
+    FROM (SELECT queue, n FROM pgqueue.stats_queued
+          WHERE minute > date_trunc('minute', now())
+          UNION ALL
+          SELECT queue, n FROM pgqueue.stats_changes
+          WHERE measure = 'jobs' AND state = 'queued' AND minute > date_trunc('minute', now())
+          UNION ALL
+          SELECT j.queue, 1 FROM pgqueue.jobs AS j
+          WHERE j.state = 'queued' AND j.run_at > now()
+            AND j.run_at < date_trunc('minute', now()) + interval '1 minute') AS q
+    GROUP BY q.queue
+), waiting AS (
+    -- Per queue: queued jobs with a later run_at, and the oldest due job's run_at.
+    SELECT coalesce(o.queue, l.queue) AS queue, coalesce(l.n, 0) AS scheduled, o.oldest
+    FROM oldest AS o FULL JOIN later AS l ON l.queue = o.queue
 ), pending AS MATERIALIZED (
     SELECT minute, queue, state, measure, le, n, total FROM pgqueue.stats_changes
 ), span AS (
@@ -67,6 +78,7 @@ WITH RECURSIVE claim_groups AS (
     SELECT p.minute, p.queue, p.state, p.measure, p.le, p.n, p.total
     FROM pending AS p, span
     WHERE p.minute >= span.first AND p.measure IN ('jobs', 'latency')
+      AND p.state IN ('succeeded', 'dead', 'cancelled')
 ), succeeded_5m AS (
     SELECT r.queue,
            sum(r.n * CASE WHEN r.minute < span.since
@@ -152,7 +164,7 @@ ORDER BY m.minute;
 -- name: metrics_jobs
 -- Gauges for /metrics: jobs by queue and state, with `scheduled` (queued, run_at later) apart
 -- from `queued` (due) as in queue_stats, and the oldest due job's age per queue. From the
--- rollups, but for the queued jobs due later, read as in queue_stats.
+-- rollups, as in queue_stats.
 WITH RECURSIVE claim_groups AS (
     -- The (queue, priority) groups of queued jobs, skipped through jobs_claim_order_idx
     -- (queue, -priority, run_at, id), one probe a group: within one, run_at is in order.
@@ -167,23 +179,33 @@ WITH RECURSIVE claim_groups AS (
         WHERE j.state = 'queued' AND (j.queue, (- j.priority::bigint)) > (g.queue, g.rank)
         ORDER BY 1, 2 LIMIT 1
     ) AS n
-), waiting AS (
-    -- Per queue: queued jobs with a later run_at (read through the index: the cost grows
-    -- with them, not with the due backlog), and the oldest due job's run_at.
-    SELECT g.queue, sum(later.n) AS scheduled,
-           min(first.run_at) FILTER (WHERE first.run_at <= now()) AS oldest
+), oldest AS (
+    SELECT g.queue, min(first.run_at) FILTER (WHERE first.run_at <= now()) AS oldest
     FROM claim_groups AS g
     CROSS JOIN LATERAL (
         SELECT j.run_at FROM pgqueue.jobs AS j
         WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
         ORDER BY j.run_at LIMIT 1
     ) AS first
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n FROM pgqueue.jobs AS j
-        WHERE j.state = 'queued' AND j.queue = g.queue AND (- j.priority::bigint) = g.rank
-          AND j.run_at > now()
-    ) AS later
     GROUP BY g.queue
+), later AS (
+    -- Queued jobs due later: those of the minutes to come from the rollups (stats_queued and
+    -- the changes not yet folded in), those of this minute from the table (jobs_run_at_idx).
+    SELECT q.queue, sum(q.n) AS n
+    FROM (SELECT queue, n FROM pgqueue.stats_queued
+          WHERE minute > date_trunc('minute', now())
+          UNION ALL
+          SELECT queue, n FROM pgqueue.stats_changes
+          WHERE measure = 'jobs' AND state = 'queued' AND minute > date_trunc('minute', now())
+          UNION ALL
+          SELECT j.queue, 1 FROM pgqueue.jobs AS j
+          WHERE j.state = 'queued' AND j.run_at > now()
+            AND j.run_at < date_trunc('minute', now()) + interval '1 minute') AS q
+    GROUP BY q.queue
+), waiting AS (
+    -- Per queue: queued jobs with a later run_at, and the oldest due job's run_at.
+    SELECT coalesce(o.queue, l.queue) AS queue, coalesce(l.n, 0) AS scheduled, o.oldest
+    FROM oldest AS o FULL JOIN later AS l ON l.queue = o.queue
 ), counted AS (
     SELECT t.queue, t.state, sum(t.jobs) AS n
     FROM (SELECT queue, state, jobs FROM pgqueue.stats_totals
@@ -217,6 +239,7 @@ WITH recent AS (
     SELECT c.queue, c.task, c.state, c.measure, c.le, c.n, c.total
     FROM pgqueue.stats_changes AS c
     WHERE c.minute >= date_trunc('minute', now() - interval '1 hour')
+      AND c.state IN ('succeeded', 'dead', 'cancelled')
 )
 SELECT queue, task, state, measure, le, sum(n)::bigint AS n, sum(total)::float8 AS total
 FROM recent
@@ -265,6 +288,7 @@ WITH turn AS MATERIALIZED (
     INSERT INTO pgqueue.stats_minutes AS s (minute, queue, task, state, measure, le, n, total)
     SELECT minute, queue, task, state, measure, le, sum(n), sum(total) FROM moved
     WHERE minute >= date_trunc('minute', now()) - interval '70 minutes'
+      AND state IN ('succeeded', 'dead', 'cancelled')
     GROUP BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (minute, queue, task, state, measure, le)
     DO UPDATE SET n = s.n + EXCLUDED.n, total = s.total + EXCLUDED.total
@@ -303,6 +327,18 @@ WITH turn AS MATERIALIZED (
                   GROUP BY a.le
                   HAVING sum(a.n) <> 0) AS u)
     RETURNING 1
+), queued AS (
+    INSERT INTO pgqueue.stats_queued AS q (queue, minute, n)
+    SELECT queue, minute, sum(n) FROM moved
+    WHERE measure = 'jobs' AND state = 'queued' AND minute > date_trunc('minute', now())
+    GROUP BY 1, 2
+    ON CONFLICT (queue, minute) DO UPDATE SET n = q.n + EXCLUDED.n
+    RETURNING 1
+), due_now AS (
+    -- Minutes come: their jobs are due (the totals count them), and readers look no more.
+    DELETE FROM pgqueue.stats_queued
+    WHERE minute <= date_trunc('minute', now()) AND (SELECT mine FROM turn)
+    RETURNING 1
 ), old_minutes AS (
     DELETE FROM pgqueue.stats_minutes
     WHERE minute < date_trunc('minute', now()) - interval '70 minutes'
@@ -316,8 +352,9 @@ WITH turn AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM moved) AS moved,
        (SELECT count(*) FROM totals) + (SELECT count(*) FROM minutes)
-           + (SELECT count(*) FROM series) AS folded,
-       (SELECT count(*) FROM old_minutes) + (SELECT count(*) FROM old_series) AS expired;
+           + (SELECT count(*) FROM series) + (SELECT count(*) FROM queued) AS folded,
+       (SELECT count(*) FROM old_minutes) + (SELECT count(*) FROM old_series)
+           + (SELECT count(*) FROM due_now) AS expired;
 
 -- name: server_health
 -- For /metrics: the fraction of the NOTIFY queue in use, and the age in seconds of the

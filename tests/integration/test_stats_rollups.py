@@ -68,7 +68,8 @@ def rollups(db: psycopg.Connection, since: datetime) -> dict[Key, tuple[int, flo
               FROM pgqueue.stats_minutes
               UNION ALL
               SELECT minute, queue, task, state, measure, le, n, total
-              FROM pgqueue.stats_changes) AS r
+              FROM pgqueue.stats_changes
+              WHERE state IN ('succeeded', 'dead', 'cancelled')) AS r
         WHERE minute >= %s
         GROUP BY 1, 2, 3, 4, 5, 6
         HAVING sum(n) <> 0
@@ -482,3 +483,35 @@ def test_migration_starts_the_rollups_from_the_jobs_already_there(server_dsn):
                 " count(*) FILTER (WHERE state = 'dead') FROM pgqueue.jobs"
             ).fetchone()
         )
+
+
+def test_jobs_due_later_are_counted_by_the_minute_of_their_run_at(app, db, dsn):
+    """`scheduled` comes from stats_queued (minutes to come) and the table (this minute):
+    jobs delayed, then cancelled, deleted, made due, delayed again, claimed."""
+    db.execute(
+        "INSERT INTO pgqueue.jobs (task, queue, run_at) SELECT 'add', 'q' || (i % 3),"
+        " now() + (i % 50) * interval '37 seconds' FROM generate_series(1, 300) AS i"
+    )
+    jobs.add.options(depends_on=[1]).enqueue(1, 1)  # waits on job 1: run_at 9999-12-31
+    assert_surfaces(app, db)
+    compact(dsn)
+    assert_surfaces(app, db)
+    db.execute("UPDATE pgqueue.jobs SET state = 'cancelled', finished_at = now() WHERE id % 7 = 0")
+    db.execute("DELETE FROM pgqueue.jobs WHERE id % 11 = 0")
+    db.execute("UPDATE pgqueue.jobs SET run_at = now() WHERE id % 13 = 0")
+    db.execute("UPDATE pgqueue.jobs SET run_at = run_at + interval '2 hours' WHERE id % 17 = 0")
+    assert_surfaces(app, db)
+    compact(dsn)
+    assert_surfaces(app, db)
+    me = uuid.uuid4()
+
+    async def claim(store: AsyncJobStore) -> None:
+        await store.worker_register(me, "host", 1, None, 100, 30.0)
+        await store.job_claim(me, None, 100)  # the due ones
+
+    asyncio.run(with_store(dsn, claim))
+    db.execute("UPDATE pgqueue.jobs SET state = 'queued' WHERE id % 19 = 0 AND state = 'running'")
+    assert_surfaces(app, db)
+    compact(dsn)
+    assert_surfaces(app, db)
+    assert_agree(db)
