@@ -102,6 +102,27 @@ def positive_int(value: Any, what: str, minimum: int) -> int:
     return value
 
 
+def serialise(
+    task: str, args: Iterable[Any] | None, kwargs: Mapping[str, Any] | None
+) -> tuple[str, str]:
+    """A job's arguments as the JSON texts stored in args and kwargs, checked."""
+    if isinstance(args, str | bytes) or (args is not None and not isinstance(args, Iterable)):
+        raise SerializationError(f"args must be a list of arguments, not {type(args).__name__}")
+    args_list = args if type(args) is list else list(args or ())
+    kwargs_dict = dict(kwargs) if kwargs else {}
+    if kwargs_dict and not all(isinstance(k, str) for k in kwargs_dict):
+        raise SerializationError("kwargs keys must be strings")
+    try:
+        args_json = dumps(args_list)
+        kwargs_json = dumps(kwargs_dict) if kwargs_dict else "{}"
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SerializationError(f"arguments of {task} are not JSON-serialisable: {exc}") from None
+    _storable(args_json, f"arguments of {task}")
+    if kwargs_dict:
+        _storable(kwargs_json, f"keyword arguments of {task}")
+    return args_json, kwargs_json
+
+
 def build_spec(
     task: str,
     args: Iterable[Any] | None,
@@ -157,18 +178,7 @@ def build_spec(
             raise ConfigurationError("depends_on must be a non-empty list of job ids")
     if timeout_s == 0:
         raise ConfigurationError("timeout must be positive")
-    if isinstance(args, str | bytes) or (args is not None and not isinstance(args, Iterable)):
-        raise SerializationError(f"args must be a list of arguments, not {type(args).__name__}")
-    args_list = list(args or ())
-    kwargs_dict = dict(kwargs or {})
-    if not all(isinstance(k, str) for k in kwargs_dict):
-        raise SerializationError("kwargs keys must be strings")
-    try:
-        args_json, kwargs_json = dumps(args_list), dumps(kwargs_dict)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise SerializationError(f"arguments of {task} are not JSON-serialisable: {exc}") from None
-    _storable(args_json, f"arguments of {task}")
-    _storable(kwargs_json, f"keyword arguments of {task}")
+    args_json, kwargs_json = serialise(task, args, kwargs)
     return JobSpec(
         task=task,
         args_json=args_json,

@@ -60,6 +60,34 @@ WITH inserted AS (
 )
 SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
 
+-- name: job_ids
+-- Draw `n` ids for jobs about to be copied in (job_copy): the rows carry their ids, which
+-- is how a COPY gives them back in order. Ids drawn by one statement are consecutive
+-- unless another session drew some in between: then only the first and the last come back
+-- (listed is NULL), else the whole list. now() is for run_at (job_copy_timed).
+WITH drawn AS (
+    SELECT nextval('pgqueue.jobs_id_seq') AS id FROM generate_series(1, %(n)s::int)
+)
+SELECT now() AS now, min(id) AS low, max(id) AS high,
+       CASE WHEN max(id) - min(id) + 1 <> count(*) THEN array_agg(id ORDER BY id) END
+           AS listed
+FROM drawn;
+
+-- name: job_copy
+-- Jobs with ids from job_ids, none with a unique key, a dependency, a delay or a run_at,
+-- as rows in COPY's binary format, columns in this order (pgqueue/store/copyin.py); run_at
+-- is now(). Row and statement triggers fire as for an INSERT.
+COPY pgqueue.jobs (id, args, kwargs, queue, task, priority, max_attempts, timeout,
+                   trace_context, concurrency_key)
+FROM STDIN (FORMAT BINARY);
+
+-- name: job_copy_timed
+-- job_copy with each row's run_at (now() + delay, from job_ids' now() in the same
+-- transaction, as job_insert_many computes it).
+COPY pgqueue.jobs (id, args, kwargs, queue, task, priority, max_attempts, timeout,
+                   trace_context, concurrency_key, run_at)
+FROM STDIN (FORMAT BINARY);
+
 -- name: job_insert
 -- Insert one job (the common case, lighter than job_insert_many); no row if its unique_key
 -- is taken.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
+from pgqueue.store.copyin import copyable
 from pgqueue.store.errors import translate_errors
 from pgqueue.store.params import (
     Applied,
@@ -25,7 +26,7 @@ from pgqueue.store.params import (
     insert_one_params,
 )
 from pgqueue.store.single import SingleConnection
-from pgqueue.store.sync import Row, as_dicts
+from pgqueue.store.sync import Row, alone, as_dicts, copies_on
 
 PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see pgqueue.claim_limited)
 KEYLESS_SCAN = 50  # due jobs of a per-key queue read to find those without a key
@@ -96,6 +97,12 @@ class AsyncJobStore:
         try:
             step = next(plan)
             while True:
+                if isinstance(step, plans.CopyIn):
+                    async with cur.copy(step.query) as copy:
+                        for data in step.data:
+                            await copy.write(data)
+                    step = plan.send([])
+                    continue
                 await cur.execute(*step)
                 step = plan.send(list(await cur.fetchall()) if cur.description else [])
         except StopIteration as done:
@@ -104,8 +111,19 @@ class AsyncJobStore:
     # -- producers and admin ------------------------------------------------------------------
 
     async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
-        result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
-        return result
+        """Insert jobs (by COPY when copyin.copyable says so); ids in input order."""
+        if not copyable(specs):
+            result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
+            return result
+        async with self._transaction() if conn is None else self._cursor(conn) as cur:
+            plan: plans.Plan = plans.job_insert_many(specs)
+            together = False
+            if copies_on(cur):
+                plan = plans.job_copy_many(specs)
+                together = alone(cur.connection)  # see plans.job_copy_many
+            async with cur.connection.transaction() if together else nullcontext():
+                ids: list[int] = await self._drive_on(plan, cur)
+            return ids
 
     async def job_cancel(
         self, job_id: int, reason: str | None = None, conn: Any = None

@@ -1,23 +1,35 @@
 """Operations of several statements, written once, without I/O.
 
-Each plan is a generator: it yields (query, params) and is sent back the rows the query
-returned (a list of tuples); its return value is the operation's result. JobStore and
-AsyncJobStore each run any plan in a few lines, so the logic exists once for both (the
-way psycopg keeps its protocol code apart from its sync and async connections).
-Internal API.
+Each plan is a generator: it yields (query, params), or a CopyIn, and is sent back the
+rows the query returned (a list of tuples; none for a CopyIn); its return value is the
+operation's result. JobStore and AsyncJobStore each run any plan in a few lines, so the
+logic exists once for both (the way psycopg keeps its protocol code apart from its sync
+and async connections). Internal API.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, LiteralString
 
 from pgqueue.errors import ConfigurationError, PgQueueError
 from pgqueue.sql import QUERIES
+from pgqueue.store.copyin import copy_rows, timed
 from pgqueue.store.params import JobSpec, insert_query
+from pgqueue.tracing import capture
+
+
+@dataclass(frozen=True, slots=True)
+class CopyIn:
+    """A step that runs `COPY ... FROM STDIN` and sends it this data."""
+
+    query: LiteralString
+    data: Iterable[bytes]
+
 
 Step = tuple[LiteralString, dict[str, Any]]
-Plan = Generator[Step, list[tuple[Any, ...]], Any]
+Plan = Generator[Step | CopyIn, list[tuple[Any, ...]], Any]
 INSERT_TRIES = 5
 
 
@@ -74,6 +86,20 @@ def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any,
             return [i for i in ids if i is not None]
         todo.sort()
     raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
+
+
+def job_copy_many(specs: Sequence[JobSpec]) -> Generator[Step | CopyIn, Any, list[int]]:
+    """Insert jobs by COPY (see pgqueue.store.copyin: none has a unique key or depends_on);
+    ids in input order. Run it in one transaction: a delay or run_at among the jobs is
+    computed from that transaction's now(), and drawing ids writes WAL, so on its own it
+    would wait for a commit to reach the disk once more."""
+    with_run_at = timed(specs)
+    rows = yield QUERIES["job_ids"], {"n": len(specs)}
+    now, low, high, listed = rows[0]
+    ids: list[int] = list(range(low, high + 1)) if listed is None else listed
+    query = QUERIES["job_copy_timed"] if with_run_at else QUERIES["job_copy"]
+    yield CopyIn(query, copy_rows(ids, specs, now if with_run_at else None, capture()))
+    return ids
 
 
 def job_cancel(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg import pq
 from psycopg_pool import ConnectionPool
 
 from pgqueue import stats
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
+from pgqueue.store.copyin import copyable
 from pgqueue.store.errors import translate_errors
 from pgqueue.store.params import JobSpec
 
@@ -48,10 +51,30 @@ def drive_on(plan: plans.Plan, cur: Any) -> Any:
     try:
         step = next(plan)
         while True:
+            if isinstance(step, plans.CopyIn):
+                with cur.copy(step.query) as copy:
+                    for data in step.data:
+                        copy.write(data)
+                step = plan.send([])
+                continue
             cur.execute(*step)
             step = plan.send(list(cur.fetchall()) if cur.description else [])
     except StopIteration as done:
         return done.value
+
+
+def copies_on(cur: Any) -> bool:
+    """Whether jobs can be copied in on this cursor: psycopg 3 (psycopg2 has no binary
+    COPY), with the client encoding the rows are encoded in."""
+    return isinstance(cur, psycopg.Cursor | psycopg.AsyncCursor) and (
+        cur.connection.info.encoding == "utf-8"
+    )
+
+
+def alone(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether each statement on `conn` would be a transaction of its own (autocommit, and
+    no transaction open): a plan of several statements then needs one around it."""
+    return conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE
 
 
 class JobStore:
@@ -84,8 +107,19 @@ class JobStore:
             return drive_on(plan, cur)
 
     def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
-        result: list[int] = self._drive(plans.job_insert_many(specs), conn)
-        return result
+        """Insert jobs (by COPY when copyin.copyable says so); ids in input order."""
+        if not copyable(specs):
+            result: list[int] = self._drive(plans.job_insert_many(specs), conn)
+            return result
+        with self._cursor(conn) as cur:
+            plan: plans.Plan = plans.job_insert_many(specs)
+            together = False
+            if copies_on(cur):
+                plan = plans.job_copy_many(specs)
+                together = alone(cur.connection)  # see plans.job_copy_many
+            with cur.connection.transaction() if together else nullcontext():
+                ids: list[int] = drive_on(plan, cur)
+            return ids
 
     def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
         state: str | None = self._drive(plans.job_cancel(job_id, reason), conn)

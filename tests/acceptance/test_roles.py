@@ -13,6 +13,7 @@ import pytest
 from psycopg import errors
 
 import pgqueue
+from pgqueue.store.copyin import COPY_MIN_JOBS
 from tests.acceptance.conftest import WorkerProcess, run_cli
 from tests.server import cluster_lock, scratch_database
 
@@ -90,6 +91,9 @@ def test_producer_inserts_and_reads_nothing_else(roles_db):
         first = app.enqueue("add", args=[3, 4], unique_key=f"k-{SUFFIX}")
         assert app.enqueue("add", args=[3, 4], unique_key=f"k-{SUFFIX}") == first
         assert len(app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(3)])) == 3
+        # A large batch goes in by COPY, with ids drawn from the sequence beforehand.
+        big = [{"task": "add", "args": [i, i], "delay": i % 2} for i in range(COPY_MIN_JOBS)]
+        assert len(app.enqueue_many(big)) == COPY_MIN_JOBS
     for sql in (
         "SELECT args FROM pgqueue.jobs",
         "SELECT result, last_error, errors, kwargs FROM pgqueue.jobs",

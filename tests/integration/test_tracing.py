@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 import pgqueue
 from pgqueue.migrate import sqlalchemy_url
+from pgqueue.store.copyin import COPY_MIN_JOBS
 from tests import jobs
 from tests.waiting import wait_for
 
@@ -111,6 +112,7 @@ def test_every_enqueue_path_stores_the_trace_context(app, db, dsn):
         ids = [jobs.add.enqueue(1, 1), app.enqueue("add", [1, 2])]
         ids += app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(3)])
         ids += app.enqueue_many([{"task": "add", "args": [1, 1], "unique_key": "traced"}])
+        ids += app.enqueue_many([{"task": "add", "args": [i, 0]} for i in range(COPY_MIN_JOBS)])
         with db.transaction():
             ids.append(jobs.add.options(conn=db).enqueue(2, 2))
         with Session(engine) as session:
@@ -123,6 +125,7 @@ def test_every_enqueue_path_stores_the_trace_context(app, db, dsn):
                     await jobs.add.enqueue_async(4, 4),
                     await app.enqueue_async("add", [5, 5]),
                     *(await app.enqueue_many_async([{"task": "add", "args": [6, 6]}])),
+                    *(await app.enqueue_many_async([{"task": "add"}] * COPY_MIN_JOBS)),
                 ]
             finally:
                 await app.aclose()
@@ -137,7 +140,7 @@ def test_every_enqueue_path_stores_the_trace_context(app, db, dsn):
             ([*ids, untraced],),
         ).fetchall()
     )
-    assert len(ids) == 11
+    assert len(ids) == 11 + 2 * COPY_MIN_JOBS  # the large batches go in by COPY
     assert all(rows[i] is not None and trace_id in rows[i] for i in ids), rows
     assert rows[untraced] is None
 
