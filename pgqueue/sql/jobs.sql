@@ -64,28 +64,34 @@ SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
 -- Draw `n` ids for jobs about to be copied in (job_copy): the rows carry their ids, which
 -- is how a COPY gives them back in order. Ids drawn by one statement are consecutive
 -- unless another session drew some in between: then only the first and the last come back
--- (listed is NULL), else the whole list. now() is for run_at (job_copy_timed).
+-- (listed is NULL), else the whole list. now() is for created_at and run_at
+-- (job_copy_timed). `alone`: this statement is a transaction of its own; drawing ids
+-- writes WAL, which would make its commit wait for the disk, and need not: the COPY's
+-- commit flushes the WAL past it, and ids lost in a crash before that were used by no row.
 WITH drawn AS (
     SELECT nextval('pgqueue.jobs_id_seq') AS id FROM generate_series(1, %(n)s::int)
 )
 SELECT now() AS now, min(id) AS low, max(id) AS high,
        CASE WHEN max(id) - min(id) + 1 <> count(*) THEN array_agg(id ORDER BY id) END
-           AS listed
+           AS listed,
+       CASE WHEN %(alone)s::bool THEN set_config('synchronous_commit', 'off', true) END
+           AS unflushed
 FROM drawn;
 
 -- name: job_copy
 -- Jobs with ids from job_ids, none with a unique key, a dependency, a delay or a run_at,
--- as rows in COPY's binary format, columns in this order (pgqueue/store/copyin.py); run_at
--- is now(). Row and statement triggers fire as for an INSERT.
+-- as rows in COPY's binary format, columns in this order (pgqueue/store/copyin.py);
+-- created_at and run_at are now(). Row and statement triggers fire as for an INSERT.
 COPY pgqueue.jobs (id, args, kwargs, queue, task, priority, max_attempts, timeout,
                    trace_context, concurrency_key)
 FROM STDIN (FORMAT BINARY);
 
 -- name: job_copy_timed
--- job_copy with each row's run_at (now() + delay, from job_ids' now() in the same
--- transaction, as job_insert_many computes it).
+-- job_copy with each row's created_at and run_at: job_ids' now(), and run_at, else that
+-- plus the delay, as job_insert_many computes them (the same in the caller's transaction;
+-- on its own, the COPY runs a moment after job_ids).
 COPY pgqueue.jobs (id, args, kwargs, queue, task, priority, max_attempts, timeout,
-                   trace_context, concurrency_key, run_at)
+                   trace_context, concurrency_key, created_at, run_at)
 FROM STDIN (FORMAT BINARY);
 
 -- name: job_insert

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, LiteralString
 from uuid import UUID
@@ -115,14 +115,11 @@ class AsyncJobStore:
         if not copyable(specs):
             result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
             return result
-        async with self._transaction() if conn is None else self._cursor(conn) as cur:
-            plan: plans.Plan = plans.job_insert_many(specs)
-            together = False
+        async with self._cursor(conn) as cur:
+            plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
             if copies_on(cur):
-                plan = plans.job_copy_many(specs)
-                together = alone(cur.connection)  # see plans.job_copy_many
-            async with cur.connection.transaction() if together else nullcontext():
-                ids: list[int] = await self._drive_on(plan, cur)
+                plan = plans.job_copy_many(specs, alone(cur.connection))
+            ids: list[int] = await self._drive_on(plan, cur)
             return ids
 
     async def job_cancel(

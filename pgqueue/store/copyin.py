@@ -41,8 +41,8 @@ _INT4 = struct.Struct(">ii").pack
 _FLOAT8 = struct.Struct(">id").pack
 _TIMESTAMPTZ = struct.Struct(">iq").pack
 
-# The columns of job_copy in order; job_copy_timed adds run_at. Those a batch's jobs of one
-# task usually share come last but one, so their bytes are made once per batch and task.
+# The columns of job_copy, in order; job_copy_timed adds created_at and run_at. Those that
+# a batch's jobs of one task share come after args and kwargs: their bytes are made once.
 FIELDS = 10
 
 
@@ -93,12 +93,13 @@ def copy_rows(
     now: datetime | None,
     trace: dict[str, str] | None,
 ) -> Iterator[bytes]:
-    """The COPY data for these jobs with these ids, in chunks. With `now` (the inserting
-    transaction's now()), each row ends with its run_at: run_at, else now + delay, else
-    now, as the INSERT computes it (make_interval rounds delay to the microsecond, half to
-    even, as round() does). `trace`: the trace context of jobs that carry none."""
+    """The COPY data for these jobs with these ids, in chunks. With `now` (job_ids'), each
+    row ends with its created_at, now, and its run_at: run_at, else now + delay, else now,
+    as the INSERT computes it (make_interval rounds delay to the microsecond, half to even,
+    as round() does). `trace`: the trace context of jobs that carry none."""
     now_us = None if now is None else (now - _PG_EPOCH) // _MICROSECOND
-    fields = FIELDS if now_us is None else FIELDS + 1
+    fields = FIELDS if now_us is None else FIELDS + 2
+    created = b"" if now_us is None else _TIMESTAMPTZ(8, now_us)
     shared: dict[tuple[object, ...], bytes] = {}
     parts: list[bytes] = [_SIGNATURE]
     for n, (job_id, spec) in enumerate(zip(ids, specs, strict=True), 1):
@@ -124,7 +125,7 @@ def copy_rows(
                 run_at = now_us + round(spec.delay * 1_000_000)
             else:
                 run_at = now_us
-            parts.append(_TIMESTAMPTZ(8, run_at))
+            parts += (created, _TIMESTAMPTZ(8, run_at))
         if n % ROWS_PER_CHUNK == 0:
             yield b"".join(parts)
             parts = []

@@ -88,17 +88,18 @@ def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any,
     raise PgQueueError("could not insert jobs: their unique keys kept changing hands")
 
 
-def job_copy_many(specs: Sequence[JobSpec]) -> Generator[Step | CopyIn, Any, list[int]]:
+def job_copy_many(
+    specs: Sequence[JobSpec], alone: bool
+) -> Generator[Step | CopyIn, Any, list[int]]:
     """Insert jobs by COPY (see pgqueue.store.copyin: none has a unique key or depends_on);
-    ids in input order. Run it in one transaction: a delay or run_at among the jobs is
-    computed from that transaction's now(), and drawing ids writes WAL, so on its own it
-    would wait for a commit to reach the disk once more."""
-    with_run_at = timed(specs)
-    rows = yield QUERIES["job_ids"], {"n": len(specs)}
-    now, low, high, listed = rows[0]
+    ids in input order. `alone`: each statement is a transaction of its own (no transaction
+    of the caller's is open); the rows are still written by one statement, the COPY."""
+    with_times = timed(specs)
+    rows = yield QUERIES["job_ids"], {"n": len(specs), "alone": alone}
+    now, low, high, listed, _ = rows[0]
     ids: list[int] = list(range(low, high + 1)) if listed is None else listed
-    query = QUERIES["job_copy_timed"] if with_run_at else QUERIES["job_copy"]
-    yield CopyIn(query, copy_rows(ids, specs, now if with_run_at else None, capture()))
+    query = QUERIES["job_copy_timed"] if with_times else QUERIES["job_copy"]
+    yield CopyIn(query, copy_rows(ids, specs, now if with_times else None, capture()))
     return ids
 
 

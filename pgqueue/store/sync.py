@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -72,8 +72,8 @@ def copies_on(cur: Any) -> bool:
 
 
 def alone(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
-    """Whether each statement on `conn` would be a transaction of its own (autocommit, and
-    no transaction open): a plan of several statements then needs one around it."""
+    """Whether each statement on `conn` is a transaction of its own (autocommit, and no
+    transaction open)."""
     return conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE
 
 
@@ -112,13 +112,10 @@ class JobStore:
             result: list[int] = self._drive(plans.job_insert_many(specs), conn)
             return result
         with self._cursor(conn) as cur:
-            plan: plans.Plan = plans.job_insert_many(specs)
-            together = False
+            plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
             if copies_on(cur):
-                plan = plans.job_copy_many(specs)
-                together = alone(cur.connection)  # see plans.job_copy_many
-            with cur.connection.transaction() if together else nullcontext():
-                ids: list[int] = drive_on(plan, cur)
+                plan = plans.job_copy_many(specs, alone(cur.connection))
+            ids: list[int] = drive_on(plan, cur)
             return ids
 
     def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
