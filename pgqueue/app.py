@@ -373,7 +373,7 @@ class App(Operations):
         specs = []
         plain: dict[str, JobSpec] = {}  # per task, its job with no options and no arguments
         for i, job in enumerate(jobs):
-            if not isinstance(job, Mapping) or "task" not in job:
+            if not (type(job) is dict or isinstance(job, Mapping)) or "task" not in job:
                 raise ConfigurationError(f"job #{i} must be a dict with a 'task' key")
             try:
                 if job.keys() <= _PLAIN_JOB_KEYS and isinstance(job["task"], str):

@@ -70,7 +70,7 @@ def name(value: Any, what: str) -> str:
 
 def _storable(text: str, what: str) -> str:
     """JSON text jsonb will take: no NUL character and no lone surrogate in any string."""
-    if _SUSPECT_ESCAPE.search(text):
+    if ("\\u" in text or "\\U" in text) and _SUSPECT_ESCAPE.search(text):
         for piece in _strings(json.loads(text)):
             if "\x00" in piece:
                 raise SerializationError(f"{what} contain a NUL character, which jsonb refuses")
@@ -106,9 +106,12 @@ def serialise(
     task: str, args: Iterable[Any] | None, kwargs: Mapping[str, Any] | None
 ) -> tuple[str, str]:
     """A job's arguments as the JSON texts stored in args and kwargs, checked."""
-    if isinstance(args, str | bytes) or (args is not None and not isinstance(args, Iterable)):
+    if type(args) is list:
+        args_list = args
+    elif isinstance(args, str | bytes) or (args is not None and not isinstance(args, Iterable)):
         raise SerializationError(f"args must be a list of arguments, not {type(args).__name__}")
-    args_list = args if type(args) is list else list(args or ())
+    else:
+        args_list = list(args or ())
     kwargs_dict = dict(kwargs) if kwargs else {}
     if kwargs_dict and not all(isinstance(k, str) for k in kwargs_dict):
         raise SerializationError("kwargs keys must be strings")

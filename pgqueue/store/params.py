@@ -217,7 +217,7 @@ def dumps(value: Any) -> str:
     # The common case, a list of plain values (or no kwargs), goes through orjson; anything
     # else through json, whose rules (NaN refused, big integers) are the reference.
     kind = type(value)
-    if (kind is list and all(type(v) in _PLAIN for v in value)) or (kind is dict and not value):
+    if (kind is list and _PLAIN.issuperset(map(type, value))) or (kind is dict and not value):
         try:
             return orjson.dumps(value).decode()
         except orjson.JSONEncodeError:
