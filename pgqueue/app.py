@@ -24,7 +24,7 @@ from pgqueue.spec import (
     seconds,
     serialise,
 )
-from pgqueue.store import AsyncJobStore, JobSpec, JobStore
+from pgqueue.store import AsyncJobStore, Batch, JobSpec, JobStore
 from pgqueue.task import BoundTask, Task
 
 P = ParamSpec("P")
@@ -369,8 +369,8 @@ class App(Operations):
         store = await self.async_store()
         return (await store.job_insert_many([spec], conn=await _async_conn(conn)))[0]
 
-    def _specs(self, jobs: Iterable[Mapping[str, Any]]) -> list[JobSpec]:
-        specs = []
+    def _specs(self, jobs: Iterable[Mapping[str, Any]]) -> Batch:
+        specs = Batch()
         plain: dict[str, JobSpec] = {}  # per task, its job with no options and no arguments
         for i, job in enumerate(jobs):
             if not (type(job) is dict or isinstance(job, Mapping)) or "task" not in job:
@@ -380,25 +380,13 @@ class App(Operations):
                     # The bulk case: task and arguments only, the task's defaults for the rest,
                     # which are checked once per task.
                     task = job["task"]
-                    template = plain.get(task)
-                    if template is None:
-                        template = plain[task] = build_spec(task, (), {}, **self._defaults(task))
-                    args_json, kwargs_json = serialise(task, job.get("args"), job.get("kwargs"))
-                    # (Built directly: dataclasses.replace costs twice as much.)
-                    specs.append(
-                        JobSpec(
-                            task,
-                            args_json,
-                            kwargs_json,
-                            template.queue,
-                            template.priority,
-                            template.max_attempts,
-                            timeout=template.timeout,
-                        )
-                    )
+                    shape = plain.get(task)
+                    if shape is None:
+                        shape = plain[task] = build_spec(task, (), {}, **self._defaults(task))
+                    specs.add(shape, *serialise(task, job.get("args"), job.get("kwargs")))
                     continue
                 rest = {k: v for k, v in job.items() if k not in _PLAIN_JOB_KEYS}
-                specs.append(self._spec(job["task"], job.get("args"), job.get("kwargs"), rest))
+                specs.add(self._spec(job["task"], job.get("args"), job.get("kwargs"), rest))
             except (ConfigurationError, SerializationError) as exc:
                 raise type(exc)(f"job #{i}: {exc}") from None
         return specs

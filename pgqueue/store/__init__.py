@@ -10,6 +10,7 @@ from pgqueue.store.aio import AsyncJobStore
 from pgqueue.store.errors import first_line, is_unavailable, translate_errors, wrap_error
 from pgqueue.store.params import (
     Applied,
+    Batch,
     JobSpec,
     OutcomeRow,
     claimed_job,
@@ -21,6 +22,7 @@ from pgqueue.store.sync import JobStore, Row
 __all__ = [
     "Applied",
     "AsyncJobStore",
+    "Batch",
     "JobSpec",
     "JobStore",
     "OutcomeRow",

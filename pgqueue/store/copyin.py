@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from pgqueue.store.params import JobSpec
+from pgqueue.store.params import JobSpec, spec_parts
 
 # Batches smaller than this go through the INSERT: a COPY costs two more round trips (the
 # ids, and COPY's own hand-shake), which a few hundred rows repay (bench/copy_threshold.py).
@@ -49,14 +49,15 @@ FIELDS = 10
 def copyable(specs: Sequence[JobSpec]) -> bool:
     """Whether these jobs go in by COPY: enough of them, and none with a unique key or a
     dependency (those need the INSERT's ON CONFLICT and the settling of children)."""
+    shapes = spec_parts(specs)[0]
     return len(specs) >= COPY_MIN_JOBS and all(
-        s.unique_key is None and s.depends_on is None for s in specs
+        s.unique_key is None and s.depends_on is None for s in shapes
     )
 
 
 def timed(specs: Sequence[JobSpec]) -> bool:
     """Whether a job has a delay or a run_at (then every row carries its run_at)."""
-    return any(s.run_at is not None or s.delay is not None for s in specs)
+    return any(s.run_at is not None or s.delay is not None for s in spec_parts(specs)[0])
 
 
 def _text(value: str | None) -> bytes:
@@ -102,7 +103,9 @@ def copy_rows(
     created = b"" if now_us is None else _TIMESTAMPTZ(8, now_us)
     shared: dict[tuple[object, ...], bytes] = {}
     parts: list[bytes] = [_SIGNATURE]
-    for n, (job_id, spec) in enumerate(zip(ids, specs, strict=True), 1):
+    shapes, args_texts, kwargs_texts = spec_parts(specs)
+    rows = zip(ids, shapes, args_texts, kwargs_texts, strict=True)
+    for n, (job_id, spec, args_json, kwargs_json) in enumerate(rows, 1):
         key = (spec.queue, spec.task, spec.priority, spec.max_attempts, spec.timeout,
                spec.concurrency_key)  # fmt: skip
         tail = shared.get(key) if spec.trace_context is None else None
@@ -110,12 +113,12 @@ def copy_rows(
             tail = _shared(spec, trace)
             if spec.trace_context is None:
                 shared[key] = tail
-        args = spec.args_json.encode()
+        args = args_json.encode()
         parts += (
             _ROW_START(fields, 8, job_id),
             _JSONB_START(len(args) + 1, 1),
             args,
-            _EMPTY_OBJECT if spec.kwargs_json == "{}" else _jsonb(spec.kwargs_json),
+            _EMPTY_OBJECT if kwargs_json == "{}" else _jsonb(kwargs_json),
             tail,
         )
         if now_us is not None:

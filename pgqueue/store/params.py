@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, LiteralString
+from typing import Any, LiteralString, overload
 from uuid import UUID
 
 import orjson
@@ -37,6 +37,61 @@ class JobSpec:
     # W3C trace context to store (see pgqueue.tracing); None: the one current at insert.
     trace_context: dict[str, str] | None = None
     concurrency_key: str | None = None  # see queues.per_key_limit
+
+
+class Batch(Sequence[JobSpec]):
+    """Jobs to insert, in order, kept as each job's options (a JobSpec that the jobs of one
+    task giving no options share) and its own arguments. A JobSpec per job is built only
+    when asked for: for plain jobs that costs more than encoding them for COPY does."""
+
+    __slots__ = ("args", "kwargs", "shapes")
+
+    def __init__(self) -> None:
+        self.shapes: list[JobSpec] = []  # each job's options; args_json and kwargs_json aside
+        self.args: list[str] = []
+        self.kwargs: list[str] = []
+
+    def add(
+        self, shape: JobSpec, args_json: str | None = None, kwargs_json: str | None = None
+    ) -> None:
+        """Add a job: `shape` with these arguments (None: the shape's own)."""
+        self.shapes.append(shape)
+        self.args.append(shape.args_json if args_json is None else args_json)
+        self.kwargs.append(shape.kwargs_json if kwargs_json is None else kwargs_json)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    @overload
+    def __getitem__(self, index: int) -> JobSpec: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[JobSpec]: ...
+
+    def __getitem__(self, index: int | slice) -> JobSpec | list[JobSpec]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._spec(self.shapes[index], self.args[index], self.kwargs[index])
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return map(self._spec, self.shapes, self.args, self.kwargs)
+
+    @staticmethod
+    def _spec(shape: JobSpec, args: str, kwargs: str) -> JobSpec:
+        if shape.args_json is args and shape.kwargs_json is kwargs:
+            return shape
+        # Every field, in order: dataclasses.replace costs three times as much.
+        s = shape
+        return JobSpec(s.task, args, kwargs, s.queue, s.priority, s.max_attempts, s.delay,
+                       s.run_at, s.unique_key, s.timeout, s.depends_on, s.unique_for,
+                       s.trace_context, s.concurrency_key)  # fmt: skip
+
+
+def spec_parts(specs: Sequence[JobSpec]) -> tuple[Sequence[JobSpec], Sequence[str], Sequence[str]]:
+    """Each job's options (read them for anything but the arguments), args and kwargs."""
+    if isinstance(specs, Batch):
+        return specs.shapes, specs.args, specs.kwargs
+    return specs, [s.args_json for s in specs], [s.kwargs_json for s in specs]
 
 
 @dataclass(frozen=True, slots=True)

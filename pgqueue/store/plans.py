@@ -45,6 +45,7 @@ def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any,
     between, only the jobs that found no holder are inserted again (never one twice)."""
     if not specs:
         return []
+    specs = list(specs)  # a Batch builds its JobSpecs when read: once
     parents = sorted({p for s in specs for p in (s.depends_on or ())})
     if parents:
         missing = [r[0] for r in (yield QUERIES["job_missing"], {"ids": parents})]

@@ -317,3 +317,16 @@ def test_run_at_in_any_zone_and_far_off_is_stored_exactly(app, db):
 def test_small_batches_keep_the_insert(app):
     assert not copyable(app._specs([{"task": "echo"}] * (COPY_MIN_JOBS - 1)))
     assert copyable(app._specs([{"task": "echo"}] * COPY_MIN_JOBS))
+
+
+def test_the_callers_settings_are_left_alone(app, dsn):
+    # Ids drawn in a statement of its own skip the wait for the disk; never the caller's
+    # transaction, nor the session afterwards.
+    batch = [{"task": "echo", "args": [i]} for i in range(N)]
+    with psycopg.connect(dsn) as conn:
+        app.enqueue_many(batch, conn=conn)
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        app.enqueue_many(batch, conn=conn)
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
