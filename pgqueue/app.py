@@ -400,7 +400,7 @@ class App(Operations):
         written whole or not at all (in the caller's transaction, given `conn`): nothing is
         inserted if any job is invalid.
 
-        A batch of 100 jobs or more, none of them with a unique_key or depends_on, is written
+        A batch of 200 jobs or more, none of them with a unique_key or depends_on, is written
         with COPY (binary format, the ids drawn from the sequence first), which is cheaper
         per job than the one INSERT statement that smaller batches, and batches with unique
         keys or dependencies, go through. The rows, the triggers that fire and the wake-ups

@@ -24,9 +24,12 @@ import orjson
 
 from pgqueue.store.params import JobSpec, spec_parts
 
-# Batches smaller than this go through the INSERT: a COPY costs two more round trips (the
-# ids, and COPY's own hand-shake), which a few hundred rows repay (bench/copy_threshold.py).
-COPY_MIN_JOBS = 100
+# Batches smaller than this go through the INSERT. A COPY costs two more round trips (the
+# ids, and COPY's own hand-shake), which the rows repay: measured with bench/copy_threshold.py
+# on a 2-core machine, COPY took 0.85 of the INSERT's time at 200 jobs and 0.75 at 1,000 when
+# it was quiet (break-even near 100), and 0.98 at 200 and 0.8 at 1,000 with the test suite
+# running beside it (twice the time at 100, where round trips wait for a CPU).
+COPY_MIN_JOBS = 200
 ROWS_PER_CHUNK = 5000  # rows per COPY data message, so a huge batch is not one buffer
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags 0, no header extension
