@@ -14,10 +14,11 @@ On a fresh database `bench_stats` (dropped at the end unless --keep-db):
 2. VACUUM ANALYZE pgqueue.jobs (what autovacuum would have done; the bench server may have it
    off), and one fold of the statistics changes (what a worker's maintenance does every few
    seconds).
-3. Each surface `--runs` times, in process, after one call to warm up: the queries of
-   `pgqueue stats` (the command's time beyond Python start-up), GET /api/stats,
-   /api/throughput (the default 60 minutes and the largest, 1440) and /metrics through the
-   ASGI app (FastAPI's TestClient). Median and slowest, in ms.
+3. Each surface `--runs` times, after one call to warm up: its SQL alone, on one
+   connection (the server's time plus local round trips), and the whole call in process:
+   the store calls of `pgqueue stats` (the command's time beyond Python start-up),
+   GET /api/stats, /api/throughput (the default 60 minutes and the largest, 1440) and
+   /metrics through the ASGI app (FastAPI's TestClient). Median and slowest, in ms.
 4. Unless --no-before: once each, the queries these surfaces ran before the rollups (scans of
    pgqueue.jobs), on the same data, rows fetched as the old code did.
 
@@ -42,7 +43,7 @@ from fastapi.testclient import TestClient
 
 import pgqueue
 from pgqueue import migrate
-from pgqueue.sql import _parse
+from pgqueue.sql import QUERIES, _parse
 from pgqueue.web.server import create_app
 
 BENCH = Path(__file__).resolve().parent
@@ -96,6 +97,21 @@ SELECT (ARRAY['default', 'emails', 'reports'])[(i %% 10) %% 3 + 1], 'task_' || (
        gen_random_uuid()
 FROM generate_series(1, %(n)s::int) AS i
 """
+
+# The queries each surface runs now.
+SURFACE_QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "pgqueue stats": [("queue_stats", {}), ("task_unserved", {})],
+    "GET /api/stats": [("queue_stats", {})],
+    "GET /api/throughput": [("throughput", {"minutes": 60})],
+    "GET /api/throughput?minutes=1440": [("throughput", {"minutes": 1440})],
+    "GET /metrics": [
+        ("metrics_jobs", {}),
+        ("metrics_recent", {}),
+        ("worker_list", {}),
+        ("task_unserved", {}),
+        ("server_health", {}),
+    ],
+}
 
 # The queries of these surfaces before the rollups (commit b4298f1), for the comparison.
 BEFORE = _parse(
@@ -303,6 +319,12 @@ def main() -> None:
                 "GET /metrics": timed(get("/metrics"), args.runs),
             }
             shown = {r["queue"]: r for r in app.store.queue_stats()}
+        with psycopg.connect(dsn, autocommit=True) as conn:
+
+            def sql(queries: list[tuple[str, dict[str, Any]]]) -> Callable[[], Any]:
+                return lambda: [conn.execute(QUERIES[n], p).fetchall() for n, p in queries]
+
+            queries = {name: timed(sql(q), args.runs) for name, q in SURFACE_QUERIES.items()}
         before = {} if args.no_before else before_figures(dsn)
         with psycopg.connect(dsn) as conn:
             counts = dict(conn.execute("SELECT state, count(*) FROM pgqueue.jobs GROUP BY 1"))
@@ -316,14 +338,15 @@ def main() -> None:
         f"{args.finished:,} finished jobs, {args.queued:,} queued, {args.running} running; "
         f"median (slowest) of {args.runs} calls",
         "",
-        "| surface | with rollups (ms) | before: scans (ms, one call) |",
-        "|---|---|---|",
+        "| surface | its queries (ms) | whole call (ms) | before: scans (ms, one call) |",
+        "|---|---|---|---|",
     ]
     for name, figure in after.items():
         old = before.get(name)
+        q = queries[name]
         lines.append(
-            f"| {name} | {figure['median_ms']} ({figure['max_ms']}) | "
-            f"{'-' if old is None else old} |"
+            f"| {name} | {q['median_ms']} ({q['max_ms']}) | "
+            f"{figure['median_ms']} ({figure['max_ms']}) | {'-' if old is None else old} |"
         )
     print("\n".join(lines))
     print(f"\nsetup: {setup}")
@@ -340,6 +363,7 @@ def main() -> None:
         },
         "setup": setup,
         "rows_by_state": counts,
+        "queries_ms": queries,
         "after_ms": after,
         "before_ms": before,
         "stats_shown": shown,
