@@ -95,10 +95,10 @@ WITH RECURSIVE waiting AS MATERIALIZED (
 ), doomed AS (
     SELECT w.id FROM waiting AS w
     -- A parent that will never succeed: dead, cancelled, or gone (deleted by hand).
+    -- (Each parent looked up by its id, as for `released` below.)
     WHERE EXISTS (SELECT 1 FROM unnest(w.depends_on) AS d(parent)
-                  WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS p
-                                    WHERE p.id = d.parent
-                                      AND p.state IN ('queued', 'running', 'succeeded')))
+                  WHERE coalesce((SELECT p.state FROM pgqueue.jobs AS p WHERE p.id = d.parent),
+                                 'deleted') NOT IN ('queued', 'running', 'succeeded'))
     UNION
     -- Lateral, so each doomed job looks up its own children in the depends_on index (a
     -- plain join may scan the whole table for the first, empty, round of the recursion).
@@ -121,9 +121,11 @@ WITH RECURSIVE waiting AS MATERIALIZED (
     FROM waiting AS w
     WHERE j.id = w.id
       -- Every parent exists and succeeded (a deleted one does not count as a success).
+      -- Each parent is looked up by its id: a plan that reads every succeeded job (once
+      -- few, when statistics were taken) for every waiting one grows with the history.
       AND NOT EXISTS (SELECT 1 FROM unnest(w.depends_on) AS d(parent)
-                      WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS p
-                                        WHERE p.id = d.parent AND p.state = 'succeeded'))
+                      WHERE (SELECT p.state FROM pgqueue.jobs AS p WHERE p.id = d.parent)
+                            IS DISTINCT FROM 'succeeded')
     RETURNING j.id, j.queue
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled,

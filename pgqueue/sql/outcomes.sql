@@ -43,9 +43,14 @@ WITH o AS MATERIALIZED (
 SELECT u.id, u.state,
        (SELECT count(pg_notify('pgqueue_jobs', q.queue))
         FROM (SELECT DISTINCT queue FROM updated WHERE state = 'queued') AS q) AS woken,
-       -- Whether any job waits on another: if none does, job_settle_children is skipped.
-       EXISTS (SELECT 1 FROM pgqueue.jobs AS x
-               WHERE x.state = 'queued' AND x.run_at = '9999-12-31 00:00:00+00') AS waiting
+       -- Whether a job waits on one of these: if none does, job_settle_children is
+       -- skipped, however many jobs wait on others. Read through jobs_depends_on_idx: as
+       -- EXISTS, the plan would read the table in order, expecting a match soon.
+       (SELECT min(c.id) FROM (
+            SELECT x.id FROM pgqueue.jobs AS x
+            WHERE x.depends_on && ARRAY(SELECT id FROM updated WHERE state <> 'queued')
+              AND x.state = 'queued' AND x.depends_on IS NOT NULL
+            OFFSET 0) AS c) IS NOT NULL AS waiting
 FROM updated AS u;
 
 -- name: job_cancel_requests
