@@ -1,0 +1,85 @@
+"""Many worker processes on one database: total throughput as processes are added.
+
+Usage: .venv/bin/python bench/processes.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+       [--processes 1,2,4,8] [--jobs 100000]
+
+For each number of processes, on a fresh database `bench_fairness` (the helpers of
+bench/fairness.py), --jobs no-op jobs are inserted, then `pgqueue work --processes N` (one
+supervisor, N worker processes, --concurrency each) drains them; the clock starts when all N
+workers are registered. Prints jobs/s per N and each against the one before; results in
+bench/results/processes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+from fairness import APPS, BENCH, DB, drained, fresh_database, insert_backlog
+
+import pgqueue
+
+
+def run(dsn: str, jobs: int, processes: int, concurrency: int) -> dict[str, object]:
+    insert_backlog(dsn, jobs, "plain", None)
+    env = {**os.environ, "PGQUEUE_DSN": dsn, "PYTHONPATH": str(APPS)}
+    log = (BENCH / "results" / f"processes-{processes}.log").open("wb")
+    app = pgqueue.App(dsn)
+    app.pause_queue("plain")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgqueue.cli", "work", "fairness_tasks:app",
+             "--processes", str(processes), "--concurrency", str(concurrency),
+             "--log-level", "WARNING"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        # Every worker registered before the queue opens: start-up is not throughput.
+        while conn.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] < processes:  # type: ignore[index]
+            time.sleep(0.05)
+        app.resume_queue("plain")  # which tells the workers
+        started = time.perf_counter()
+        while not drained(conn, "plain", None):
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        conn.execute("DELETE FROM pgqueue.workers")
+        conn.execute("DELETE FROM pgqueue.jobs")
+    app.close()
+    return {
+        "processes": processes,
+        "seconds": round(elapsed, 2),
+        "jobs_per_s": round(jobs / elapsed),
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--processes", default="1,2,4,8")
+    p.add_argument("--jobs", type=int, default=100_000)
+    p.add_argument("--concurrency", type=int, default=50)
+    args = p.parse_args(argv)
+    (BENCH / "results").mkdir(exist_ok=True)
+    dsn = fresh_database(args.dsn)
+    curve = [run(dsn, args.jobs, int(n), args.concurrency) for n in args.processes.split(",")]
+    for before, after in itertools.pairwise(curve):
+        after["vs_fewer"] = round(after["jobs_per_s"] / before["jobs_per_s"], 2)  # type: ignore[operator]
+    results = {"jobs": args.jobs, "concurrency": args.concurrency, "curve": curve,
+               "cpus": os.cpu_count()}  # fmt: skip
+    (BENCH / "results" / "processes.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
