@@ -1,4 +1,4 @@
-"""The backlog chart, drawn by plot_backlog.py in a venv of its own (bench/requirements.txt)."""
+"""The bench's charts, drawn by plot_*.py scripts in a venv of its own (bench/requirements.txt)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ def requirements(bench_dir: Path) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
-def draw(bench_dir: Path, results_json: Path, png: Path) -> None:
-    """Write `png` from `results_json`; the venv is built on first use, then reused."""
+def draw(bench_dir: Path, results_json: Path, png: Path, script: str = "plot_backlog.py") -> None:
+    """Write `png` from `results_json` with `script`; the venv is built on first use, then
+    reused."""
     bin_dir = ensure_venv(bench_dir / ".venvs" / "chart", requirements(bench_dir))
     argv = [
         str(bin_dir / "python"),
-        str(bench_dir / "plot_backlog.py"),
+        str(bench_dir / script),
         str(results_json.resolve()),
     ]
     run_command([*argv, str(png.resolve())], dict(os.environ), bench_dir, timeout=120)
