@@ -24,7 +24,6 @@ from typing import Any
 from uuid import uuid4
 
 import psycopg
-from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 import pgqueue
@@ -33,12 +32,18 @@ from pgqueue.errors import ConfigurationError, SchemaNotMigrated
 from pgqueue.job import Released
 from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, every
 from pgqueue.settings import WorkerSettings
-from pgqueue.store import AsyncJobStore, first_line, is_unavailable, loads
+from pgqueue.store import AsyncJobStore, first_line, is_unavailable
 from pgqueue.store.errors import refused_reason
 from pgqueue.store.single import SingleConnection
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.claimer import Claimer
 from pgqueue.worker.completer import Completer, outcome_row
+from pgqueue.worker.connections import (
+    POOLED_CLAIMS,
+    configure,
+    configure_claims,
+    configure_pooled,
+)
 from pgqueue.worker.events import wait_any
 from pgqueue.worker.listener import Listener
 from pgqueue.worker.liveness import CancelWatcher, Heartbeat
@@ -48,38 +53,6 @@ from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
 NEEDS_REVISION = "0015"  # the oldest schema this worker runs on (workers.version)
-
-
-async def _configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
-    """The claimer's connection: its statements are prepared at once and always run their
-    generic plan. A plan made for the statistics of the moment (ANALYZE taken while no job
-    was due says almost nothing is due) would read the run_at index and sort every due job
-    at each claim; the generic plan reads the claim index in order whatever they say."""
-    await _configure(conn)
-    conn.prepare_threshold = 0
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-
-
-# Through a transaction pooler the claimer's connection is a new server session at every
-# transaction: nothing is prepared, and each use is a transaction that asks for the generic
-# plan for itself (the unnamed statement that follows is planned generically too).
-POOLED_CLAIMS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off"
-
-
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    # Claimed rows carry args/kwargs as jsonb: orjson parses them several times faster.
-    set_json_loads(loads, conn)
-    # No JIT: the worker's statements run in a millisecond or two, but their estimates (a
-    # limit or a recursion known only at run time) can look costly enough to compile, which
-    # took 0.3-0.5 s a statement.
-    await conn.execute("SET jit = off")
-
-
-async def _configure_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
-    """A connection through a transaction pooler: no prepared statements (see dsn.py), and
-    no session settings (the next transaction may run on another server session)."""
-    set_json_loads(loads, conn)
-    conn.prepare_threshold = None
 
 
 class Worker:
@@ -153,11 +126,11 @@ class Worker:
         pools: list[AsyncConnectionPool] = []
         # The claimer's and the completer's own connections (see store/single.py).
         if self.pooled:
-            claims = SingleConnection(self.dsn, _configure_pooled, each_use=POOLED_CLAIMS)
-            outcomes = SingleConnection(self.dsn, _configure_pooled)
+            claims = SingleConnection(self.dsn, configure_pooled, each_use=POOLED_CLAIMS)
+            outcomes = SingleConnection(self.dsn, configure_pooled)
         else:
-            claims = SingleConnection(self.dsn, _configure_claims)
-            outcomes = SingleConnection(self.dsn, _configure)
+            claims = SingleConnection(self.dsn, configure_claims)
+            outcomes = SingleConnection(self.dsn, configure)
         try:
             if not await self._connect(pools):
                 return
@@ -174,7 +147,7 @@ class Worker:
 
     @property
     def _configure(self) -> Callable[[psycopg.AsyncConnection[Any]], Any]:
-        return _configure_pooled if self.pooled else _configure
+        return configure_pooled if self.pooled else configure
 
     def _pool(self, name: str, size: int, configure: Any) -> AsyncConnectionPool:
         return AsyncConnectionPool(
