@@ -58,8 +58,21 @@ def test_table_stays_bounded_under_load(app, db, spawn_worker, retain):
     )
     assert peak < 40_000, "finished jobs piled up"  # kept, they would be 100,000
     assert left < 10_000
+    if not autovacuum_visits_often(db):
+        # A server the run does not own (PGQUEUE_TEST_DSN) with autovacuum off or visiting
+        # once a minute: the rows are bounded (above), reusing their space is vacuum's part.
+        return
     # 100,000 rows of these jobs take about 20 MB: the table reused its space instead.
     assert size < 8e6
+
+
+def autovacuum_visits_often(db) -> bool:
+    """True when autovacuum runs and visits a database at least every 10 s."""
+    on = db.execute("SELECT current_setting('autovacuum')").fetchone()[0] == "on"
+    nap = db.execute(
+        "SELECT setting::int FROM pg_settings WHERE name = 'autovacuum_naptime'"
+    ).fetchone()[0]
+    return on and nap <= 10
 
 
 def test_cli_list_retry_purge_on_real_data(app, db, worker):
