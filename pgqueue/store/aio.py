@@ -155,7 +155,10 @@ class AsyncJobStore:
     ) -> list[Job]:
         """Claim up to `limit` due jobs of `queues` and `tasks` (None: any)."""
         params = claim_params(worker_id, queues, limit, now, tasks)
-        return [claimed_job(r, worker_id) for r in await self._tuples("job_claim", params)]
+        query = "job_claim"
+        if queues is not None and len(queues) == 1:
+            query, params["queue"] = "job_claim_queue", queues[0]
+        return [claimed_job(r, worker_id) for r in await self._tuples(query, params)]
 
     async def job_claim_limited(
         self,

@@ -24,9 +24,9 @@ def test_quick_jobs_never_run_beyond_concurrency(app, worker, db):
     states = dict(db.execute("SELECT state, count(*) FROM pgqueue.jobs GROUP BY 1").fetchall())
     assert states == {"succeeded": 3000}
     assert jobs.running["peak"] <= 5, "more handlers ran at once than the concurrency"
-    # In the table: the running jobs, and at most a batch's worth finished whose outcomes are
-    # being written.
-    assert peak_running_rows <= 10
+    # In the table: the running jobs, and finished ones whose outcomes are being written or
+    # gather behind that write: four times the concurrency at most (Claimer.free).
+    assert peak_running_rows <= 20
 
 
 def test_stopping_releases_claimed_jobs_that_did_not_start(app, dsn, db):

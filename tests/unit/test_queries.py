@@ -26,3 +26,26 @@ def test_every_query_is_used_and_every_use_exists():
 def test_queries_have_no_stray_semicolons():
     for name, text in QUERIES.items():
         assert ";" not in text, name
+
+
+def _cte(text: str, name: str) -> str:
+    """The body of CTE `name` in a query, without comments."""
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    start = text.index(f"{name} AS (")
+    depth = 0
+    for i in range(text.index("(", start), len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start : i + 1]
+    raise AssertionError(f"{name}: unbalanced")
+
+
+def test_the_one_queue_claim_takes_jobs_as_the_general_one_does():
+    """job_claim_queue is job_claim without the parts for several queues: its stream of due
+    jobs and its update must stay the same text, or the two claims would drift apart."""
+    one, general = QUERIES["job_claim_queue"], QUERIES["job_claim"]
+    assert _cte(one, "taken") == _cte(general, "taken")
+    both = "FROM (SELECT id FROM taken UNION ALL SELECT id FROM topped) AS picked"
+    update = one[one.index("UPDATE pgqueue.jobs") :].replace("FROM taken AS picked", both)
+    assert update == general[general.index("UPDATE pgqueue.jobs") :]
+    assert _cte(one, "durability") == _cte(general, "durability")
