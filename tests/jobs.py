@@ -43,6 +43,26 @@ def effect(job_id: int, attempt: int, note: str = "") -> None:
         )
 
 
+def ended(job_id: int, attempt: int, patience: float = 60.0) -> None:
+    """Record that this attempt's work ended, stamped now, even if the database is away for a
+    while: the chaos tests read a start without an end as an attempt still running."""
+    at = time.time()
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with psycopg.connect(app.dsn, autocommit=True, connect_timeout=2) as conn:
+                conn.execute(
+                    "INSERT INTO public.effects (job_id, attempt, pid, note, at) "
+                    "VALUES (%s, %s, %s, 'end', to_timestamp(%s))",
+                    (job_id, attempt, os.getpid(), at),
+                )
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @app.task(name="add")
 def add(a: int, b: int) -> int:
     return a + b
@@ -142,12 +162,15 @@ def cooperative(limit: float) -> str:
     """A sync handler that checks ctx.cancelled, as long-running sync handlers should."""
     ctx = pgqueue.context()
     effect(ctx.job.id, ctx.attempt, "start")
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if ctx.cancelled:
-            return "stopped early"
-        time.sleep(0.01)
-    return "ran to the end"
+    try:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if ctx.cancelled:
+                return "stopped early"
+            time.sleep(0.01)
+        return "ran to the end"
+    finally:
+        ended(ctx.job.id, ctx.attempt)
 
 
 @app.task(name="async_forever", timeout=0.3, max_attempts=1)
@@ -246,8 +269,7 @@ def nap_logged(seconds: float) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not ctx.cancelled:
         time.sleep(0.02)
-    with contextlib.suppress(psycopg.Error):
-        effect(ctx.job.id, ctx.attempt, "end")
+    ended(ctx.job.id, ctx.attempt)
     return "napped"
 
 
