@@ -1,6 +1,6 @@
 """The event loop `pgqueue work` runs on: uvloop where it is installed (a dependency on Linux
 and macOS), else asyncio's own. uvloop's loop costs less per task and per socket event: a
-worker of quick jobs does about 6% more of them. PGQUEUE_EVENT_LOOP=asyncio picks asyncio's
+worker of quick jobs does about 4% more of them. PGQUEUE_EVENT_LOOP=asyncio picks asyncio's
 loop anyway (and =uvloop insists on uvloop)."""
 
 from __future__ import annotations
