@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, LiteralString
 from uuid import UUID
 
@@ -30,6 +30,17 @@ from pgqueue.store.sync import Row, alone, as_dicts, copies_on
 
 PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see pgqueue.claim_limited)
 KEYLESS_SCAN = 50  # due jobs of a per-key queue read to find those without a key
+
+
+# Where a claim of one queue starts: (rank, run_at, id) in the claim index's order (rank is
+# -priority). START is before any job.
+ClaimPosition = tuple[int, datetime, int]
+START: ClaimPosition = (-(2**63), datetime.min.replace(tzinfo=UTC), 0)
+
+
+def position(job: Job) -> ClaimPosition:
+    """A job's place in the claim order."""
+    return (-job.priority, job.run_at, job.id)
 
 
 def claim_params(
@@ -152,12 +163,16 @@ class AsyncJobStore:
         limit: int,
         now: datetime | None = None,
         tasks: Sequence[str] | None = None,
+        after: ClaimPosition | None = None,
     ) -> list[Job]:
-        """Claim up to `limit` due jobs of `queues` and `tasks` (None: any)."""
+        """Claim up to `limit` due jobs of `queues` and `tasks` (None: any). A claim of one
+        queue starts its walk at `after` (see job_claim_queue), else at the start."""
         params = claim_params(worker_id, queues, limit, now, tasks)
         query = "job_claim"
         if queues is not None and len(queues) == 1:
             query, params["queue"] = "job_claim_queue", queues[0]
+            rank, run_at, job_id = after or START
+            params.update(after_rank=rank, after_run_at=run_at, after_id=job_id)
         return [claimed_job(r, worker_id) for r in await self._tuples(query, params)]
 
     async def job_claim_limited(

@@ -17,6 +17,7 @@ from pgqueue.errors import SchemaNotMigrated
 from pgqueue.job import Job
 from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line, is_unavailable
+from pgqueue.store.aio import ClaimPosition, position
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer
 from pgqueue.worker.events import Wakeup, wait_any
@@ -27,6 +28,7 @@ log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
 GATHER = 0.002  # seconds a claim for a few slots waits for more to free
 DISCOVER_EVERY = 1.0  # seconds: an every-queue worker looks for queues it has not heard of
+FULL_WALK_EVERY = 1.0  # seconds: a claim of one queue starts from the start (see _after)
 MAX_KNOWN = 64  # queue names kept from notifications; past that, every claim looks everywhere
 # Seconds between the claims right after this worker starts waiting (see Claimer.run).
 CATCH_UP = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
@@ -77,6 +79,13 @@ class Claimer:
         # transaction that committed after it began to wait, notified nobody.
         self.waiting = True
         self._catch_up = 0
+        # Per queue, where the last claim of that queue alone stopped: the next one starts
+        # there, not at the dead index entries of every job claimed since the last vacuum
+        # (job_claim_queue). Forgotten after a claim that found fewer than it asked, and at
+        # least once a FULL_WALK_EVERY, so that a job that landed behind it (its transaction
+        # committed late) waits a second at most.
+        self._after: dict[str, ClaimPosition] = {}
+        self._full_walk_at = 0.0
 
     def hint(self, queue: str) -> None:
         """A notification: jobs may be due in `queue` (ANY_QUEUE: in some queue). It is only
@@ -117,6 +126,25 @@ class Claimer:
         elif everywhere:
             self.known |= found
 
+    def _start(self, queues: list[str] | None) -> ClaimPosition | None:
+        """Where a claim of `queues` starts (None: at the start)."""
+        if queues is None or len(queues) != 1:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now >= self._full_walk_at:
+            self._full_walk_at = now + FULL_WALK_EVERY
+            self._after.clear()
+        return self._after.get(queues[0])
+
+    def _note_end(self, queues: list[str] | None, jobs: list[Job], limit: int) -> None:
+        """Remember where a full claim of one queue stopped; forget it otherwise."""
+        if queues is None or len(queues) != 1:
+            return
+        if len(jobs) < limit:
+            self._after.pop(queues[0], None)
+        else:
+            self._after[queues[0]] = max(position(job) for job in jobs)
+
     def free(self) -> int:
         """Jobs to claim now: free slots, as long as running jobs and outcomes not written
         yet stay within four times the concurrency, so a slow database cannot make the worker
@@ -135,10 +163,13 @@ class Claimer:
         queues = self._claim_queues()
         self._hinted = set()
         jobs = (
-            await self.store.job_claim(self.worker_id, queues, limit, tasks=self.tasks)
+            await self.store.job_claim(
+                self.worker_id, queues, limit, tasks=self.tasks, after=self._start(queues)
+            )
             if queues is None or queues
             else []
         )
+        self._note_end(queues, jobs, limit)
         if self.queues is None:
             self._learn(jobs, limit, everywhere=queues is None)
         rest = min(limit, room) - len(jobs)
