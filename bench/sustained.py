@@ -67,7 +67,9 @@ CLAIM_INDEX = "jobs_claim_order_idx"
 # What is compared minute by minute with the first minute.
 COMPARED = ("claim_ms", "hot_bytes", "hot_used_bytes", "heap_bytes")
 # The statements counted in pg_stat_statements, found by a phrase of their text.
-CLAIM_SQL = "%WITH RECURSIVE known_queues AS%"
+# The plain claims (job_claim, and job_claim_queue for one queue): the statements that set
+# jobs running (pg_stat_statements shows their constants as parameters).
+CLAIM_SQL = "%started_at = coalesce($%::timestamptz, now())%"
 FINISH_SQL = "%AS o(id bigint, attempt int, state text%"
 
 
