@@ -9,20 +9,10 @@ import asyncio
 import time
 import uuid
 
-from psycopg_pool import AsyncConnectionPool
-
 from pgqueue.store import AsyncJobStore
 from pgqueue.store.aio import position
 from tests import jobs
-
-
-async def with_store(dsn, body):
-    pool = AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
-    await pool.open()
-    try:
-        return await body(AsyncJobStore(pool))
-    finally:
-        await pool.close()
+from tests.stores import with_store
 
 
 def in_order(claimed: list) -> list[int]:

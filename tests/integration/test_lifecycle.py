@@ -17,16 +17,8 @@ from pgqueue.maintenance import DependencySweeper, Rescuer
 from pgqueue.store import AsyncJobStore, OutcomeRow, is_unavailable, wrap_error
 from pgqueue.worker.completer import BATCH_BYTES, Completer
 from tests import jobs
+from tests.stores import with_store
 from tests.waiting import wait_for
-
-
-async def with_store(dsn, body):
-    pool = AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
-    await pool.open()
-    try:
-        return await body(AsyncJobStore(pool))
-    finally:
-        await pool.close()
 
 
 def listener_pids(db) -> list[int]:

@@ -5,20 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from psycopg_pool import AsyncConnectionPool
-
 from pgqueue.maintenance import Rescuer
 from pgqueue.store import AsyncJobStore, OutcomeRow
 from tests import jobs
-
-
-async def with_store(dsn, body):
-    pool = AsyncConnectionPool(dsn, min_size=1, max_size=2, open=False, kwargs={"autocommit": True})
-    await pool.open()
-    try:
-        return await body(AsyncJobStore(pool))
-    finally:
-        await pool.close()
+from tests.stores import with_store
 
 
 def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
