@@ -35,7 +35,6 @@ from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line, is_unavailable
 from pgqueue.store.errors import refused_reason
 from pgqueue.store.single import SingleConnection
-from pgqueue.worker import loop as event_loop
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.claimer import Claimer
 from pgqueue.worker.completer import Completer, outcome_row
@@ -410,5 +409,5 @@ def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Wo
             loop.add_signal_handler(sig, on_signal, sig)
         await worker.run()
 
-    event_loop.run(main())
+    asyncio.run(main())
     return worker
