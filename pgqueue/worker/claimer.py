@@ -140,7 +140,7 @@ class Claimer:
         """Remember where a full claim of one queue stopped; forget it otherwise."""
         if queues is None or len(queues) != 1:
             return
-        if len(jobs) < limit:
+        if not jobs or len(jobs) < limit:
             self._after.pop(queues[0], None)
         else:
             self._after[queues[0]] = max(position(job) for job in jobs)
@@ -238,6 +238,8 @@ class Claimer:
                     slot_freed.clear()
                     await wait_any(deadline - loop.time(), stop, slot_freed)
                 free = self.free()
+                if free <= 0:
+                    continue  # taken meanwhile (outcomes piled up): a claim of 0 asks nothing
             limit = min(free, s.claim_batch)
             # Cleared before the claim: a notification that lands during it is not lost.
             self.wake.clear()

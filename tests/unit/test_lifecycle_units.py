@@ -154,3 +154,15 @@ def test_valid_text_with_escapes_is_accepted():
     app = pgqueue.App("postgresql://localhost/unused")
     spec = app._spec("t", ["😀", "\\u0000 is text here", "é"], {}, {})
     assert loads(spec.args_json) == ["😀", "\\u0000 is text here", "é"]
+
+
+def test_a_claim_that_took_nothing_forgets_the_claim_position():
+    """A claim for no slot (or one that found nothing) leaves no position behind, and does
+    not fail: a worker of the chaos test once died of max() over no jobs."""
+    from types import SimpleNamespace
+
+    from pgqueue.worker.claimer import Claimer
+
+    state = SimpleNamespace(_after={"q": (0, None, 1)})
+    Claimer._note_end(state, ["q"], [], 0)  # type: ignore[arg-type]
+    assert state._after == {}
