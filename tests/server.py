@@ -52,6 +52,7 @@ def postgres_server() -> Iterator[str]:
         return
     import pgserver  # type: ignore[import-untyped]
 
+    _ensure_pgserver_user()
     with tempfile.TemporaryDirectory(prefix="pgq-") as tmp:
         server = pgserver.get_server(tmp, cleanup_mode="stop")
         try:
@@ -59,6 +60,28 @@ def postgres_server() -> Iterator[str]:
             yield server.get_uri()
         finally:
             server.cleanup()
+
+
+def _ensure_pgserver_user() -> None:
+    """As root, pgserver runs PostgreSQL as a system user `pgserver`, which it creates with
+    `useradd` when missing. The test processes start their servers together, and two
+    `useradd`s at once can each write /etc/passwd from what they read before the other
+    wrote: one server then runs as a user id that no longer exists, and initdb fails. The
+    first process creates the user here, the others wait for it."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    import fcntl
+    import pwd
+    import subprocess
+
+    with open(os.path.join(tempfile.gettempdir(), "pgqueue-pgserver-user.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam("pgserver")
+        except KeyError:
+            subprocess.run(
+                ["useradd", "-s", "/bin/bash", "pgserver"], check=True, capture_output=True
+            )
 
 
 def _tune_for_queue_churn(dsn: str) -> None:
