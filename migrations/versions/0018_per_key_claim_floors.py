@@ -241,7 +241,7 @@ def per_key_claim(m13: ModuleType) -> str:
     floored = f"""        ), floored AS (
             -- Where this claim found the queue's first job and each walked key's best job
             -- (a key with nothing from its floor on keeps its floor), unless the floors
-            -- were written a moment ago. The time the floors were last read from the start
+            -- were written a moment ago or this claim took nothing. The time the floors were last read from the start
             -- carries over while they serve.
             INSERT INTO pgqueue.claim_floors AS cf
                 (queue, walked_at, written_at, rank, run_at, id, keys, ranks, run_ats, ids)
@@ -265,6 +265,9 @@ def per_key_claim(m13: ModuleType) -> str:
             HAVING NOT EXISTS (
                 SELECT 1 FROM fl
                 WHERE fl.written_at > clock_timestamp() - interval '{FLOOR_REFRESH}')
+              -- A claim that took nothing moved nothing: an idle queue's polls write the
+              -- floors only when they expire.
+              AND (NOT EXISTS (SELECT 1 FROM fl) OR EXISTS (SELECT 1 FROM chosen))
             ON CONFLICT (queue) DO UPDATE
             SET walked_at = excluded.walked_at, written_at = excluded.written_at,
                 rank = excluded.rank,
