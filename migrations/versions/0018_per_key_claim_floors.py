@@ -241,8 +241,8 @@ def per_key_claim(m13: ModuleType) -> str:
     floored = f"""        ), floored AS (
             -- Where this claim found the queue's first job and each walked key's best job
             -- (a key with nothing from its floor on keeps its floor), unless the floors
-            -- were written a moment ago or this claim took nothing. The time the floors were last read from the start
-            -- carries over while they serve.
+            -- were written a moment ago or this claim took nothing. The time the floors
+            -- were last read from the start carries over while they serve.
             INSERT INTO pgqueue.claim_floors AS cf
                 (queue, walked_at, written_at, rank, run_at, id, keys, ranks, run_ats, ids)
             SELECT keyed, coalesce((SELECT walked_at FROM fl), clock_timestamp()),
