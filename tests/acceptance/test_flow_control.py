@@ -53,8 +53,12 @@ def test_pause_stops_claiming_within_a_second_and_resume_restarts(app, db, spawn
 
 def test_concurrency_limit_holds_across_three_workers(app, db, spawn_worker):
     app.set_queue_limits("limited", concurrency=2)
-    ids = app.enqueue_many([{"task": "nap", "args": [0.1]} for _ in range(40)])
     workers = [spawn_worker("--concurrency", "10") for _ in range(3)]
+    # All three compete for the jobs (and handle the SIGTERM at the end: a worker still
+    # starting up when the jobs were done was killed by it, in a loaded CI run).
+    for w in workers:
+        w.wait_started()
+    ids = app.enqueue_many([{"task": "nap", "args": [0.1]} for _ in range(40)])
     peak, samples = 0, 0
     deadline = time.monotonic() + 60
     while count(db, "SELECT count(*) FROM pgqueue.jobs WHERE state = 'succeeded'") < len(ids):
