@@ -16,7 +16,6 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from psycopg_pool import AsyncConnectionPool
 
 from pgqueue import migrate
 from pgqueue.maintenance import Pruner, Rescuer
@@ -25,6 +24,7 @@ from pgqueue.store import AsyncJobStore, OutcomeRow
 from pgqueue.web.server import create_app
 from tests import jobs
 from tests.server import scratch_database
+from tests.stores import with_store
 from tests.waiting import wait_for
 
 FINISHED = ("succeeded", "dead", "cancelled")
@@ -171,15 +171,6 @@ def assert_surfaces(app: object, db: psycopg.Connection) -> None:
     for (queue, le), n in latency.items():
         bound = float("inf") if le == "+Inf" else float(le)
         assert n == sum(1 for q, v in values if q == queue and v <= bound), (queue, le)
-
-
-async def with_store(dsn: str, body):  # type: ignore[no-untyped-def]
-    pool = AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
-    await pool.open()
-    try:
-        return await body(AsyncJobStore(pool))
-    finally:
-        await pool.close()
 
 
 def compact(dsn: str) -> None:
