@@ -47,6 +47,8 @@ FLOOR_REFRESH = "0.1 second"
 JIT_OFF = "SET jit = off\n"
 SORT_OFF = "SET enable_sort = off\n"
 
+KEYS_WALKED = "        ), walked AS ("
+KEYLESS = "            UNION ALL\n            SELECT c.id, 2 AS lap, NULL AS key,"
 CHOSEN = "        ), chosen AS ("
 RECORDED = "        ), recorded AS ("
 ORDER = "ORDER BY j.concurrency_key, -j.priority::bigint, j.run_at, j.id"
@@ -120,7 +122,9 @@ def step(after: str | None, upto: str | None) -> str:
 
 def per_key_claim(m13: ModuleType) -> str:
     """Migration 0013's claim of one queue with a per-key limit, its reads started at the
-    floors, and the floors written back. From the choice of jobs on, 0013's text."""
+    floors, and the floors written back. The keys' candidates and everything from the
+    choice of jobs on are 0013's text. A walked key with nothing from its floor on (no job)
+    gives no candidate: its row comparison is NULL."""
     old: str = m13.CLAIM_PER_KEY
     head = f"""
         RETURN QUERY
@@ -174,33 +178,8 @@ def per_key_claim(m13: ModuleType) -> str:
             SELECT nx.key, nx.priority, nx.run_at, nx.id
             FROM from_start AS f
             CROSS JOIN LATERAL ({step("f.key", "(SELECT cursor FROM q)")}) AS nx
-        ), walked AS (
-            (SELECT 0 AS lap, a.* FROM after_cursor AS a LIMIT p_keys)
-            UNION ALL
-            (SELECT 1 AS lap, f.* FROM from_start AS f LIMIT p_keys)
-        ), candidates AS (
-            SELECT c.id, w.lap, w.key, c.turn
-            FROM walked AS w
-            CROSS JOIN q
-            CROSS JOIN LATERAL (
-                SELECT greatest(0, least(q.n, q.per_key_limit - (
-                    SELECT count(*) FROM pgqueue.jobs AS r
-                    WHERE r.state = 'running' AND r.queue = q.name
-                      AND r.concurrency_key = w.key))) AS room
-            ) AS rm
-            CROSS JOIN LATERAL (
-                -- From the walk's job on, in the index's order (claim order within a key).
-                SELECT j.id,
-                       row_number() OVER (ORDER BY -j.priority::bigint, j.run_at, j.id) AS turn
-                FROM pgqueue.jobs AS j
-                WHERE j.state = 'queued' AND j.queue = keyed AND j.concurrency_key = w.key
-                  AND (-j.priority::bigint, j.run_at, j.id) >= (-w.priority::bigint, w.run_at, w.id)
-                  AND j.run_at <= coalesce(p_now, now()) AND {m13.TASKS}
-                ORDER BY j.concurrency_key, -j.priority::bigint, j.run_at, j.id
-                LIMIT rm.room
-            ) AS c
-            WHERE w.id IS NOT NULL
-            UNION ALL
+"""
+    keyless = f"""            UNION ALL
             SELECT c.id, 2 AS lap, NULL AS key,
                    row_number() OVER (ORDER BY c.priority DESC, c.run_at, c.id) AS turn
             FROM q
@@ -275,7 +254,12 @@ def per_key_claim(m13: ModuleType) -> str:
                 ranks = excluded.ranks, run_ats = excluded.run_ats, ids = excluded.ids
 """
     return (
-        head + old[old.index(CHOSEN) : old.index(RECORDED)] + floored + old[old.index(RECORDED) :]
+        head
+        + old[old.index(KEYS_WALKED) : old.index(KEYLESS)]
+        + keyless
+        + old[old.index(CHOSEN) : old.index(RECORDED)]
+        + floored
+        + old[old.index(RECORDED) :]
     )
 
 
