@@ -132,7 +132,7 @@ class Worker:
             claims = SingleConnection(self.dsn, configure_claims)
             outcomes = SingleConnection(self.dsn, configure)
         try:
-            if not await self._connect(pools):
+            if not await self._connect(pools, claims, outcomes):
                 return
             await self._run_parts(pools[0], claims, outcomes, threads, stop)
             if self._failure is not None:
@@ -192,8 +192,10 @@ class Worker:
             pgqueue.__version__,
         )
 
-    async def _connect(self, pools: list[AsyncConnectionPool]) -> bool:
-        """Open the pools and register, retrying while the database is away. False if
+    async def _connect(
+        self, pools: list[AsyncConnectionPool], claims: SingleConnection, outcomes: SingleConnection
+    ) -> bool:
+        """Open the connections and register, retrying while the database is away. False if
         stopped first. A refused login or a missing schema is raised at once."""
         assert self._stop is not None
         backoff = 0.5
@@ -202,10 +204,17 @@ class Worker:
             # and outcomes have one connection each.
             main = self._pool("pgqueue-worker", 2, self._configure)
             try:
-                # One direct attempt first: it fails fast, with libpq's reason, in one line.
-                probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=5)
-                await probe.close()
-                await main.open(wait=True, timeout=5)
+                # The claimer's connection first: a direct connection fails fast, with libpq's
+                # reason, in one line (the pool would retry until its timeout). The pool's and
+                # the completer's then open side by side: the first claim and the first
+                # outcome batch do not wait for a connection.
+                await claims.open()
+                opened = await asyncio.gather(
+                    main.open(wait=True, timeout=5), outcomes.open(), return_exceptions=True
+                )
+                for result in opened:
+                    if isinstance(result, BaseException):
+                        raise result
                 store = AsyncJobStore(main)
                 version = await store.schema_version()
                 if version is None or version < NEEDS_REVISION:
