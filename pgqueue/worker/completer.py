@@ -21,6 +21,11 @@ MAX_RESULT_BYTES = 64 * 2**20  # a bigger result is refused: the job ends dead, 
 
 def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
     """The database change an outcome stands for (follow-ups only go with a success)."""
+    if type(outcome) is Succeeded and outcome.result_json is None:
+        # The common case first, without the pattern matching below.
+        return OutcomeRow(
+            job.id, job.attempts, "succeeded", followups=tuple(followups), queue=job.queue
+        )
     match outcome:
         case Succeeded(result_json) if (
             result_json is not None and len(result_json) > MAX_RESULT_BYTES
