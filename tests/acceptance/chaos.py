@@ -103,6 +103,19 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
+def wait_registered(dsn: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """Wait until each running process of `procs` is a registered worker (pgqueue.workers
+    has its pid): by then its signal handlers are in place."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = {row[0] for row in query(dsn, "SELECT pid FROM pgqueue.workers")}
+        waiting = [p.pid for p in procs if p.poll() is None and p.pid not in pids]
+        if not waiting:
+            return
+        assert time.monotonic() < deadline, f"workers {waiting} did not register in {timeout}s"
+        time.sleep(0.05)
+
+
 def query(dsn: str, sql: str) -> list[Any]:
     """A fresh connection each time: the server restarts under our feet."""
     for _ in range(100):
@@ -170,6 +183,9 @@ def kill_and_restart(
                 kills += 1
             time.sleep(0.1)
         took = time.monotonic() - t0
+        # A single started again near the end may still be starting up: SIGTERM then kills
+        # it before it handles signals (exit -15). Stop it once it has registered.
+        wait_registered(dsn, singles)
         for proc in [supervisor, *singles]:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(60) for proc in [supervisor, *singles]]
