@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 import pgqueue
-from tests.acceptance.chaos import own_server
+from tests.acceptance.chaos import own_server, wait_registered
 from tests.acceptance.conftest import ROOT
 
 LEASE = 3.0
@@ -110,6 +110,7 @@ def test_chaos_pause_outage_cancels_and_large_results(tmp_path):
                 "WHERE state IN ('succeeded', 'dead', 'cancelled')", 240,
             )  # fmt: skip
             took = time.monotonic() - t0
+            wait_registered(dsn, workers)  # the replacement may still be starting up
             for proc in workers:
                 proc.send_signal(signal.SIGTERM)
             codes = [proc.wait(60) for proc in workers]
