@@ -46,6 +46,14 @@ class Task(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.wants_ctx = "ctx" in self.signature.parameters
+        # Where a positional `ctx` sits among the positional parameters (None: keyword-only
+        # or absent): `def f(ctx, x)` gets the context first and the job's args after it.
+        positional = [
+            p.name
+            for p in self.signature.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        self.ctx_position = positional.index("ctx") if "ctx" in positional else None
         # Handlers taking plain positional parameters (no defaults, no ctx, no *args) are
         # called without Signature.bind when the job's args match: the common, hot case.
         params = list(self.signature.parameters.values())

@@ -73,11 +73,15 @@ class Runner:
             return None, dead(job.attempts, None, message)
         if not job.kwargs and len(job.args) == task.plain_arity:
             return _Call(job.args), None
-        kwargs = dict(job.kwargs)
-        if task.wants_ctx:
+        args, kwargs = job.args, dict(job.kwargs)
+        position = task.ctx_position
+        if position is not None and position <= len(args):
+            # A positional ctx goes in its place: `def f(ctx, x)` called with args [x].
+            args = [*args[:position], ctx, *args[position:]]
+        elif task.wants_ctx:
             kwargs["ctx"] = ctx
         try:
-            bound = task.signature.bind(*job.args, **kwargs)
+            bound = task.signature.bind(*args, **kwargs)
         except TypeError as exc:
             message = f"BadArguments: {task.name}{_plain(task.signature)} cannot take them: {exc}"
             return None, dead(job.attempts, None, message)

@@ -174,3 +174,37 @@ def test_context_gives_job_and_attempt(app, worker):
     job_id = ctx_probe.enqueue()
     with worker():
         assert app.wait(job_id, timeout=10) == {"id": job_id, "attempt": 1, "cancelled": False}
+
+
+def test_declared_ctx_parameter_in_any_place(app, worker):
+    # `ctx` first is the convention of other Python queues; it must not take the place of
+    # the job's first argument.
+    @app.task(name="ctx_first")
+    def ctx_first(ctx: pgqueue.JobContext, x: int, y: int = 0) -> list:
+        return [ctx.job.id, x, y]
+
+    @app.task(name="ctx_first_async")
+    async def ctx_first_async(ctx: pgqueue.JobContext, x: int) -> list:
+        return [ctx.job.id, x]
+
+    @app.task(name="ctx_middle")
+    def ctx_middle(x: int, ctx: pgqueue.JobContext, y: int) -> list:
+        return [ctx.job.id, x, y]
+
+    @app.task(name="ctx_keyword_only")
+    def ctx_keyword_only(x: int, *, ctx: pgqueue.JobContext) -> list:
+        return [ctx.job.id, x]
+
+    first = ctx_first.enqueue(5)
+    first_kw = ctx_first.enqueue(x=6, y=1)
+    first_async = ctx_first_async.enqueue(7)
+    middle = ctx_middle.enqueue(8, 9)
+    middle_kw = ctx_middle.enqueue(1, y=2)
+    keyword_only = ctx_keyword_only.enqueue(3)
+    with worker():
+        assert app.wait(first, timeout=10) == [first, 5, 0]
+        assert app.wait(first_kw, timeout=10) == [first_kw, 6, 1]
+        assert app.wait(first_async, timeout=10) == [first_async, 7]
+        assert app.wait(middle, timeout=10) == [middle, 8, 9]
+        assert app.wait(middle_kw, timeout=10) == [middle_kw, 1, 2]
+        assert app.wait(keyword_only, timeout=10) == [keyword_only, 3]
