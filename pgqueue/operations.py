@@ -52,9 +52,18 @@ class Operations:
         state = self.store.job_cancel(job_id, reason)
         return state in ("queued", "running")
 
+    async def cancel_async(self, job_id: int, reason: str | None = None) -> bool:
+        """The asyncio twin of `cancel`."""
+        state = await (await self.async_store()).job_cancel(job_id, reason)
+        return state in ("queued", "running")
+
     def retry(self, job_id: int) -> bool:
         """Queue a dead or cancelled job again, now; False if it is in another state."""
         return self.store.job_retry(job_id)
+
+    async def retry_async(self, job_id: int) -> bool:
+        """The asyncio twin of `retry`."""
+        return await (await self.async_store()).job_retry(job_id)
 
     # -- queues -----------------------------------------------------------------------------
 

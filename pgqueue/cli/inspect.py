@@ -292,9 +292,16 @@ def jobs_list(
 def jobs_cancel(job_id: JobId, dsn: Dsn = None) -> None:
     """Cancel a queued or running job."""
     with _app(dsn) as app:
-        if not app.cancel(job_id):
-            fail(f"job {job_id} is not queued or running")
-    typer.echo(f"job {job_id} cancelled")
+        state = app.store.job_cancel(job_id)
+    if state is None:
+        fail(f"no job {job_id}")
+    elif state == "queued":
+        typer.echo(f"job {job_id} cancelled")
+    elif state == "running":
+        # Stored on the row: its worker stops the attempt and the job ends cancelled.
+        typer.echo(f"job {job_id} is running: cancel requested, its worker stops it")
+    else:
+        fail(f"job {job_id} is not queued or running (it is {state})")
 
 
 @jobs_cli.command("retry")

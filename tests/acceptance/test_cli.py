@@ -57,6 +57,7 @@ def test_enqueue_checks_task_against_app(dsn, db):
         (["work", "tests.jobs:nothing"], "is not a pgqueue.App"),
         (["jobs", "show", "999999"], "no job with id 999999"),
         (["jobs", "retry", "999999"], "is not dead or cancelled"),
+        (["jobs", "cancel", "999999"], "no job 999999"),
     ],
 )
 def test_bad_input_gets_one_line(dsn, args, fragment):
@@ -95,6 +96,23 @@ def test_jobs_show_cancel_retry(dsn, db):
         db.execute("SELECT state FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone()[0]
         == "queued"
     )
+
+
+def test_jobs_cancel_says_what_it_did(dsn, db):
+    job_id = int(run_cli("enqueue", "add", "--args", "[1, 2]").stdout)
+    # As if a worker had claimed it: a running job is asked to stop, not yet cancelled.
+    db.execute("UPDATE pgqueue.jobs SET state = 'running', attempts = 1 WHERE id = %s", (job_id,))
+    running = run_cli("jobs", "cancel", str(job_id))
+    assert running.returncode == 0, running.stderr
+    assert "cancel requested" in running.stdout
+    row = db.execute(
+        "SELECT state, cancel_requested_at IS NOT NULL FROM pgqueue.jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+    assert row == ("running", True)
+    db.execute("UPDATE pgqueue.jobs SET state = 'succeeded', finished_at = now() WHERE id = %s",
+               (job_id,))  # fmt: skip
+    assert_clean_error(run_cli("jobs", "cancel", str(job_id)), "(it is succeeded)")
 
 
 def test_queue_commands(dsn, db):

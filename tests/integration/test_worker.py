@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -208,3 +209,18 @@ def test_declared_ctx_parameter_in_any_place(app, worker):
         assert app.wait(middle, timeout=10) == [middle, 8, 9]
         assert app.wait(middle_kw, timeout=10) == [middle_kw, 1, 2]
         assert app.wait(keyword_only, timeout=10) == [keyword_only, 3]
+
+
+def test_cancel_and_retry_have_asyncio_twins(app):
+    job_id = jobs.add.options(delay=60).enqueue(1, 2)
+
+    async def main() -> tuple[bool, bool, bool, bool]:
+        cancelled = await app.cancel_async(job_id)
+        again = await app.cancel_async(job_id)  # finished: refused
+        retried = await app.retry_async(job_id)
+        retried_twice = await app.retry_async(job_id)  # queued now: refused
+        return cancelled, again, retried, retried_twice
+
+    assert asyncio.run(main()) == (True, False, True, False)
+    job = app.get_job(job_id)
+    assert job is not None and job.state == "queued"
