@@ -140,3 +140,17 @@ def test_queue_commands(dsn, db):
     assert_clean_error(
         run_cli("queues", "retention", "emails", "--succeeded", "soon"), "invalid duration"
     )
+
+
+def test_help_names_every_option_in_full_at_80_columns():
+    # Piped output is 80 columns wide: option names must not be cut to fit.
+    shown = run_cli("work", "--help", env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    for option in (
+        "--heartbeat-interval",
+        "--shutdown-grace",
+        "--listen-dsn",
+        "PGQUEUE_LISTEN_DSN",
+    ):
+        assert option in shown.stdout
+    assert "…" not in shown.stdout
