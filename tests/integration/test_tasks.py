@@ -40,6 +40,24 @@ def test_jobs_enqueued_by_name_get_the_declared_defaults(app, worker, db, dsn):
     }
 
 
+def test_jobs_enqueued_by_name_get_the_declared_timeout(app, worker, db, dsn):
+    with worker():  # declares tests.jobs' tasks: "sync_slow" has a 0.3 s timeout
+        pass
+    with pgqueue.App(dsn) as elsewhere:
+        by_name = elsewhere.enqueue("sync_slow")
+        given = elsewhere.enqueue("sync_slow", timeout=7)
+        none_declared = elsewhere.enqueue("nap", args=[0])
+    (by_sql,) = db.execute(
+        "INSERT INTO pgqueue.jobs (task) VALUES ('sync_slow') RETURNING id"
+    ).fetchone()
+    got = {
+        job_id: job.timeout
+        for job_id in (by_name, given, none_declared, by_sql)
+        if (job := app.get_job(job_id)) is not None
+    }
+    assert got == {by_name: 0.3, given: 7.0, none_declared: None, by_sql: 0.3}
+
+
 def test_a_worker_never_takes_a_job_whose_task_it_lacks(app, dsn, db):
     """Two versions of a worker in a rolling deploy: the one that lacks a task another
     declared leaves its jobs to the other (a task nobody declared ends dead instead, as a
