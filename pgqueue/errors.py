@@ -23,6 +23,10 @@ class SchemaNotMigrated(PgQueueError):
     """The pgqueue schema is missing or out of date: run `pgqueue migrate`."""
 
 
+class PermissionDenied(PgQueueError, PermissionError):
+    """The database role lacks a right pgqueue needs for this (see `pgqueue migrate roles`)."""
+
+
 class UnknownTask(PgQueueError, LookupError):
     """No task is registered under that name."""
 

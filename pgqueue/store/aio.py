@@ -15,7 +15,7 @@ from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
 from pgqueue.store.copyin import copyable
-from pgqueue.store.errors import translate_errors
+from pgqueue.store.errors import producer_rights, translate_errors
 from pgqueue.store.params import (
     Applied,
     JobSpec,
@@ -123,15 +123,16 @@ class AsyncJobStore:
 
     async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
         """Insert jobs (by COPY when copyin.copyable says so); ids in input order."""
-        if not copyable(specs):
-            result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
-            return result
-        async with self._cursor(conn) as cur:
-            plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
-            if copies_on(cur):
-                plan = plans.job_copy_many(specs, alone(cur.connection))
-            ids: list[int] = await self._drive_on(plan, cur)
-            return ids
+        with producer_rights():
+            if not copyable(specs):
+                result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
+                return result
+            async with self._cursor(conn) as cur:
+                plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
+                if copies_on(cur):
+                    plan = plans.job_copy_many(specs, alone(cur.connection))
+                ids: list[int] = await self._drive_on(plan, cur)
+                return ids
 
     async def job_cancel(
         self, job_id: int, reason: str | None = None, conn: Any = None

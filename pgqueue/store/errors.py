@@ -20,6 +20,7 @@ from pgqueue.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     InvalidJobState,
+    PermissionDenied,
     PgQueueError,
     SchemaNotMigrated,
 )
@@ -102,3 +103,23 @@ def translate_errors() -> Iterator[None]:
         if wrapped is None:
             raise
         raise wrapped from exc
+
+
+PRODUCER_RIGHTS = (
+    "enqueue reads back the ids it inserted (and the holders of unique keys): grant this "
+    "role pgqueue_producer (created by `pgqueue migrate roles`), or INSERT and SELECT (id, "
+    "queue, state, unique_key, unique_until) on pgqueue.jobs, UPDATE (unique_until) on it "
+    "and USAGE on its sequence; a plain INSERT INTO pgqueue.jobs needs INSERT only"
+)
+
+
+@contextmanager
+def producer_rights() -> Iterator[None]:
+    """A role that may only INSERT gets told what enqueue needs, not a bare driver error."""
+    try:
+        yield
+    except Exception as exc:
+        state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if state != "42501":  # insufficient_privilege
+            raise
+        raise PermissionDenied(f"{first_line(exc)}: {PRODUCER_RIGHTS}") from exc

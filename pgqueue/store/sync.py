@@ -16,7 +16,7 @@ from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
 from pgqueue.store.copyin import copyable
-from pgqueue.store.errors import translate_errors
+from pgqueue.store.errors import producer_rights, translate_errors
 from pgqueue.store.params import JobSpec
 
 Row = dict[str, Any]
@@ -108,15 +108,16 @@ class JobStore:
 
     def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
         """Insert jobs (by COPY when copyin.copyable says so); ids in input order."""
-        if not copyable(specs):
-            result: list[int] = self._drive(plans.job_insert_many(specs), conn)
-            return result
-        with self._cursor(conn) as cur:
-            plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
-            if copies_on(cur):
-                plan = plans.job_copy_many(specs, alone(cur.connection))
-            ids: list[int] = drive_on(plan, cur)
-            return ids
+        with producer_rights():
+            if not copyable(specs):
+                result: list[int] = self._drive(plans.job_insert_many(specs), conn)
+                return result
+            with self._cursor(conn) as cur:
+                plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
+                if copies_on(cur):
+                    plan = plans.job_copy_many(specs, alone(cur.connection))
+                ids: list[int] = drive_on(plan, cur)
+                return ids
 
     def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
         state: str | None = self._drive(plans.job_cancel(job_id, reason), conn)

@@ -23,6 +23,7 @@ LOGINS = {
     "worker": f"pgq_worker_{SUFFIX}",
     "observer": f"pgq_observer_{SUFFIX}",
     "nobody": f"pgq_nobody_{SUFFIX}",
+    "insert_only": f"pgq_insert_only_{SUFFIX}",
 }
 
 
@@ -44,7 +45,10 @@ def roles_db(server_dsn: str) -> Iterator[tuple[str, dict[str, str]]]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for kind, login in LOGINS.items():
                 conn.execute(f"CREATE ROLE {login} LOGIN")
-                if kind != "nobody":
+                if kind == "insert_only":  # what plain SQL producers need, and no more
+                    conn.execute(f"GRANT USAGE ON SCHEMA pgqueue TO {login}")
+                    conn.execute(f"GRANT INSERT ON pgqueue.jobs TO {login}")
+                elif kind != "nobody":
                     conn.execute(f"GRANT pgqueue_{kind} TO {login}")
             # The tests' tasks write here: the application's own table, its own grant.
             conn.execute(
@@ -219,3 +223,23 @@ def test_worker_role_runs_jobs_and_nobody_can_steer_it(roles_db, tmp_path):
     finally:
         worker.stop()
     assert "Traceback" not in worker.output()
+
+
+def test_a_role_that_may_only_insert_is_told_what_enqueue_needs(roles_db):
+    dsn, logins = roles_db
+    insert_only = logins["insert_only"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        before = conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0]
+    with psycopg.connect(insert_only, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[1, 2]')")
+    with pgqueue.App(insert_only) as app:
+        with pytest.raises(pgqueue.PermissionDenied, match="pgqueue_producer"):
+            app.enqueue("add", args=[1, 2])
+        with pytest.raises(pgqueue.PermissionDenied, match="pgqueue_producer"):
+            app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(COPY_MIN_JOBS)])
+    result = run_cli("enqueue", "add", env={"PGQUEUE_DSN": insert_only})
+    assert result.returncode != 0
+    assert "pgqueue_producer" in result.stderr and "Traceback" not in result.stderr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # The plain INSERT only: the refused enqueues left nothing.
+        assert conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == before + 1
