@@ -135,6 +135,14 @@ def bad_result() -> object:
     return object()
 
 
+@app.task(name="deep_result", max_attempts=3)
+def deep_result() -> object:
+    value: list = []
+    for _ in range(5000):  # deeper than json can write
+        value = [value]
+    return value
+
+
 @app.task(name="sleep")
 def sleep(seconds: float) -> str:
     ctx = pgqueue.context()

@@ -116,7 +116,7 @@ class Runner:
             )
         try:
             return Succeeded(None if result is None else dumps(result))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # (a value nested too deep)
             err = SerializationError(f"result of {task.name} is not JSON-serialisable: {exc}")
             return dead(attempt, err)
 

@@ -115,6 +115,7 @@ def test_discard_goes_straight_to_dead(app, worker):
         ("system_exit", [], "SystemExit: 3"),
         ("keyboard_interrupt", [], "KeyboardInterrupt"),
         ("bad_result", [], "SerializationError: result of bad_result is not JSON-serialisable"),
+        ("deep_result", [], "SerializationError: result of deep_result is not JSON-serial"),
     ],
 )
 def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args, error):
@@ -127,7 +128,7 @@ def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args
     job = app.get_job(poison)
     assert job.state == "dead"
     assert job.last_error.startswith(error)
-    if task in ("no.such.task", "add", "bad_result"):
+    if task in ("no.such.task", "add", "bad_result", "deep_result"):
         assert job.attempts == 1, "a job that can never work is not retried"
 
 
