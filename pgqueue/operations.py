@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from pgqueue.errors import ConfigurationError, JobCancelled, JobFailed
+from pgqueue.errors import ConfigurationError, JobCancelled, JobFailed, JobNotFound
 from pgqueue.integrations.sqlalchemy import async_connection, sync_connection
 from pgqueue.job import Job
-from pgqueue.spec import name, positive_int, seconds
+from pgqueue.spec import INT8, name, positive_int, seconds
 from pgqueue.store import AsyncJobStore, JobStore
 
 _UNSET: Any = object()
@@ -39,9 +40,13 @@ class Operations:
 
     def get_job(self, job_id: int, conn: Any = None) -> Job | None:
         """The job with this id, or None."""
+        if not _possible_id(job_id):
+            return None
         return self.store.job_get(job_id, conn=_sync_conn(conn))
 
     async def get_job_async(self, job_id: int) -> Job | None:
+        if not _possible_id(job_id):
+            return None
         return await (await self.async_store()).job_get(job_id)
 
     def cancel(self, job_id: int, reason: str | None = None) -> bool:
@@ -49,21 +54,25 @@ class Operations:
 
         A queued job becomes `cancelled` at once; a running one is cancelled by its worker.
         """
+        if not _possible_id(job_id):
+            return False
         state = self.store.job_cancel(job_id, reason)
         return state in ("queued", "running")
 
     async def cancel_async(self, job_id: int, reason: str | None = None) -> bool:
         """The asyncio twin of `cancel`."""
+        if not _possible_id(job_id):
+            return False
         state = await (await self.async_store()).job_cancel(job_id, reason)
         return state in ("queued", "running")
 
     def retry(self, job_id: int) -> bool:
         """Queue a dead or cancelled job again, now; False if it is in another state."""
-        return self.store.job_retry(job_id)
+        return _possible_id(job_id) and self.store.job_retry(job_id)
 
     async def retry_async(self, job_id: int) -> bool:
         """The asyncio twin of `retry`."""
-        return await (await self.async_store()).job_retry(job_id)
+        return _possible_id(job_id) and await (await self.async_store()).job_retry(job_id)
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -145,6 +154,9 @@ class Operations:
         changes (once at first if it already has some), in this thread, before returning.
         Raises JobFailed (dead), JobCancelled, TimeoutError, or JobNotFound.
         """
+        timeout, poll = _wait_times(timeout, poll)
+        if not _possible_id(job_id):
+            raise JobNotFound(f"no job with id {job_id}")
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
         seen: tuple[float, str | None] | None = None
@@ -171,6 +183,9 @@ class Operations:
         on_progress: Callable[[float, str | None], object] | None = None,
     ) -> Any:
         """The asyncio twin of `wait`; `on_progress` may be a coroutine function."""
+        timeout, poll = _wait_times(timeout, poll)
+        if not _possible_id(job_id):
+            raise JobNotFound(f"no job with id {job_id}")
         store = await self.async_store()
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
@@ -191,6 +206,24 @@ class Operations:
             delay = min(delay * 1.5, 0.5)
 
 
+def _possible_id(job_id: Any) -> bool:
+    """Whether `job_id` can name a job (a bigint id); anything but an integer is refused."""
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        raise ConfigurationError(f"a job id is an integer, got {job_id!r}")
+    return 0 < job_id < INT8
+
+
+def _wait_times(timeout: float | None, poll: float) -> tuple[float | None, float]:
+    """`wait`'s timeout (None or inf: none) and poll interval, checked: a NaN timeout would
+    never expire and poll the database without a pause."""
+    no_limit = timeout is None or timeout == math.inf
+    timeout = None if no_limit else seconds(timeout, "timeout")  # type: ignore[arg-type]
+    poll = seconds(poll, "poll")
+    if poll == 0:
+        raise ConfigurationError("poll must be positive")
+    return timeout, poll
+
+
 def _queue_name(queue: str) -> str:
     return name(queue, "queue")
 
@@ -206,8 +239,6 @@ def _progress_news(
 
 
 def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:
-    from pgqueue.errors import JobNotFound
-
     if row is None:
         raise JobNotFound(f"no job with id {job_id}")
     state = row["state"]

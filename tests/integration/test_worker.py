@@ -167,6 +167,24 @@ def test_wait_times_out_and_unknown_job(app):
     assert app.get_job(10**12) is None
 
 
+def test_wait_and_job_ids_refuse_what_cannot_be(app):
+    job_id = jobs.add.options(delay=60).enqueue(1, 2)
+    for timeout in (float("nan"), -1.0):
+        with pytest.raises(pgqueue.ConfigurationError, match="timeout"):
+            app.wait(job_id, timeout=timeout)
+    with pytest.raises(pgqueue.ConfigurationError, match="poll"):
+        app.wait(job_id, timeout=1, poll=0)
+    # Beyond a bigint: no such job, not a driver error.
+    assert app.get_job(2**70) is None
+    assert app.cancel(2**70) is False
+    assert app.retry(2**70) is False
+    with pytest.raises(pgqueue.JobNotFound):
+        app.wait(2**70, timeout=1)
+    with pytest.raises(pgqueue.ConfigurationError, match="integer"):
+        app.cancel("1")  # type: ignore[arg-type]
+    assert app.get_job(job_id).state == "queued"
+
+
 def test_context_gives_job_and_attempt(app, worker):
     @app.task(name="ctx_probe")
     def ctx_probe() -> dict:
