@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pgqueue.errors import ConfigurationError, SerializationError
@@ -19,6 +19,8 @@ MAX_SECONDS = 100 * 365 * 86400.0  # durations beyond a century are mistakes (an
 MAX_NAME_BYTES = {"queue": 200, "task": 500, "unique_key": 500, "concurrency_key": 500}
 INT4 = 2**31
 INT8 = 2**63
+RUN_AT_FIRST = datetime(2, 1, 1, tzinfo=UTC)
+RUN_AT_END = datetime(9999, 12, 31, tzinfo=UTC)  # the run_at of jobs waiting on others
 # JSON escapes PostgreSQL's jsonb refuses: NUL, and UTF-16 surrogates (checked precisely when
 # one appears, since a valid pair is fine).
 _SUSPECT_ESCAPE = re.compile(r"\\u(0000|d[89a-f])", re.IGNORECASE)
@@ -162,6 +164,9 @@ def build_spec(
     delay_s = seconds(delay, "delay") if delay is not None else None
     if run_at is not None and (not isinstance(run_at, datetime) or run_at.tzinfo is None):
         raise ConfigurationError("run_at must be a timezone-aware datetime")
+    if run_at is not None and not RUN_AT_FIRST <= run_at < RUN_AT_END:
+        # The table refuses the rest (migration 0020): a worker could not read it back.
+        raise ConfigurationError(f"run_at must be between the years 2 and 9999, got {run_at}")
     if unique_key is not None:
         name(unique_key, "unique_key")
     if concurrency_key is not None:

@@ -149,17 +149,32 @@ CLAIM_COLUMNS = (
 CLAIM_RETURNS_TRACE = "j.trace_context" in QUERIES["job_claim"]
 
 
+class Unreadable(list[Any]):
+    """The arguments of a claimed job that could not be parsed (empty, with the reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
 def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
     """The Job a claimed row stands for: running, for `worker_id`, this attempt."""
     # Positional, in CLAIM_COLUMNS order: this runs for every job a worker takes.
     (job_id, queue, task, args, kwargs, priority, run_at, attempts, max_attempts, unique_key,
      timeout, created_at, started_at, trace_context, concurrency_key) = row  # fmt: skip
+    try:
+        args = loads(args)  # text: see job_claim
+        kwargs = loads(kwargs) if kwargs is not None else {}
+    except (ValueError, RecursionError) as exc:
+        # Valid jsonb that Python cannot read back (nested deeper than its parsers go): the
+        # job ends dead with the reason, and the rest of the claim runs.
+        args, kwargs = Unreadable(f"{type(exc).__name__}: {exc}"), {}
     return Job(
         job_id,
         queue,
         task,
-        loads(args),  # text: see job_claim
-        loads(kwargs) if kwargs is not None else {},
+        args,
+        kwargs,
         JobState.RUNNING,
         priority,
         run_at,

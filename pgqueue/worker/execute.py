@@ -15,6 +15,7 @@ from pgqueue.context import JobContext, _current
 from pgqueue.errors import Discard, Retry, SerializationError
 from pgqueue.job import Failed, Job, Outcome, Snoozed, Succeeded
 from pgqueue.store import dumps
+from pgqueue.store.params import Unreadable
 
 MAX_TRACEBACK = 8000
 
@@ -70,6 +71,9 @@ class Runner:
         of a poison job."""
         if task is None:
             message = f"UnknownTask: no task named {job.task!r} is registered in this worker"
+            return None, dead(job.attempts, None, message)
+        if type(job.args) is Unreadable:
+            message = f"BadArguments: the stored arguments cannot be read: {job.args.reason}"
             return None, dead(job.attempts, None, message)
         if not job.kwargs and len(job.args) == task.plain_arity:
             return _Call(job.args), None
