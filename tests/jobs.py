@@ -143,6 +143,18 @@ def deep_result() -> object:
     return value
 
 
+@app.task(name="stubborn")
+async def stubborn() -> None:
+    """Never ends, even when cancelled: it swallows every cancellation."""
+    ctx = pgqueue.context()
+    effect(ctx.job.id, ctx.attempt, "start")
+    while True:
+        try:
+            await asyncio.sleep(0.1)
+        except asyncio.CancelledError:
+            pass
+
+
 @app.task(name="sleep")
 def sleep(seconds: float) -> str:
     ctx = pgqueue.context()

@@ -134,10 +134,13 @@ def work(
 
         raise typer.Exit(supervise(processes))
     worker = run_worker(app, settings, resolved)
-    if worker.stuck_threads or any(
-        t.name.startswith("pgqueue-job") and t.is_alive() for t in threading.enumerate()
+    if (
+        worker.stuck_threads
+        or worker.abandoned_tasks
+        or any(t.name.startswith("pgqueue-job") and t.is_alive() for t in threading.enumerate())
     ):
-        # Threads of sync handlers that ignored the shutdown cannot be joined: leave now.
+        # Threads of sync handlers that ignored the shutdown cannot be joined, nor tasks that
+        # swallowed their cancellation: leave now.
         logging.shutdown()
         os._exit(0)
 

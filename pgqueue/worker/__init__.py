@@ -4,6 +4,7 @@ for its parts."""
 
 from __future__ import annotations
 
-from pgqueue.worker.lifecycle import NEEDS_REVISION, Worker, run_worker
+from pgqueue.worker.daemon import run_worker
+from pgqueue.worker.lifecycle import NEEDS_REVISION, Worker
 
 __all__ = ["NEEDS_REVISION", "Worker", "run_worker"]

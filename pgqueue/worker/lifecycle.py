@@ -110,6 +110,8 @@ class Worker:
     def processed(self) -> int:
         return self.runner.processed if self.runner else 0
 
+    abandoned_tasks = 0  # set by run_worker: tasks that outlived the stop (see there)
+
     @property
     def stuck_threads(self) -> int:
         """Sync attempts still running in threads although their attempt timed out."""
@@ -382,41 +384,14 @@ class Worker:
                 "grace period over: releasing %d job(s) back to the queue", attempts.running()
             )
             attempts.release_all()
-            await attempts.wait_running(5)
+            if not await attempts.wait_running(5):
+                # Handlers that swallowed their cancellation: their jobs go back all the same
+                # (the process leaves without their tasks, see daemon.py).
+                for attempt in list(attempts):
+                    log.warning("job %d ignored its cancellation: released", attempt.job.id)
+                    completer.put(outcome_row(attempt.job, Released()))
         if not await completer.flush(timeout=max(grace, 10)):
             log.error(
                 "could not record %d outcome(s) before exiting; the rescue will handle those jobs",
                 completer.backlog,
             )
-
-
-def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Worker:
-    """Run a worker in this thread until SIGTERM/SIGINT (the CLI's `pgqueue work`)."""
-    import signal
-
-    worker = Worker(app, settings, dsn)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        signals = 0
-
-        def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                log.info(
-                    "received %s: shutting down gracefully (again to exit at once)",
-                    signal.Signals(signum).name,
-                )
-                worker.stop()
-            else:
-                log.warning("received %s again: exiting now", signal.Signals(signum).name)
-                logging.shutdown()
-                os._exit(1)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig)
-        await worker.run()
-
-    asyncio.run(main())
-    return worker

@@ -54,6 +54,20 @@ def test_grace_over_releases_unfinished_jobs_without_counting_an_attempt(app, db
     assert "releasing 3 job(s)" in worker.output()
 
 
+def test_a_handler_that_swallows_its_cancellation_does_not_hold_the_exit(app, db, spawn_worker):
+    worker = spawn_worker("--concurrency", "2", "--shutdown-grace", "0.5")
+    worker.wait_started()
+    job_id = jobs.stubborn.enqueue()
+    wait_running(db, 1)
+    t0 = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert time.monotonic() - t0 < 20
+    job = app.get_job(job_id)
+    assert job.state == "queued" and job.attempts == 0, job
+    assert "ignored their cancellation" in worker.output()
+
+
 def test_second_signal_exits_at_once(app, db, spawn_worker):
     worker = spawn_worker("--concurrency", "1", "--shutdown-grace", "60")
     worker.wait_started()

@@ -1,0 +1,76 @@
+"""`pgqueue work` in one process: a Worker run on its own event loop until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Coroutine
+from typing import Any
+
+from pgqueue.app import App
+from pgqueue.settings import WorkerSettings
+from pgqueue.worker.lifecycle import Worker
+
+log = logging.getLogger("pgqueue.worker")
+
+
+def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Worker:
+    """Run a worker in this thread until SIGTERM/SIGINT (the CLI's `pgqueue work`)."""
+    import signal
+
+    worker = Worker(app, settings, dsn)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(signum: int) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info(
+                    "received %s: shutting down gracefully (again to exit at once)",
+                    signal.Signals(signum).name,
+                )
+                worker.stop()
+            else:
+                log.warning("received %s again: exiting now", signal.Signals(signum).name)
+                logging.shutdown()
+                os._exit(1)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        await worker.run()
+
+    worker.abandoned_tasks = _run_to_the_end(main())
+    return worker
+
+
+LEFTOVER_WAIT = 1.0  # seconds tasks still there after the worker stopped get to end
+
+
+def _run_to_the_end(main: Coroutine[Any, Any, None]) -> int:
+    """asyncio.run, except that tasks left once `main` returns get LEFTOVER_WAIT seconds to
+    end once cancelled, not forever: a handler that swallows its cancellation would hold
+    the process after SIGTERM. Returns how many were left behind (the caller exits without
+    joining them)."""
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=LEFTOVER_WAIT))
+        stubborn = sum(1 for t in left if not t.done())
+        if stubborn:
+            log.warning("%d task(s) ignored their cancellation: exiting without them", stubborn)
+        else:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        return stubborn
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
