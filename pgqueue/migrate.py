@@ -224,12 +224,15 @@ $$;
 GRANT USAGE ON SCHEMA pgqueue TO pgqueue_producer, pgqueue_worker, pgqueue_observer;
 
 -- Producers insert jobs (plain SQL needs nothing more). pgqueue's enqueue also reads back
--- the ids it was given, the job holding a unique key, whether depends_on names jobs, and
--- frees unique keys whose unique_for has passed: those columns only, never arguments,
--- results or errors.
+-- the ids it was given, the job holding a unique key and whether depends_on names jobs:
+-- those columns only, never arguments, results or errors. It frees unique keys whose
+-- unique_for has passed through a function: no UPDATE right, which would also let a
+-- producer change those keys and lock rows (an UPDATE right granted by an earlier version
+-- is taken back).
 GRANT INSERT ON pgqueue.jobs TO pgqueue_producer;
 GRANT SELECT (id, queue, state, unique_key, unique_until) ON pgqueue.jobs TO pgqueue_producer;
-GRANT UPDATE (unique_until) ON pgqueue.jobs TO pgqueue_producer;
+REVOKE UPDATE (unique_until) ON pgqueue.jobs FROM pgqueue_producer;
+GRANT EXECUTE ON FUNCTION pgqueue.release_unique_keys(text[]) TO pgqueue_producer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgqueue TO pgqueue_producer;
 
 -- Workers claim, run and record jobs, heartbeat, enqueue periodic jobs, prune: rows only,

@@ -120,10 +120,9 @@ SELECT i FROM unnest(%(ids)s::bigint[]) AS i
 WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS j WHERE j.id = i);
 
 -- name: job_release_unique
--- Free unique keys whose unique_for window has passed, so an enqueue can take them.
-UPDATE pgqueue.jobs SET unique_until = NULL
-WHERE unique_key = ANY(%(unique_keys)s::text[])
-  AND unique_until IS NOT NULL AND unique_until <= now();
+-- Free unique keys whose unique_for window has passed, so an enqueue can take them: through
+-- a function (migration 0021), so that producers need no UPDATE right on the table.
+SELECT pgqueue.release_unique_keys(%(unique_keys)s::text[]);
 
 -- name: job_find_unique
 -- The job holding each of these unique keys (queued, running, or within its unique_for).

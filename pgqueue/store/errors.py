@@ -71,7 +71,9 @@ def wrap_error(exc: Exception) -> PgQueueError | None:
         return InvalidJobState(
             f"another live job holds the same unique key: {exc.diag.message_detail or exc}"
         )
-    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
+    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName) or (
+        isinstance(exc, pg_errors.UndefinedFunction) and "pgqueue." in str(exc)
+    ):
         return SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
     if isinstance(exc, psycopg.Error):
         if reason := refused_reason(exc) if exc.sqlstate is None else None:

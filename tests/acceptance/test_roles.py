@@ -102,6 +102,11 @@ def test_producer_inserts_and_reads_nothing_else(roles_db):
         "SELECT args FROM pgqueue.jobs",
         "SELECT result, last_error, errors, kwargs FROM pgqueue.jobs",
         "UPDATE pgqueue.jobs SET state = 'dead'",
+        # Neither a job's unique key window nor a row lock (which an UPDATE right allows).
+        "UPDATE pgqueue.jobs SET unique_until = NULL",
+        "SELECT id FROM pgqueue.jobs FOR UPDATE",
+        "SELECT id FROM pgqueue.jobs FOR KEY SHARE",
+        "SELECT pgqueue.claim_limited(gen_random_uuid(), NULL, 1)",
         "DELETE FROM pgqueue.jobs",
         "TRUNCATE pgqueue.jobs",
         "SELECT * FROM pgqueue.workers",
@@ -111,6 +116,21 @@ def test_producer_inserts_and_reads_nothing_else(roles_db):
         "DROP TABLE pgqueue.jobs",
     ):
         assert denied(producer, sql), sql
+
+
+def test_producer_frees_a_lapsed_unique_key_without_an_update_right(roles_db):
+    dsn, logins = roles_db
+    key = f"lapsed-{SUFFIX}"
+    with pgqueue.App(logins["producer"]) as app:
+        first = app.enqueue("add", args=[1, 1], unique_key=key, unique_for=60)
+        with psycopg.connect(dsn, autocommit=True) as conn:  # as if it finished long ago
+            conn.execute(
+                "UPDATE pgqueue.jobs SET state = 'succeeded', finished_at = now(), "
+                "unique_until = now() - interval '1 second' WHERE id = %s",
+                (first,),
+            )
+        second = app.enqueue("add", args=[1, 1], unique_key=key, unique_for=60)
+    assert second != first
 
 
 def test_observer_reads_everything_and_changes_nothing(roles_db):
@@ -160,12 +180,14 @@ def test_nobody_can_do_nothing(roles_db):
     assert not [name for name, can in functions if can], functions
     # Only the task-defaults, statistics and wake-up triggers run as their owner (so
     # producers need nothing but INSERT); they check the table they fire on and nobody else
-    # may execute them (above).
+    # may execute them (above). So does the release of lapsed unique keys, which only roles
+    # granted it may run (producers and workers), and which does that one thing.
     assert sorted(definers) == [
         ("pgqueue.jobs_count_changes()",),
         ("pgqueue.jobs_fill_defaults()",),
         ("pgqueue.jobs_notify_insert()",),
         ("pgqueue.jobs_reset_stats()",),
+        ("pgqueue.release_unique_keys(text[])",),
     ], definers
 
 
