@@ -68,9 +68,12 @@ def wrap_error(exc: Exception) -> PgQueueError | None:
     if isinstance(exc, PoolTimeout):
         return DatabaseUnavailable("database unavailable: no connection could be had in time")
     if isinstance(exc, pg_errors.UniqueViolation):
-        return InvalidJobState(
-            f"another live job holds the same unique key: {exc.diag.message_detail or exc}"
-        )
+        detail = exc.diag.message_detail or first_line(exc)
+        if exc.diag.constraint_name == "jobs_pkey":
+            # An id drawn from the sequence was taken by a row inserted with an id of its
+            # own: not a unique key at all.
+            return InvalidJobState(f"a job already has the id drawn for this one: {detail}")
+        return InvalidJobState(f"another live job holds the same unique key: {detail}")
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName) or (
         isinstance(exc, pg_errors.UndefinedFunction) and "pgqueue." in str(exc)
     ):

@@ -65,3 +65,16 @@ def test_arguments_python_cannot_read_end_their_job_dead_and_the_claim_goes_on(a
     ).fetchone()
     assert row[0] == "dead" and row[1] == 1
     assert row[2].startswith("BadArguments: the stored arguments cannot be read")
+
+
+def test_an_id_taken_ahead_of_the_sequence_is_reported_as_such(app, db):
+    # A row inserted with an id of its own, where the sequence goes next.
+    (taken,) = db.execute(
+        "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END "
+        "FROM pgqueue.jobs_id_seq"
+    ).fetchone()
+    db.execute("INSERT INTO pgqueue.jobs (id, task) VALUES (%s, 'add')", (taken,))
+    with pytest.raises(pgqueue.PgQueueError, match="already has the id") as caught:
+        jobs.add.enqueue(1, 2)
+    assert "unique key" not in str(caught.value)
+    assert jobs.add.enqueue(1, 2) > taken  # the sequence moved on
