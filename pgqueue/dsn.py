@@ -45,8 +45,23 @@ def session_kwargs(pooler: bool) -> dict[str, Any]:
     return {"prepare_threshold": None} if pooler else {}
 
 
+# libpq's variables that name a server or database: with none of them and no DSN, libpq's
+# own defaults (a local socket, a database named after the OS user) are rarely the one meant.
+LIBPQ_TARGET = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+
+
+def no_target(dsn: str) -> bool:
+    """Whether `dsn` is empty and no libpq variable names a database either."""
+    return not dsn.strip() and not any(os.environ.get(v) for v in LIBPQ_TARGET)
+
+
 def probe(dsn: str, timeout: int = 10) -> None:
     """Fail fast, with libpq's reason, when the database cannot be reached at all."""
+    if no_target(dsn):
+        raise ConfigurationError(
+            "no database given: pass App(dsn), or set PGQUEUE_DSN or DATABASE_URL (or "
+            "libpq's PGHOST, PGDATABASE or PGSERVICE)"
+        )
     try:
         psycopg.connect(dsn, connect_timeout=timeout, autocommit=True).close()
     except psycopg.Error as exc:

@@ -23,6 +23,7 @@ from typer._click import exceptions as click  # typer vendors click since 0.28
 from typer.core import TyperGroup
 
 from pgqueue.app import App, resolve_dsn
+from pgqueue.dsn import no_target
 from pgqueue.durations import parse_duration
 from pgqueue.errors import ConfigurationError, PgQueueError
 
@@ -251,7 +252,6 @@ def load_app(path: str) -> App:
 
 
 # libpq's variables that say which database to use (an empty DSN lets libpq read them).
-LIBPQ_TARGET = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
 
 def require_dsn(dsn: str | None) -> str:
@@ -259,7 +259,7 @@ def require_dsn(dsn: str | None) -> str:
     of them set, one line saying where it looked: libpq's own defaults (a local socket, a
     database named after the OS user) are rarely the database meant."""
     resolved = resolve_dsn(dsn)
-    if not resolved.strip() and not any(os.environ.get(v) for v in LIBPQ_TARGET):
+    if no_target(resolved):
         fail(
             "no database given: --dsn, PGQUEUE_DSN and DATABASE_URL are unset, and so are "
             "libpq's PGHOST, PGDATABASE and PGSERVICE"

@@ -1,0 +1,18 @@
+"""Where an App connects when it is given no DSN."""
+
+from __future__ import annotations
+
+import pytest
+
+import pgqueue
+from pgqueue.dsn import LIBPQ_TARGET
+
+
+def test_an_app_with_no_database_named_anywhere_refuses_to_guess(monkeypatch):
+    for name in ("PGQUEUE_DSN", "DATABASE_URL", *LIBPQ_TARGET):
+        monkeypatch.delenv(name, raising=False)
+    app = pgqueue.App()
+    with pytest.raises(pgqueue.ConfigurationError, match="no database given"):
+        app.enqueue("add", args=[1, 2])
+    with pytest.raises(pgqueue.ConfigurationError, match="no database given"):
+        app.get_job(1)
