@@ -229,7 +229,14 @@ GRANT USAGE ON SCHEMA pgqueue TO pgqueue_producer, pgqueue_worker, pgqueue_obser
 -- unique_for has passed through a function: no UPDATE right, which would also let a
 -- producer change those keys and lock rows (an UPDATE right granted by an earlier version
 -- is taken back).
-GRANT INSERT ON pgqueue.jobs TO pgqueue_producer;
+-- INSERT of what a new job is made of, not of what a worker writes later: a producer cannot
+-- insert a job already running, finished, holding a result or errors, or with attempts
+-- spent (the table's defaults fill those). (A table-wide INSERT right from an earlier
+-- version is replaced.)
+REVOKE INSERT ON pgqueue.jobs FROM pgqueue_producer;
+GRANT INSERT (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key,
+              timeout, depends_on, unique_for, trace_context, concurrency_key, created_at)
+    ON pgqueue.jobs TO pgqueue_producer;
 GRANT SELECT (id, queue, state, unique_key, unique_until) ON pgqueue.jobs TO pgqueue_producer;
 REVOKE UPDATE (unique_until) ON pgqueue.jobs FROM pgqueue_producer;
 GRANT EXECUTE ON FUNCTION pgqueue.release_unique_keys(text[]) TO pgqueue_producer;

@@ -82,7 +82,7 @@ def denied(dsn: str, sql: str) -> bool:
 def test_roles_sql_is_printable_and_idempotent(roles_db):
     dsn, _ = roles_db
     printed = run_cli("migrate", "roles", "--sql", env={"PGQUEUE_DSN": dsn})
-    assert "GRANT INSERT ON pgqueue.jobs TO pgqueue_producer" in printed.stdout
+    assert "ON pgqueue.jobs TO pgqueue_producer" in printed.stdout
     assert run_cli("migrate", "roles", env={"PGQUEUE_DSN": dsn}).returncode == 0
 
 
@@ -102,6 +102,11 @@ def test_producer_inserts_and_reads_nothing_else(roles_db):
         "SELECT args FROM pgqueue.jobs",
         "SELECT result, last_error, errors, kwargs FROM pgqueue.jobs",
         "UPDATE pgqueue.jobs SET state = 'dead'",
+        # A new job only: not one already running, finished or with attempts spent.
+        "INSERT INTO pgqueue.jobs (task, state) VALUES ('add', 'succeeded')",
+        "INSERT INTO pgqueue.jobs (task, worker_id) VALUES ('add', gen_random_uuid())",
+        "INSERT INTO pgqueue.jobs (task, attempts) VALUES ('add', 2)",
+        "INSERT INTO pgqueue.jobs (task, result) VALUES ('add', '1')",
         # Neither a job's unique key window nor a row lock (which an UPDATE right allows).
         "UPDATE pgqueue.jobs SET unique_until = NULL",
         "SELECT id FROM pgqueue.jobs FOR UPDATE",
