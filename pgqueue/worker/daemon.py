@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import io
 import logging
 import os
+import sys
+import threading
+import traceback
 from collections.abc import Coroutine
 from typing import Any
 
@@ -41,10 +46,28 @@ def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Wo
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+        # SIGUSR1: where every task and thread is, for a worker that seems stuck.
+        loop.add_signal_handler(signal.SIGUSR1, dump_stacks)
+        # And if the event loop itself is stuck, SIGUSR2 gives the threads' stacks anyway.
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         await worker.run()
 
     worker.abandoned_tasks = _run_to_the_end(main())
     return worker
+
+
+def dump_stacks() -> None:
+    """Write every asyncio task's and every thread's stack to stderr."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- task {task.get_name()}\n")
+        task.print_stack(file=out)
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        out.write(f"--- thread {names.get(ident, ident)}\n")
+        out.write("".join(traceback.format_stack(frame)))
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
 
 
 LEFTOVER_WAIT = 1.0  # seconds tasks still there after the worker stopped get to end

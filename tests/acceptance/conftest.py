@@ -54,7 +54,15 @@ class WorkerProcess:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 30) -> int:
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Where is it stuck? The worker writes its tasks' and threads' stacks on SIGUSR1.
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            raise AssertionError(
+                f"worker still running {timeout}s later; its output:\n{self.output()}"
+            ) from None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

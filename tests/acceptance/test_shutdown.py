@@ -102,3 +102,13 @@ def test_json_logs_have_one_line_per_outcome(app, db, spawn_worker):
     assert outcomes[ok]["queue"] == "default" and outcomes[ok]["attempt"] == 1
     assert outcomes[ok]["duration_ms"] >= 0 and outcomes[ok]["level"] == "info"
     assert outcomes[bad]["outcome"] == "dead" and outcomes[bad]["level"] == "error"
+
+
+def test_sigusr1_writes_where_every_task_and_thread_is(app, db, spawn_worker):
+    worker = spawn_worker("--concurrency", "1")
+    worker.wait_started()
+    worker.signal(signal.SIGUSR1)
+    worker.wait_output("--- thread MainThread")
+    assert "--- task pgqueue-heartbeat" in worker.output()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
