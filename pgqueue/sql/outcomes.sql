@@ -53,6 +53,12 @@ SELECT u.id, u.state,
             OFFSET 0) AS c) IS NOT NULL AS waiting
 FROM updated AS u;
 
+-- name: job_running_here
+-- Attempts running for this worker, by the table: (id, attempt, queue). Read after a claim
+-- whose answer may have been lost, to find jobs claimed but never received.
+SELECT id, attempts, queue FROM pgqueue.jobs
+WHERE state = 'running' AND worker_id = %(worker_id)s::uuid;
+
 -- name: job_cancel_requests
 -- Attempts running for this worker that were asked to cancel: (id, attempt).
 SELECT id, attempts FROM pgqueue.jobs

@@ -216,6 +216,11 @@ class AsyncJobStore:
                 await self._drive_on(plans.job_insert_many(specs), cur)
             return applied
 
+    async def job_running_here(self, worker_id: UUID) -> list[tuple[int, int, str]]:
+        """(job id, attempt, queue) of the attempts the table says run for this worker."""
+        rows = await self._tuples("job_running_here", {"worker_id": worker_id})
+        return [(r[0], r[1], r[2]) for r in rows]
+
     async def job_cancel_requests(self, worker_id: UUID) -> list[tuple[int, int]]:
         """(job id, attempt) of this worker's running attempts that were asked to cancel."""
         rows = await self._tuples("job_cancel_requests", {"worker_id": worker_id})

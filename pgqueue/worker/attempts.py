@@ -109,6 +109,12 @@ class Attempts:
         """Slots free to start a job right now."""
         return self.concurrency - len(self._running)
 
+    def known(self) -> set[tuple[int, int]]:
+        """(job id, attempt) of every job held here, running or waiting for a slot."""
+        held = {(a.job.id, a.job.attempts) for a in self._running.values()}
+        held.update((job.id, job.attempts) for job in self._waiting)
+        return held
+
     def __iter__(self) -> Iterator[Attempt]:
         return iter(list(self._running.values()))
 

@@ -8,6 +8,7 @@ in the worker: an attempt charged to a job still waiting would be lost with the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from uuid import UUID
 
@@ -16,7 +17,7 @@ import psycopg
 from pgqueue.errors import SchemaNotMigrated
 from pgqueue.job import Job
 from pgqueue.settings import WorkerSettings
-from pgqueue.store import AsyncJobStore, first_line, is_unavailable
+from pgqueue.store import AsyncJobStore, OutcomeRow, first_line, is_unavailable
 from pgqueue.store.aio import ClaimPosition, position
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer
@@ -86,6 +87,11 @@ class Claimer:
         # committed late) waits a second at most.
         self._after: dict[str, ClaimPosition] = {}
         self._full_walk_at = 0.0
+        # Whether a claim may have been lost: its statement failed, perhaps after the
+        # database committed it (the connection broke before the answer came back). The
+        # jobs it took would run for this worker by the table and nowhere here, and no
+        # rescue takes them while this worker lives: release_strays gives them back.
+        self._unsure = False
 
     def hint(self, queue: str) -> None:
         """A notification: jobs may be due in `queue` (ANY_QUEUE: in some queue). It is only
@@ -103,6 +109,24 @@ class Claimer:
         """Look in every queue at the next claim (notifications may have been missed)."""
         self._discover_at = 0.0
         self.wake.set()
+
+    async def release_strays(self) -> int:
+        """Give back the jobs the table says run here that this worker never received (see
+        _unsure): as releases, which count no attempt, written by the completer and
+        guarded like any outcome. What is known is read after the table: a job whose
+        outcome was written in between gets a release that changes nothing."""
+        rows = await self.store.job_running_here(self.worker_id)
+        known = self.attempts.known() | self.completer.pending()
+        strays = [
+            (job_id, attempt, q) for job_id, attempt, q in rows if (job_id, attempt) not in known
+        ]
+        for job_id, attempt, queue in strays:
+            log.warning("job %d: claimed, but the claim's answer was lost; released", job_id)
+            self.completer.put(
+                OutcomeRow(job_id, attempt, "queued", delay=0.0, refund=1, queue=queue)
+            )
+        self._unsure = False
+        return len(strays)
 
     def _claim_queues(self) -> list[str] | None:
         """The queues the next claim reads (None: every queue; empty: none, as a look
@@ -244,6 +268,8 @@ class Claimer:
             # Cleared before the claim: a notification that lands during it is not lost.
             self.wake.clear()
             try:
+                if self._unsure:
+                    await self.release_strays()
                 jobs = await self.claim_once(limit)
                 await self._say_waiting(len(jobs) < limit)
                 if len(jobs) < limit:
@@ -259,8 +285,14 @@ class Claimer:
             except Exception as exc:
                 if not retryable(exc):
                     raise
+                self._unsure = True
                 log.warning("%s; claiming again in %.1fs", first_line(exc), backoff)
                 await wait_any(backoff, stop)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
+        if self._unsure:
+            # Stopping with a claim in doubt: give its jobs back now rather than to the
+            # rescue after the lease (which would count an attempt that never started).
+            with contextlib.suppress(Exception):
+                await self.release_strays()

@@ -111,6 +111,10 @@ class Completer:
     def backlog(self) -> int:
         return len(self._pending)
 
+    def pending(self) -> set[tuple[int, int]]:
+        """(job id, attempt) of the outcomes not written yet (the batch in flight included)."""
+        return {(row.id, row.attempt) for row in self._pending}
+
     def _next_batch(self) -> list[OutcomeRow]:
         """The oldest outcomes, up to `batch` rows and BATCH_BYTES (at least one row)."""
         size = 0
