@@ -15,11 +15,19 @@ def test_jobs_of_a_claim_whose_answer_was_lost_are_given_back(worker, db):
             "VALUES ('add', '[20, 22]', 'running', %s, 1, now()) RETURNING id",
             (w.id,),
         ).fetchone()
-        # Then the connections break: the next claim fails, so one may have been lost.
-        db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+
+        # Then the claimer's connection breaks (the one whose last statement asked when the
+        # next job is due, as an idle claimer does): its next claim fails, so one may have
+        # been lost. (The tests' own connections are left alone.)
+        def claimer_pid() -> int | None:
+            row = db.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE %s",
+                ("%min(run_at) - coalesce%",),
+            ).fetchone()
+            return row[0] if row else None
+
+        db.execute("SELECT pg_terminate_backend(%s)", (wait_for(claimer_pid),))
 
         def finished() -> bool:
             row = db.execute(
