@@ -223,16 +223,14 @@ $$;
 
 GRANT USAGE ON SCHEMA pgqueue TO pgqueue_producer, pgqueue_worker, pgqueue_observer;
 
--- Producers insert jobs (plain SQL needs nothing more). pgqueue's enqueue also reads back
--- the ids it was given, the job holding a unique key and whether depends_on names jobs:
--- those columns only, never arguments, results or errors. It frees unique keys whose
--- unique_for has passed through a function: no UPDATE right, which would also let a
--- producer change those keys and lock rows (an UPDATE right granted by an earlier version
--- is taken back).
--- INSERT of what a new job is made of, not of what a worker writes later: a producer cannot
--- insert a job already running, finished, holding a result or errors, or with attempts
--- spent (the table's defaults fill those). (A table-wide INSERT right from an earlier
--- version is replaced.)
+-- Producers insert jobs: the columns a new job is made of, not what a worker writes later,
+-- so a producer cannot insert a job already running, finished, holding a result or errors,
+-- or with attempts spent (the table's defaults fill those; a table-wide INSERT right from
+-- an earlier version is replaced). pgqueue's enqueue also reads back the ids it was given,
+-- the job holding a unique key and whether depends_on names jobs: those columns only,
+-- never arguments, results or errors. It frees unique keys whose unique_for has passed
+-- through a function, not an UPDATE right, which would also let a producer change those
+-- keys and lock rows (one granted by an earlier version is taken back).
 REVOKE INSERT ON pgqueue.jobs FROM pgqueue_producer;
 GRANT INSERT (id, queue, task, args, kwargs, priority, run_at, max_attempts, unique_key,
               timeout, depends_on, unique_for, trace_context, concurrency_key, created_at)

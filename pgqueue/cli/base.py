@@ -251,9 +251,6 @@ def load_app(path: str) -> App:
     return obj
 
 
-# libpq's variables that say which database to use (an empty DSN lets libpq read them).
-
-
 def require_dsn(dsn: str | None) -> str:
     """The DSN to use: --dsn, PGQUEUE_DSN, DATABASE_URL, else libpq's PG* variables. With none
     of them set, one line saying where it looked: libpq's own defaults (a local socket, a

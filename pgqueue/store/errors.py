@@ -113,8 +113,8 @@ def translate_errors() -> Iterator[None]:
 PRODUCER_RIGHTS = (
     "enqueue reads back the ids it inserted (and the holders of unique keys): grant this "
     "role pgqueue_producer (created by `pgqueue migrate roles`), or INSERT and SELECT (id, "
-    "queue, state, unique_key, unique_until) on pgqueue.jobs, UPDATE (unique_until) on it "
-    "and USAGE on its sequence; a plain INSERT INTO pgqueue.jobs needs INSERT only"
+    "queue, state, unique_key, unique_until) on pgqueue.jobs, USAGE on its sequence and "
+    "EXECUTE on pgqueue.release_unique_keys; a plain INSERT INTO pgqueue.jobs needs INSERT only"
 )
 
 
