@@ -6,7 +6,9 @@ Usage: .venv/bin/python bench/processes.py [--dsn postgresql://postgres@127.0.0.
 For each number of processes, on a fresh database `bench_fairness` (the helpers of
 bench/fairness.py), --jobs no-op jobs are inserted, then `pgqueue work --processes N` (one
 supervisor, N worker processes, --concurrency each) drains them; the clock starts when all N
-workers are registered. Prints jobs/s per N and each against the one before; results in
+workers are registered. The numbers are run --rounds times, in increasing order and then in
+decreasing order by turns, so that the machine's swings reach every number alike. Prints
+jobs/s per N (the median of its rounds) and each against the one before; results in
 bench/results/processes.json.
 """
 
@@ -20,6 +22,8 @@ import signal
 import subprocess
 import sys
 import time
+from statistics import median
+from typing import Any
 
 import psycopg
 from fairness import APPS, BENCH, DB, drained, fresh_database, insert_backlog
@@ -66,12 +70,22 @@ def main(argv: list[str]) -> int:
     p.add_argument("--processes", default="1,2,4,8")
     p.add_argument("--jobs", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=3, help="passes over --processes, alternating")
     args = p.parse_args(argv)
     (BENCH / "results").mkdir(exist_ok=True)
     dsn = fresh_database(args.dsn)
-    curve = [run(dsn, args.jobs, int(n), args.concurrency) for n in args.processes.split(",")]
+    numbers = [int(n) for n in args.processes.split(",")]
+    rates: dict[int, list[int]] = {n: [] for n in numbers}
+    for r in range(args.rounds):
+        for n in numbers if r % 2 == 0 else numbers[::-1]:
+            rate = run(dsn, args.jobs, n, args.concurrency)["jobs_per_s"]
+            print(f"round {r + 1}: {n} process(es): {rate} jobs/s", flush=True)
+            rates[n].append(rate)  # type: ignore[arg-type]
+    curve: list[dict[str, Any]] = [
+        {"processes": n, "jobs_per_s": round(median(rates[n])), "rounds": rates[n]} for n in numbers
+    ]
     for before, after in itertools.pairwise(curve):
-        after["vs_fewer"] = round(after["jobs_per_s"] / before["jobs_per_s"], 2)  # type: ignore[operator]
+        after["vs_fewer"] = round(after["jobs_per_s"] / before["jobs_per_s"], 2)
     results = {"jobs": args.jobs, "concurrency": args.concurrency, "curve": curve,
                "cpus": os.cpu_count()}  # fmt: skip
     (BENCH / "results" / "processes.json").write_text(json.dumps(results, indent=2) + "\n")
