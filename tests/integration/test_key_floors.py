@@ -28,11 +28,23 @@ def register(db: psycopg.Connection) -> uuid.UUID:
     return worker
 
 
-def claim(db: psycopg.Connection, worker: uuid.UUID, n: int) -> list[int]:
+def claim(db: psycopg.Connection, worker: uuid.UUID, n: int, keys: int = 1000) -> list[int]:
     rows = db.execute(
-        "SELECT id FROM pgqueue.claim_limited(%s, %s, %s)", (worker, [QUEUE], n)
+        "SELECT id FROM pgqueue.claim_limited(%s, %s, %s, p_keys => %s)",
+        (worker, [QUEUE], n, keys),
     ).fetchall()
     return sorted(r[0] for r in rows)
+
+
+def per_key(app: object, keys: str, n: int) -> dict[str, list[int]]:
+    """`n` jobs of each key (one letter each), enqueued key after key: ids by key."""
+    return {
+        key: jobs.app.enqueue_many(
+            [{"task": "echo", "args": [i], "queue": QUEUE, "concurrency_key": key}
+             for i in range(n)]
+        )
+        for key in keys
+    }  # fmt: skip
 
 
 def late(db: psycopg.Connection, key: str | None) -> int:
@@ -88,6 +100,49 @@ def test_a_job_without_a_key_behind_the_queue_floor_is_found_a_second_later(app,
     assert claim(db, worker, 1) == [keyed[2]]
     age_floors(db)
     assert claim(db, worker, 2) == [keyed[3], behind]  # the key's turn, then the keyless'
+
+
+def test_a_claim_goes_round_from_the_last_key_to_the_first(app, db):
+    app.set_queue_limits(QUEUE, per_key=10)
+    ids = per_key(app, "abc", 2)
+    worker = register(db)
+    assert claim(db, worker, 2) == [ids["a"][0], ids["b"][0]]  # the cursor is now at "b"
+    # After "b": "c", then round to "a" and "b" again, each key's first turn.
+    assert claim(db, worker, 3) == sorted([ids["c"][0], ids["a"][1], ids["b"][1]])
+    assert claim(db, worker, 10) == [ids["c"][1]]
+
+
+def test_a_claim_looks_at_no_more_keys_than_it_is_told_in_all(app, db):
+    app.set_queue_limits(QUEUE, per_key=1)
+    ids = per_key(app, "abcde", 2)
+    worker = register(db)
+
+    def claim_and_finish() -> list[int]:
+        taken = claim(db, worker, 10, keys=2)
+        db.execute("UPDATE pgqueue.jobs SET state = 'succeeded' WHERE id = ANY(%s)", (taken,))
+        return taken
+
+    assert claim_and_finish() == [ids["a"][0], ids["b"][0]]
+    # From the cursor ("b") on: two keys, though those before it have jobs too.
+    assert claim_and_finish() == [ids["c"][0], ids["d"][0]]
+    # From "d" on, and round to the first key.
+    assert claim_and_finish() == [ids["a"][1], ids["e"][0]]
+
+
+def test_jobs_without_a_key_in_a_busy_keyed_queue_wait_a_tenth_of_a_second_at_most(app, db):
+    app.set_queue_limits(QUEUE, per_key=100)
+    keyed = per_key(app, "a", 10)["a"]
+    worker = register(db)
+    assert claim(db, worker, 2) == keyed[:2]  # the floors say: no job without a key
+    keyless = [jobs.app.enqueue("echo", [i], queue=QUEUE) for i in range(2)]
+    # While the floors are fresh (written by claims that take jobs, at most every 0.1 s),
+    # the jobs without a key are not looked for...
+    assert claim(db, worker, 2) == keyed[2:4]
+    db.execute("UPDATE pgqueue.claim_floors SET written_at = written_at - interval '0.2 second'")
+    # ... then they are, each taking its turn beside the keys.
+    assert claim(db, worker, 2) == [keyed[4], keyless[0]]
+    # Found: they are looked for at every claim while some are left, floors fresh or not.
+    assert claim(db, worker, 2) == [keyed[5], keyless[1]]
 
 
 @pytest.fixture
