@@ -144,8 +144,14 @@ def drain(dsn: str, n: int, queue: str, key: str | None, concurrency: int, log: 
         producer.start()
     with psycopg.connect(dsn, autocommit=True) as conn:
         while not drained(conn, queue, key, due_only):
-            if time.perf_counter() - started > limit or proc.poll() is not None:
-                break
+            # A worker that died, or a drain past its limit, has no rate to report.
+            died = proc.poll() is not None
+            if died or time.perf_counter() - started > limit:
+                stop.set()
+                stop_worker(proc)
+                what = "exited" if died else f"was not done after {limit:.0f} s"
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                raise SystemExit(f"the {queue} drain's worker {what}; its log:\n{tail}")
             time.sleep(0.1)
     elapsed = time.perf_counter() - started
     stop.set()

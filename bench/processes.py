@@ -50,6 +50,8 @@ def run(dsn: str, jobs: int, processes: int, concurrency: int) -> dict[str, obje
         app.resume_queue("plain")  # which tells the workers
         started = time.perf_counter()
         while not drained(conn, "plain", None):
+            if proc.poll() is not None:
+                raise SystemExit(f"pgqueue work --processes {processes} exited: see {log.name}")
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         proc.send_signal(signal.SIGTERM)
