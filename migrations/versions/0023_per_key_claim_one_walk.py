@@ -14,7 +14,8 @@ queue: 50 rows read and set aside in a queue whose jobs all have keys. They are 
 for when the queue's floors are written (at most every 0.1 s while jobs are taken, at every
 claim of an idle queue), and at every claim while the last look found some
 (`pgqueue.claim_floors.keyless`). A job without a key that comes to the head of a busy queue
-of keyed jobs waits 0.1 s more at most.
+of keyed jobs waits 0.1 s more at most. And the queue's key cursor is written only when it
+moves.
 
 The function is built from migration 0018's text, with 0022's change.
 
@@ -43,6 +44,7 @@ FLOORS_COLUMNS = "(queue, walked_at, written_at, rank, run_at, id, keys, ranks, 
 FLOORS_VALUES = "SELECT keyed, coalesce((SELECT walked_at FROM fl)"
 FLOORS_SET = "ids = excluded.ids"
 FLOORS_READ = "SELECT f.walked_at, f.written_at,"
+CURSOR_MOVED = "            WHERE qq.name = keyed\n        ), floored AS ("
 # Where the floors are written: whether this claim found jobs without a key.
 KEYLESS_FOUND = "EXISTS (SELECT 1 FROM candidates WHERE lap = 2)"
 
@@ -117,6 +119,12 @@ def function() -> str:
         (FLOORS_COLUMNS, FLOORS_COLUMNS.replace("(queue,", "(queue, keyless,")),
         (FLOORS_VALUES, FLOORS_VALUES.replace("keyed,", f"keyed, {KEYLESS_FOUND},\n" + " " * 18)),
         (FLOORS_SET, FLOORS_SET + ",\n                keyless = excluded.keyless"),
+        # A cursor that stays where it was is not written again (one key's backlog: every
+        # claim ends on the same key).
+        (
+            CURSOR_MOVED,
+            CURSOR_MOVED.replace("keyed\n", "keyed AND qq.key_cursor IS DISTINCT FROM last.key\n"),
+        ),
     ):
         assert text.count(old) == 1, f"0022's function is not as expected: {old!r}"
         text = text.replace(old, new)
