@@ -36,7 +36,7 @@ def claim(db: psycopg.Connection, worker: uuid.UUID, n: int, keys: int = 1000) -
     return sorted(r[0] for r in rows)
 
 
-def per_key(app: object, keys: str, n: int) -> dict[str, list[int]]:
+def per_key(keys: str, n: int) -> dict[str, list[int]]:
     """`n` jobs of each key (one letter each), enqueued key after key: ids by key."""
     return {
         key: jobs.app.enqueue_many(
@@ -45,6 +45,15 @@ def per_key(app: object, keys: str, n: int) -> dict[str, list[int]]:
         )
         for key in keys
     }  # fmt: skip
+
+
+def noisy_backlog(db: psycopg.Connection, n: int) -> None:
+    """`n` jobs of key "noisy", inserted by one statement."""
+    db.execute(
+        "INSERT INTO pgqueue.jobs (task, args, queue, concurrency_key) "
+        "SELECT 'echo', '[0]', %s, 'noisy' FROM generate_series(1, %s)",
+        (QUEUE, n),
+    )
 
 
 def late(db: psycopg.Connection, key: str | None) -> int:
@@ -104,7 +113,7 @@ def test_a_job_without_a_key_behind_the_queue_floor_is_found_a_second_later(app,
 
 def test_a_claim_goes_round_from_the_last_key_to_the_first(app, db):
     app.set_queue_limits(QUEUE, per_key=10)
-    ids = per_key(app, "abc", 2)
+    ids = per_key("abc", 2)
     worker = register(db)
     assert claim(db, worker, 2) == [ids["a"][0], ids["b"][0]]  # the cursor is now at "b"
     # After "b": "c", then round to "a" and "b" again, each key's first turn.
@@ -114,7 +123,7 @@ def test_a_claim_goes_round_from_the_last_key_to_the_first(app, db):
 
 def test_a_claim_looks_at_no_more_keys_than_it_is_told_in_all(app, db):
     app.set_queue_limits(QUEUE, per_key=1)
-    ids = per_key(app, "abcde", 2)
+    ids = per_key("abcde", 2)
     worker = register(db)
 
     def claim_and_finish() -> list[int]:
@@ -131,7 +140,7 @@ def test_a_claim_looks_at_no_more_keys_than_it_is_told_in_all(app, db):
 
 def test_jobs_without_a_key_in_a_busy_keyed_queue_wait_a_tenth_of_a_second_at_most(app, db):
     app.set_queue_limits(QUEUE, per_key=100)
-    keyed = per_key(app, "a", 10)["a"]
+    keyed = per_key("a", 10)["a"]
     worker = register(db)
     assert claim(db, worker, 2) == keyed[:2]  # the floors say: no job without a key
     keyless = [jobs.app.enqueue("echo", [i], queue=QUEUE) for i in range(2)]
@@ -175,11 +184,7 @@ def blocks_read_by_a_claim(db: psycopg.Connection, worker: uuid.UUID) -> int:
 @pytest.mark.timeout(300)
 def test_a_claim_does_not_read_the_jobs_claimed_before_it(app, db, no_autovacuum):
     app.set_queue_limits(QUEUE, per_key=1000)
-    db.execute(
-        "INSERT INTO pgqueue.jobs (task, args, queue, concurrency_key) "
-        "SELECT 'echo', '[0]', %s, 'noisy' FROM generate_series(1, 30000)",
-        (QUEUE,),
-    )
+    noisy_backlog(db, 30_000)
     worker = register(db)
     blocks_read_by_a_claim(db, worker)  # the first call in a session plans the function too
     first = blocks_read_by_a_claim(db, worker)
@@ -244,11 +249,7 @@ def test_a_claim_locks_by_primary_key_after_statistics_of_finished_jobs(app, db,
     db.execute("ANALYZE pgqueue.jobs")
     db.execute("DELETE FROM pgqueue.jobs")
     app.set_queue_limits(QUEUE, per_key=1000)
-    db.execute(
-        "INSERT INTO pgqueue.jobs (task, args, queue, concurrency_key) "
-        "SELECT 'echo', '[0]', %s, 'noisy' FROM generate_series(1, 5000)",
-        (QUEUE,),
-    )
+    noisy_backlog(db, 5_000)
     worker = register(db)
     count = "SELECT pg_stat_get_xact_blocks_fetched('pgqueue.jobs_run_at_idx'::regclass)::int"
     with db.transaction():
