@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
 
 async def wait_any(timeout: float, *events: asyncio.Event) -> None:
@@ -15,6 +17,30 @@ async def wait_any(timeout: float, *events: asyncio.Event) -> None:
     finally:
         for w in waiters:
             w.cancel()
+
+
+async def cancel_and_wait(
+    tasks: Sequence[asyncio.Task[Any]], rounds: int = 20
+) -> list[asyncio.Task[Any]]:
+    """Cancel `tasks` and wait for them to end, cancelling again those that go on.
+
+    A cancellation can be lost: on Python 3.11, `asyncio.wait_for` returns the result
+    instead of raising when its inner wait ends in the same loop turn as the cancel, and
+    psycopg_pool waits for a free connection that way. A part cancelled while a connection
+    was being handed to it then carries on (to its next sleep), and a single cancel plus
+    `gather` waits for ever. Returns the tasks still running after `rounds` tries."""
+    pending = [t for t in tasks if not t.done()]
+    for _ in range(rounds):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+        pending = [t for t in pending if not t.done()]
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: the caller stops anyway, asyncio need not log it
+    return pending
 
 
 class Wakeup:

@@ -44,7 +44,7 @@ from pgqueue.worker.connections import (
     configure_claims,
     configure_pooled,
 )
-from pgqueue.worker.events import wait_any
+from pgqueue.worker.events import cancel_and_wait, wait_any
 from pgqueue.worker.listener import Listener
 from pgqueue.worker.liveness import CancelWatcher, Heartbeat
 from pgqueue.worker.queue_settings import QueueSettings
@@ -338,9 +338,8 @@ class Worker:
             await claimer.run(stop)
         finally:
             await self._shutdown(attempts, completer)
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            for part in await cancel_and_wait(helpers):
+                log.warning("worker part %s ignored its cancellation", part.get_name())
             with contextlib.suppress(Exception):
                 await connections.close()
             with contextlib.suppress(Exception):
