@@ -128,6 +128,9 @@ def drain(dsn: str, n: int, queue: str, key: str | None, concurrency: int, log: 
         os.environ["FAIRNESS_SAMPLES"] = str(samples)
         from fairness_tasks import app
 
+        # Open the producer's pool first: the first job's latency is the queue's, not the
+        # time this process takes to connect.
+        app.get_job(1)
         while not stop.wait(quiet_every):
             app.enqueue("fair.stamp", [time.time()], queue=queue, concurrency_key="quiet")
         app.close()
