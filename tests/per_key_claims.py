@@ -38,3 +38,22 @@ def per_key(keys: str, n: int) -> dict[str, list[int]]:
         )
         for key in keys
     }  # fmt: skip
+
+
+def hold_floors(db: psycopg.Connection) -> None:
+    """The floors as a claim that found no job without a key wrote them a moment ago, for
+    the next hour: claims read from them, and look for jobs without a key only after
+    `age_floors`, however slow the machine."""
+    db.execute(
+        "UPDATE pgqueue.claim_floors SET keyless = false, "
+        "walked_at = now() + interval '1 hour', written_at = now() + interval '1 hour'"
+    )
+
+
+def age_floors(db: psycopg.Connection, seconds: float = 2.0) -> None:
+    """The floors as written and read from the start `seconds` ago."""
+    db.execute(
+        "UPDATE pgqueue.claim_floors SET walked_at = clock_timestamp() - %s * interval '1 s', "
+        "written_at = clock_timestamp() - %s * interval '1 s'",
+        (seconds, seconds),
+    )

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from tests import jobs
-from tests.per_key_claims import QUEUE, claim, per_key, register
+from tests.per_key_claims import QUEUE, age_floors, claim, hold_floors, per_key, register
 from tests.waiting import wait_for
 
 
@@ -36,13 +36,6 @@ def late(db: psycopg.Connection, key: str | None) -> int:
     return int(job_id)
 
 
-def age_floors(db: psycopg.Connection) -> None:
-    db.execute(
-        "UPDATE pgqueue.claim_floors SET walked_at = walked_at - interval '2 seconds', "
-        "written_at = written_at - interval '2 seconds'"
-    )
-
-
 def test_claims_start_at_the_floors_and_read_from_the_start_a_second_later(app, db):
     app.set_queue_limits(QUEUE, per_key=100)
     a = app.enqueue_many(
@@ -57,6 +50,7 @@ def test_claims_start_at_the_floors_and_read_from_the_start_a_second_later(app, 
         "SELECT keys FROM pgqueue.claim_floors WHERE queue = %s", (QUEUE,)
     ).fetchone()
     assert keys == ["a", "b"]
+    hold_floors(db)
 
     behind = late(db, "a")
     assert claim(db, worker, 2) == sorted([a[2], b[2]])  # from the floors: not the late job
@@ -75,6 +69,7 @@ def test_a_job_without_a_key_behind_the_queue_floor_is_found_a_second_later(app,
     )
     worker = register(db)
     assert claim(db, worker, 2) == keyed[:2]
+    hold_floors(db)
     behind = late(db, None)
     assert claim(db, worker, 1) == [keyed[2]]
     age_floors(db)
@@ -113,11 +108,14 @@ def test_jobs_without_a_key_in_a_busy_keyed_queue_wait_a_tenth_of_a_second_at_mo
     keyed = per_key("a", 10)["a"]
     worker = register(db)
     assert claim(db, worker, 2) == keyed[:2]  # the floors say: no job without a key
+    hold_floors(db)
     keyless = [jobs.app.enqueue("echo", [i], queue=QUEUE) for i in range(2)]
     # While the floors are fresh (written by claims that take jobs, at most every 0.1 s),
     # the jobs without a key are not looked for...
     assert claim(db, worker, 2) == keyed[2:4]
-    db.execute("UPDATE pgqueue.claim_floors SET written_at = written_at - interval '0.2 second'")
+    db.execute(
+        "UPDATE pgqueue.claim_floors SET written_at = clock_timestamp() - interval '0.2 second'"
+    )
     # ... then they are, each taking its turn beside the keys.
     assert claim(db, worker, 2) == [keyed[4], keyless[0]]
     # Found: they are looked for at every claim while some are left, floors fresh or not.

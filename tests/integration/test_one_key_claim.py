@@ -11,16 +11,7 @@ import uuid
 import psycopg
 
 from tests import jobs
-from tests.per_key_claims import QUEUE, claim, per_key, register
-
-
-def hold_floors(db: psycopg.Connection) -> None:
-    """The floors as a claim wrote them a moment ago, for the next hour: no job without a
-    key is looked for and the shared claim does not run."""
-    db.execute(
-        "UPDATE pgqueue.claim_floors SET keyless = false, "
-        "walked_at = now() + interval '1 hour', written_at = now() + interval '1 hour'"
-    )
+from tests.per_key_claims import QUEUE, claim, hold_floors, per_key, register
 
 
 def started(db: psycopg.Connection, worker: uuid.UUID) -> list[int]:
