@@ -20,7 +20,7 @@ async def wait_any(timeout: float, *events: asyncio.Event) -> None:
 
 
 async def cancel_and_wait(
-    tasks: Sequence[asyncio.Task[Any]], rounds: int = 20
+    tasks: Sequence[asyncio.Task[Any]], patience: float = 6.0, rounds: int = 5
 ) -> list[asyncio.Task[Any]]:
     """Cancel `tasks` and wait for them to end, cancelling again those that go on.
 
@@ -28,14 +28,17 @@ async def cancel_and_wait(
     instead of raising when its inner wait ends in the same loop turn as the cancel, and
     psycopg_pool waits for a free connection that way. A part cancelled while a connection
     was being handed to it then carries on (to its next sleep), and a single cancel plus
-    `gather` waits for ever. Returns the tasks still running after `rounds` tries."""
+    `gather` waits for ever. Each round waits `patience` seconds: more than the 5 s psycopg
+    gives the server to cancel a running query, which a second cancel would cut short
+    (closing the connection, with a warning). Returns the tasks still running after
+    `rounds` tries."""
     pending = [t for t in tasks if not t.done()]
     for _ in range(rounds):
         if not pending:
             break
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=0.5)
+        await asyncio.wait(pending, timeout=patience)
         pending = [t for t in pending if not t.done()]
     for task in tasks:
         if task.done() and not task.cancelled():
