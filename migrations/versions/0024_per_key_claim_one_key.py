@@ -9,7 +9,7 @@ not be looked for, the claim reads that key's range of the claim index from the 
 on, `FOR UPDATE SKIP LOCKED`, as a plain claim reads its queue: no turns, no sort, no second
 lookup, and a job locked by someone else is stepped over instead of leaving the claim short.
 Otherwise (several keys, jobs without a key, floors to write) the claim is the one of
-migration 0023, which walks again.
+migration 0023, given the keys the walk found (passed as arrays) rather than walking again.
 
 Revision ID: 0024
 Revises: 0023
@@ -29,6 +29,7 @@ down_revision = "0023"
 branch_labels = None
 depends_on = None
 
+LANE = "        ), lane AS ("
 LOOP_START = "    FOREACH keyed IN ARRAY per_key LOOP\n        EXIT WHEN wanted <= 0;\n"
 SHARED = "        RETURN QUERY\n        WITH RECURSIVE q AS ("
 SHARED_END = "        SELECT * FROM claimed;\n        GET DIAGNOSTICS got = ROW_COUNT;\n"
@@ -50,23 +51,41 @@ VARIABLES = """    one_n integer;  -- the queue's budget for this claim (limits,
     one_cap integer;  -- per_key_limit
     one_rate integer;  -- rate_limit
     one_lane boolean;  -- whether jobs without a key are to be looked for
-    one_keys bigint;  -- walked keys with a due job
+    one_keys bigint;  -- walked keys with a queued job
     one_key text;  -- the one key, when one_keys = 1, and its first job
     one_priority integer;
     one_run_at timestamptz;
     one_id bigint;
+    walk_laps integer[];  -- every walked key (with a job or not, as 0023's walked)
+    walk_keys text[];
+    walk_priorities integer[];
+    walk_run_ats timestamptz[];
+    walk_ids bigint[];
 """
 
 WALK_RESULT = """        )
         SELECT q.n, q.per_key_limit, q.rate_limit, (SELECT open FROM lane),
-               k.keys, k.key, k.priority, k.run_at, k.id
+               k.keys, k.key, k.priority, k.run_at, k.id,
+               k.laps, k.all_keys, k.priorities, k.run_ats, k.ids
           INTO one_n, one_cap, one_rate, one_lane, one_keys, one_key, one_priority, one_run_at,
-               one_id
+               one_id, walk_laps, walk_keys, walk_priorities, walk_run_ats, walk_ids
         FROM q CROSS JOIN (
-            SELECT count(*) AS keys, min(w.key) AS key, min(w.priority) AS priority,
-                   min(w.run_at) AS run_at, min(w.id) AS id
-            FROM walked AS w WHERE w.id IS NOT NULL
+            SELECT count(w.id) AS keys,
+                   min(w.key) FILTER (WHERE w.id IS NOT NULL) AS key,
+                   min(w.priority) AS priority, min(w.run_at) AS run_at, min(w.id) AS id,
+                   array_agg(w.lap) AS laps, array_agg(w.key) AS all_keys,
+                   array_agg(w.priority) AS priorities, array_agg(w.run_at) AS run_ats,
+                   array_agg(w.id) AS ids
+            FROM walked AS w
         ) AS k;
+"""
+
+# The shared claim takes the walk's keys from the walk statement instead of walking again.
+WALKED = """        ), walked AS (
+            -- The keys the walk statement found, each with its best queued job (if any).
+            SELECT w.lap, w.key, w.priority, w.run_at, w.id
+            FROM unnest(walk_laps, walk_keys, walk_priorities, walk_run_ats, walk_ids)
+                AS w(lap, key, priority, run_at, id)
 """
 
 ONE_KEY = f"""        RETURN QUERY
@@ -128,12 +147,13 @@ def previous() -> str:
 
 def function() -> str:
     text = previous()
-    for mark in (LOOP_START, SHARED, QA_FROM, QA_TO, WALK_END, DECLARED):
+    for mark in (LOOP_START, SHARED, QA_FROM, QA_TO, LANE, WALK_END, DECLARED):
         assert text.count(mark) == 1, f"0023's function is not as expected: {mark!r}"
     assert CLAIMED_COLUMNS in text and DUE in text, "0023's function is not as expected"
     start = text.index(SHARED)
     end = text.index(SHARED_END, start)
     shared = text[start:end]  # 0023's claim, from RETURN QUERY to its SELECT
+    shared = shared[: shared.index(QA_TO)] + WALKED + shared[shared.index(LANE) :]
     # The walk: 0023's reads up to the lane, without the queue's first job (qa), which only
     # the jobs without a key and the floors need.
     walk = (
@@ -144,7 +164,8 @@ def function() -> str:
     body = (
         "        -- The walk first. One key with due jobs, and no jobs without a key to look\n"
         "        -- for (the floors were written a moment ago): that key's jobs are claimed\n"
-        "        -- as a plain claim takes its queue's. Otherwise the shared claim walks again.\n"
+        "        -- as a plain claim takes its queue's. Otherwise the shared claim, with the\n"
+        "        -- keys this walk found.\n"
         + walk
         + "        IF one_keys = 1 AND one_lane IS FALSE AND one_n > 0 THEN\n"
         + _indent(ONE_KEY)
