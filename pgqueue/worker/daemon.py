@@ -15,6 +15,7 @@ from typing import Any
 
 from pgqueue.app import App
 from pgqueue.settings import WorkerSettings
+from pgqueue.worker.events import cancel_and_wait
 from pgqueue.worker.lifecycle import Worker
 
 log = logging.getLogger("pgqueue.worker")
@@ -83,11 +84,9 @@ def _run_to_the_end(main: Coroutine[Any, Any, None]) -> int:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(main)
         left = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for task in left:
-            task.cancel()
-        if left:
-            loop.run_until_complete(asyncio.wait(left, timeout=LEFTOVER_WAIT))
-        stubborn = sum(1 for t in left if not t.done())
+        stubborn = len(
+            loop.run_until_complete(cancel_and_wait(left, patience=LEFTOVER_WAIT, rounds=1))
+        )
         if stubborn:
             log.warning("%d task(s) ignored their cancellation: exiting without them", stubborn)
         else:
