@@ -291,6 +291,25 @@ def listening(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
+def registered(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM pgqueue.workers").fetchone()
+    return int(row[0]) if row else 0
+
+
+def stuck(conn: psycopg.Connection[Any], workers: Workers) -> str:
+    """Where the workers' start-up stands, for a test that gave up waiting on it."""
+    activity = conn.execute(
+        "SELECT usename, state, wait_event_type, wait_event, left(query, 60), count(*) "
+        "FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 DESC LIMIT 15"
+    ).fetchall()
+    lines = workers.output().splitlines()
+    return (
+        f"{registered(conn)} registered, {listening(conn)} listening; server backends: "
+        f"{activity}; the workers' log ({len(lines)} lines) ends:\n" + "\n".join(lines[-40:])
+    )
+
+
 def troubles(output: str) -> list[str]:
     """Log lines that say something went wrong."""
     return [
@@ -374,14 +393,18 @@ def test_a_hundred_workers_through_the_pooler(stack, direct, tmp_path):
     try:
         with ServerConnections(stack.direct) as sampled:
             wait_for(
-                lambda: (
-                    direct.execute("SELECT count(*) FROM pgqueue.workers").fetchone()[0] == WORKERS
-                ),
+                lambda: registered(direct) == WORKERS,
                 timeout=150,
                 interval=0.2,
+                describe=lambda: stuck(direct, workers),
             )
             # Each listens over a direct connection (after registering).
-            wait_for(lambda: listening(direct) == WORKERS, timeout=60, interval=0.2)
+            wait_for(
+                lambda: listening(direct) == WORKERS,
+                timeout=60,
+                interval=0.2,
+                describe=lambda: stuck(direct, workers),
+            )
             up = time.monotonic()
             app = pgqueue.App(stack.pooled, pooler=True)
             try:
