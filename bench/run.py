@@ -42,6 +42,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--latency-interval", type=float, default=0.02, help="seconds between them")
     p.add_argument("--warmup-jobs", type=int, default=5, help="single no-op jobs sent first")
     p.add_argument("--timeout", type=float, default=200.0, help="seconds per scenario")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the standard scenarios this many times, the systems in alternating order; "
+        "figures are medians, ratios the median of each round's ratio",
+    )
     p.add_argument("--keep-dbs", action="store_true", help="leave the bench_* databases")
     p.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "latest.json")
     p.add_argument(
@@ -127,13 +134,24 @@ def main(argv: list[str]) -> int:
 def standard(systems: list[System], cfg: Config, args: argparse.Namespace, version: str) -> bool:
     """Bulk enqueue, processing and idle latency; True if anything failed."""
     started = time.monotonic()
-    results: list[Result] = []
-    for system in systems:
-        print(f"{system.label}:", flush=True)
-        results.append(run_system(system, cfg))
+    rounds: list[list[Result]] = []
+    for n in range(max(1, args.rounds)):
+        # Alternating order: no system always runs first, on the machine of that moment.
+        order = systems if n % 2 == 0 else systems[::-1]
+        done: dict[str, Result] = {}
+        for system in order:
+            print(f"{system.label}" + (f", round {n + 1}:" if args.rounds > 1 else ":"), flush=True)
+            done[system.name] = run_system(system, cfg)
+        rounds.append([done[s.name] for s in systems])
+    if len(rounds) == 1:
+        results, by_round = rounds[0], None
+    else:
+        results = [report.median_result([one[i] for one in rounds]) for i in range(len(systems))]
+        by_round = report.round_ratios(rounds)
     print()
-    print(report.render(results))
-    report.write_json(args.output, report.to_json(results, _meta(args, version, started)))
+    print(report.render(results, by_round))
+    meta = _meta(args, version, started)
+    report.write_json(args.output, report.to_json(results, meta, rounds))
     print(f"\nwrote {args.output}")
     return any(r.errors for r in results)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +33,74 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def render(results: list[Result]) -> str:
+# A system's results over rounds, and per peer and metric the ratio of each round.
+RoundRatios = dict[str, dict[str, list[float | None]]]
+
+
+def median_result(rounds: list[Result]) -> Result:
+    """One system's rounds as one result: the median of each figure over the rounds that
+    have it, every round's errors."""
+    merged = replace(rounds[0], errors=[e for r in rounds for e in r.errors])
+    for f in fields(Result):
+        values = [getattr(r, f.name) for r in rounds]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if numbers and f.name not in ("name", "label", "settings"):
+            setattr(merged, f.name, type(numbers[0])(statistics.median(numbers)))
+    return merged
+
+
+def round_ratios(rounds: list[list[Result]]) -> RoundRatios:
+    """Each round's ratio against pgqueue's run of the same round: the two ran minutes apart
+    at most, so the machine's swings (20 to 50% from one minute to the next) touch both."""
+    found: RoundRatios = {}
+    for results in rounds:
+        ours = next((r for r in results if r.name == "pgqueue"), None)
+        if ours is None:
+            return {}
+        for r in results:
+            if r is ours:
+                continue
+            per = found.setdefault(r.name, {title: [] for title, *_ in METRICS})
+            for title, _, get, higher in METRICS:
+                per[title].append(ratio(get(ours), get(r), higher))
+    return found
+
+
+def _median_ratio(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def render(results: list[Result], by_round: RoundRatios | None = None) -> str:
+    """The tables; with `by_round` (several rounds), `results` are the medians and each ratio
+    is the median of the rounds' ratios, listed beside it."""
     ours = next((r for r in results if r.name == "pgqueue"), None)
-    blocks = [_table(metric, results, ours) for metric in METRICS]
+    blocks = [_table(metric, results, ours, by_round) for metric in METRICS]
     blocks.append(_extras(results))
     return "\n\n".join(blocks)
 
 
-def _table(metric: Metric, results: list[Result], ours: Result | None) -> str:
+def _table(
+    metric: Metric, results: list[Result], ours: Result | None, by_round: RoundRatios | None
+) -> str:
     title, unit, get, higher = metric
     note = "pgqueue/peer" if higher else "peer/pgqueue"
+    if by_round:
+        note += ", the median of the rounds' ratios"
     lines = [f"{title} ({unit}; ratio = {note}, >1 means pgqueue is better)"]
     lines.append(f"  {'system':<22}{unit:>14}{'ratio':>10}")
     for r in results:
         value = get(r)
-        rel = None if ours is None or r is ours else ratio(get(ours), value, higher)
+        rounds = (by_round or {}).get(r.name, {}).get(title)
+        if rounds:
+            rel = _median_ratio(rounds)
+        else:
+            rel = None if ours is None or r is ours else ratio(get(ours), value, higher)
         shown = "-" if r is ours else _fmt(rel, 2)
-        lines.append(f"  {r.label:<22}{_fmt(value):>14}{shown:>10}")
+        line = f"  {r.label:<22}{_fmt(value):>14}{shown:>10}"
+        if rounds:
+            line += "   rounds: " + ", ".join(_fmt(v, 2) for v in rounds)
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -66,16 +118,32 @@ def _extras(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def to_json(results: list[Result], meta: dict[str, Any]) -> dict[str, Any]:
+def to_json(
+    results: list[Result], meta: dict[str, Any], rounds: list[list[Result]] | None = None
+) -> dict[str, Any]:
+    """The run's record; with several `rounds`, `results` are their medians, the ratios the
+    medians of the rounds' ratios, and every round is kept."""
     ours = next((r for r in results if r.name == "pgqueue"), None)
+    by_round = round_ratios(rounds) if rounds and len(rounds) > 1 else {}
     ratios: dict[str, dict[str, float | None]] = {}
     for r in results:
         if ours is None or r is ours:
             continue
         ratios[r.name] = {
-            title: ratio(get(ours), get(r), higher) for title, _, get, higher in METRICS
+            title: _median_ratio(by_round[r.name][title])
+            if r.name in by_round
+            else ratio(get(ours), get(r), higher)
+            for title, _, get, higher in METRICS
         }
-    return {"meta": meta, "results": [asdict(r) for r in results], "ratios_vs_pgqueue": ratios}
+    payload: dict[str, Any] = {
+        "meta": meta,
+        "results": [asdict(r) for r in results],
+        "ratios_vs_pgqueue": ratios,
+    }
+    if by_round:
+        payload["ratios_by_round"] = by_round
+        payload["rounds"] = [[asdict(r) for r in one] for one in rounds or []]
+    return payload
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
