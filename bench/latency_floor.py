@@ -1,0 +1,122 @@
+"""Idle latency against what the machine allows: how much of enqueue-to-start is pgqueue's.
+
+Usage: .venv/bin/python bench/latency_floor.py [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+       [--samples 300]
+
+On a fresh database `bench_fairness`, one idle `pgqueue work` process (concurrency 50) waits
+for jobs. Then, --samples times, in turn and 20 ms apart (as bench/run.py's idle-latency
+scenario sends its jobs), on the same server at the same moment:
+- `SELECT 1` on a connection of its own: one round trip, the least any step can cost;
+- an INSERT of one row into a table of one column, committed (autocommit): the least a
+  durable enqueue can cost (a commit waits for the WAL to reach the disk);
+- `stamp.enqueue(time.time())` through an App: the enqueue alone, as a producer sees it;
+- and that job's enqueue-to-start latency, which the handler records (bench/run.py's figure).
+Prints p50 and p90 of each, the latency less the enqueue (what the worker adds: the wake-up,
+its claim and the start), and the floor any design meets if the worker must read the table
+once after the commit (the notification carries no job, see DESIGN.md): a durable insert
+plus a round trip. Results in bench/results/latency_floor.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from fairness import APPS, BENCH, DB, fresh_database, stop_worker
+
+STEPS = ("round_trip", "durable_insert", "enqueue", "latency")
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50": round(statistics.median(ordered), 2),
+        "p90": round(ordered[int(len(ordered) * 0.9)], 2),
+    }
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--samples", type=int, default=300)
+    args = p.parse_args(argv)
+    dsn = fresh_database(args.dsn)
+    (BENCH / "results").mkdir(exist_ok=True)
+    stamps = Path(tempfile.mkstemp(prefix="pgqueue-latency-")[1])
+    os.environ.update(PGQUEUE_DSN=dsn, BENCH_LATENCY_FILE=str(stamps))
+    sys.path.insert(0, str(APPS))
+    import bench_tasks  # the App of bench/run.py's pgqueue side (reads PGQUEUE_DSN)
+
+    env = {**os.environ, "PYTHONPATH": str(APPS)}
+    log = (BENCH / "results" / "latency_floor-worker.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "pgqueue.cli", "work", "bench_tasks:app",
+         "--concurrency", "50", "--log-level", "WARNING"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    taken: dict[str, list[float]] = {step: [] for step in STEPS[:3]}
+    try:
+        with (
+            psycopg.connect(dsn, autocommit=True) as conn,
+            psycopg.connect(dsn, autocommit=True) as other,
+        ):
+            conn.execute("CREATE TABLE IF NOT EXISTS public.floor (v int)")
+            while conn.execute("SELECT count(*) FROM pgqueue.workers").fetchone() != (1,):
+                if worker.poll() is not None:
+                    raise SystemExit("the worker exited: see latency_floor-worker.log")
+                time.sleep(0.05)
+            for i in range(20):  # the worker's first claims, the App's pool
+                bench_tasks.noop.enqueue(i)
+                time.sleep(0.02)
+            stamps.write_text("")
+            for _ in range(args.samples):
+                started = time.perf_counter()
+                other.execute("SELECT 1").fetchone()
+                taken["round_trip"].append((time.perf_counter() - started) * 1000)
+                time.sleep(0.02)
+                started = time.perf_counter()
+                other.execute("INSERT INTO public.floor VALUES (1)")
+                taken["durable_insert"].append((time.perf_counter() - started) * 1000)
+                time.sleep(0.02)
+                started = time.perf_counter()
+                bench_tasks.stamp.enqueue(time.time())
+                taken["enqueue"].append((time.perf_counter() - started) * 1000)
+                time.sleep(0.02)
+            deadline = time.monotonic() + 30
+            while len(stamps.read_text().split()) < args.samples and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        stop_worker(worker)
+        bench_tasks.app.close()
+    latency = [float(v) for v in stamps.read_text().split()]
+    stamps.unlink()
+    if len(latency) < args.samples:
+        raise SystemExit(f"only {len(latency)} of {args.samples} jobs ran")
+    results: dict[str, object] = {step: percentiles(v) for step, v in taken.items()}
+    results["latency"] = percentiles(latency)
+    p50 = {step: results[step]["p50"] for step in STEPS}  # type: ignore[index]
+    results["worker_p50"] = round(p50["latency"] - p50["enqueue"], 2)
+    results["floor_p50"] = round(p50["durable_insert"] + p50["round_trip"], 2)
+    results["samples"] = args.samples
+    (BENCH / "results" / "latency_floor.json").write_text(json.dumps(results, indent=2) + "\n")
+    for step in STEPS:
+        print(f"{step:15} p50 {results[step]['p50']:6.2f} ms  p90 {results[step]['p90']:6.2f} ms")  # type: ignore[index]
+    print(
+        f"the worker adds {results['worker_p50']} ms (latency less enqueue, p50); a durable "
+        f"insert and one round trip: {results['floor_p50']} ms"
+    )
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
