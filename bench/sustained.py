@@ -1,6 +1,7 @@
 """Sustained load: enqueue and process together for a long run, with autovacuum only.
 
-Usage: .venv/bin/python bench/sustained.py [--minutes 30] [--retention SECONDS] [--dsn DSN]
+Usage: .venv/bin/python bench/sustained.py [--minutes 30] [--warmup MINUTES]
+       [--retention SECONDS] [--dsn DSN]
 
 Without --dsn the bench starts a throwaway PostgreSQL cluster of its own (initdb into a
 temporary directory, a free port on 127.0.0.1, autovacuum on as by default,
@@ -16,6 +17,10 @@ On a fresh database `bench_sustained`, `--workers` `pgqueue work` processes (con
 queue never empties and never grows: the jobs go in exactly as fast as the workers take them
 out, whatever the machine's load does meanwhile (a fixed rate would drain or pile up on a
 shared machine). The backlog is filled before the workers start.
+
+With `--warmup M` the load runs M minutes before the clock starts: the table then starts the
+run at the size it keeps under that load (dead rows of one autovacuum cycle), and minute 1 is
+a minute of that steady state rather than the filling of an empty table.
 
 Every `--interval` seconds the bench records: jobs enqueued (producer's counter), claimed and
 processed (rows of the claim and outcome statements in pg_stat_statements), the mean claim
@@ -491,6 +496,15 @@ def run(args: argparse.Namespace, server: str, progress: Path) -> dict[str, Any]
                 time.sleep(0.05)
             producer.start()
             stack.callback(producer.stop)
+            warm_until = time.monotonic() + args.warmup * 60
+            if args.warmup:
+                print(f"warming up {args.warmup:g} min (not sampled)", flush=True)
+            while time.monotonic() < warm_until:
+                time.sleep(min(5.0, max(0.0, warm_until - time.monotonic())))
+                if producer.error is not None:
+                    raise RuntimeError(f"producer failed: {producer.error!r}")
+                if not all(w.alive() for w in workers):
+                    raise RuntimeError(f"worker exited: {workers[0].log_tail()}")
             started = time.monotonic()
             started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             duration = args.minutes * 60
@@ -516,6 +530,7 @@ def run(args: argparse.Namespace, server: str, progress: Path) -> dict[str, Any]
     return {
         "meta": {
             "minutes": args.minutes,
+            "warmup_minutes": args.warmup,
             "interval": args.interval,
             "workers": args.workers,
             "concurrency": args.concurrency,
@@ -551,6 +566,12 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dsn", help="an existing server (autovacuum on!) instead of a cluster")
     p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="minutes at full speed before the clock starts (not sampled)",
+    )
     p.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
     p.add_argument("--workers", type=int, default=2, help="pgqueue work processes")
     p.add_argument("--concurrency", type=int, default=50)
