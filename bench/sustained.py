@@ -27,7 +27,10 @@ processed (rows of the claim and outcome statements in pg_stat_statements), the 
 time over the interval (deltas of calls and total_exec_time of the claim statement), the
 sizes of pgqueue.jobs (heap, every index, total), its n_live_tup, n_dead_tup and autovacuum
 count (pg_stat_user_tables), WAL written (pg_current_wal_lsn() deltas, and pg_stat_wal), the
-vacuums in progress, and the machine's load average. No count(*) over the table.
+vacuums in progress, and the machine's load average. No count(*) over the table. Each sample
+also times a fixed piece of server work (`SELECT sum(i) FROM generate_series(1, 200000)`, three
+times): the reference. On a shared machine whose speed swings within minutes, the claim time
+over the reference says whether the claim got dearer or the machine slower.
 
 "Hot size" is the size of jobs_claim_order_idx, the index every claim walks (partial: queued
 jobs only). With the default retention (finished jobs kept a day) the heap and the other
@@ -70,7 +73,12 @@ TASK = "bench_tasks.noop"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLAIM_INDEX = "jobs_claim_order_idx"
 # What is compared minute by minute with the first minute.
-COMPARED = ("claim_ms", "hot_bytes", "hot_used_bytes", "heap_bytes")
+COMPARED = ("claim_ms", "claim_per_reference", "hot_bytes", "hot_used_bytes", "heap_bytes")
+# A fixed piece of server work, timed at every sample: how fast the machine runs the server
+# that moment. A shared machine's speed swings by 20 to 50% within minutes, and the claim
+# time with it; the claim time over this reference says whether the claim itself got dearer.
+REFERENCE_SQL = "SELECT sum(i) FROM generate_series(1, 200000) AS i"
+REFERENCE_RUNS = 3
 # The statements counted in pg_stat_statements, found by a phrase of their text.
 # The plain claims (job_claim, and job_claim_queue for one queue): the statements that set
 # jobs running (pg_stat_statements shows their constants as parameters).
@@ -222,6 +230,10 @@ def sample(conn: psycopg.Connection[Any], t: float, producer: Producer) -> dict[
     """One reading of every counter and size (see the module docstring)."""
     s: dict[str, Any] = {"t": round(t, 2), "enqueued": producer.enqueued}
     s["load_1m"] = round(os.getloadavg()[0], 2)
+    began = time.perf_counter()
+    for _ in range(REFERENCE_RUNS):
+        conn.execute(REFERENCE_SQL).fetchone()
+    s["reference_ms"] = round((time.perf_counter() - began) * 1000 / REFERENCE_RUNS, 3)
     conn.execute("SELECT pg_stat_clear_snapshot()")
     for key, pattern in (("claim", CLAIM_SQL), ("finish", FINISH_SQL)):
         row = conn.execute(
@@ -315,13 +327,21 @@ def per_minute(samples: list[dict[str, Any]], interval: float) -> list[dict[str,
         def mean(key: str, inside: list[dict[str, Any]] = inside) -> float:
             return sum(s[key] for s in inside) / len(inside)
 
+        claim_ms = round((b["claim_ms"] - a["claim_ms"]) / calls, 3) if calls else None
+        # (Runs recorded before the reference was sampled have none.)
+        reference = mean("reference_ms") if all("reference_ms" in s for s in inside) else None
+
         minutes.append(
             {
                 "minute": m,
                 "enqueued_per_s": round((b["enqueued"] - a["enqueued"]) / seconds),
                 "processed_per_s": round(processed / seconds),
                 "backlog": round(mean("backlog")),
-                "claim_ms": round((b["claim_ms"] - a["claim_ms"]) / calls, 3) if calls else None,
+                "claim_ms": claim_ms,
+                "reference_ms": None if reference is None else round(reference, 2),
+                "claim_per_reference": round(claim_ms / reference, 4)
+                if claim_ms is not None and reference
+                else None,
                 "claims": calls,
                 "jobs_per_claim": round((b["claimed"] - a["claimed"]) / calls, 1)
                 if calls
@@ -349,6 +369,8 @@ def per_minute(samples: list[dict[str, Any]], interval: float) -> list[dict[str,
             continue
         for row in minutes[first["minute"] - 1 :]:
             for key in COMPARED:
+                if first.get(key) is None:
+                    continue  # not recorded in this run (an older run's JSON)
                 r = ratio(row[key], first[key])
                 row[f"{key}_ratio{suffix}"] = r
                 row[f"{key}_within{suffix}"] = r is not None and 0.8 <= r <= 1.2
@@ -402,16 +424,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"retention of succeeded jobs: {meta['retention']}; server {meta['server_version']}, "
         f"autovacuum {meta['settings'].get('autovacuum')}.",
         "",
-        "| min | enq/s | done/s | backlog | claim ms | x min 1 | claim idx MB | x min 1 "
+        "| min | enq/s | done/s | backlog | claim ms | x min 1 | ref ms | claim/ref x min 1 "
+        "| claim idx MB | x min 1 "
         "| in use MB | x min 1 "
         "| heap MB | x min 1 | all idx MB | total MB | dead tup | autovac | WAL MB | WAL B/job "
         "| load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-        "|---:|---:|",
+        "|---:|---:|---:|---:|",
     ]
 
     def flag(row: dict[str, Any], key: str) -> str:
-        r = row[f"{key}_ratio"]
+        r = row.get(f"{key}_ratio")
         if r is None:
             return "-"
         return f"{r:.2f}" + ("" if row[f"{key}_within"] else " **out**")
@@ -421,6 +444,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row['minute']} | {row['enqueued_per_s']:,} | {row['processed_per_s']:,} "
             f"| {row['backlog']:,} | {claim} | {flag(row, 'claim_ms')} "
+            f"| {row.get('reference_ms') or '-'} | {flag(row, 'claim_per_reference')} "
             f"| {row['hot_bytes'] / mb:.2f} | {flag(row, 'hot_bytes')} "
             f"| {row['hot_used_bytes'] / mb:.2f} | {flag(row, 'hot_used_bytes')} "
             f"| {row['heap_bytes'] / mb:.1f} | {flag(row, 'heap_bytes')} "
@@ -438,7 +462,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{summary['checkpoints']}; mean load average {summary['load_1m_mean']}.",
         "",
     ]
-    names = {"claim_ms": "claim time", "hot_bytes": "claim index file",
+    names = {"claim_ms": "claim time", "claim_per_reference": "claim time over the reference",
+             "hot_bytes": "claim index file",
              "hot_used_bytes": "claim index pages in use", "heap_bytes": "heap"}  # fmt: skip
     for title, key in (("minute 1", "outside_first_minute"),
                        (f"minute {summary['steady_minute']}, the first after an autovacuum",
