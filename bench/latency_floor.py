@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,15 @@ import time
 from pathlib import Path
 
 import psycopg
+from benchlib.scenarios import percentile
 from fairness import APPS, BENCH, DB, fresh_database, stop_worker
 
 STEPS = ("round_trip", "durable_insert", "enqueue", "latency")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "p50": round(statistics.median(ordered), 2),
-        "p90": round(ordered[int(len(ordered) * 0.9)], 2),
-    }
+    """p50 and p90, nearest rank, as bench/run.py computes its latency figures."""
+    return {"p50": round(percentile(values, 50), 2), "p90": round(percentile(values, 90), 2)}
 
 
 def main(argv: list[str]) -> int:
@@ -56,12 +53,12 @@ def main(argv: list[str]) -> int:
     import bench_tasks  # the App of bench/run.py's pgqueue side (reads PGQUEUE_DSN)
 
     env = {**os.environ, "PYTHONPATH": str(APPS)}
-    log = (BENCH / "results" / "latency_floor-worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "pgqueue.cli", "work", "bench_tasks:app",
-         "--concurrency", "50", "--log-level", "WARNING"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    with (BENCH / "results" / "latency_floor-worker.log").open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "pgqueue.cli", "work", "bench_tasks:app",
+             "--concurrency", "50", "--log-level", "WARNING"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     taken: dict[str, list[float]] = {step: [] for step in STEPS[:3]}
     try:
         with (

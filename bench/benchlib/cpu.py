@@ -22,25 +22,25 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def _children(parent: int) -> list[int]:
+def _family(parent: int) -> list[list[str]]:
+    """The stat fields of `parent` and of its live children, in one pass over /proc."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat(int(entry))
-            if fields is not None and int(fields[1]) == parent:
-                found.append(int(entry))
+            if fields is not None and (int(entry) == parent or int(fields[1]) == parent):
+                found.append(fields)
     return found
+
+
+def _ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def tree_cpu(root: int) -> float:
     """CPU seconds (user + system) of `root` and its live children: a worker process, or a
     supervisor and its worker processes."""
-    total = 0
-    for pid in (root, *_children(root)):
-        fields = _stat(pid)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+    return sum(_ticks(fields) for fields in _family(root)) / TICKS
 
 
 def postmaster_pid(dsn: str) -> int | None:
@@ -57,13 +57,10 @@ def postmaster_pid(dsn: str) -> int | None:
 
 def server_cpu(postmaster: int) -> float:
     """CPU seconds of the whole server: the postmaster, its live processes, and the backends
-    it has reaped (its children's times)."""
-    fields = _stat(postmaster)
-    if fields is None:
-        return 0.0
-    total = sum(int(f) for f in fields[11:15])
-    for pid in _children(postmaster):
-        child = _stat(pid)
-        if child is not None:
-            total += int(child[11]) + int(child[12])
+    it has reaped (its children's times, read in the same pass)."""
+    total = 0
+    for fields in _family(postmaster):
+        total += _ticks(fields)
+        if int(fields[1]) != postmaster:  # the postmaster itself: add what it reaped
+            total += int(fields[13]) + int(fields[14])  # cutime + cstime
     return total / TICKS
