@@ -3,16 +3,13 @@ on existing jobs and queues come from pgqueue.operations."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
-from pgqueue.dsn import probe, resolve_dsn, resolve_pooler, session_kwargs
+from pgqueue.dsn import probe, resolve_dsn, resolve_pooler
 from pgqueue.errors import ConfigurationError, SerializationError, UnknownTask
 from pgqueue.operations import Operations, _async_conn, _sync_conn
+from pgqueue.pools import Pools
 from pgqueue.retry import DEFAULT_RETRY, RetryPolicy
 from pgqueue.schedule import Schedule
 from pgqueue.spec import (
@@ -70,11 +67,7 @@ class App(Operations):
         self.default_retry = default_retry
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
-        self._lock = threading.Lock()
-        self._pool: ConnectionPool | None = None
-        self._store: JobStore | None = None
-        self._async_stores: dict[asyncio.AbstractEventLoop, AsyncJobStore] = {}
-        self._closers: set[asyncio.Task[None]] = set()
+        self._pools = Pools(self)
 
     # -- registry ---------------------------------------------------------------------------
 
@@ -208,78 +201,19 @@ class App(Operations):
 
     @property
     def store(self) -> JobStore:
-        with self._lock:
-            if self._store is None:
-                probe(self.dsn)
-                self._pool = ConnectionPool(
-                    self.dsn,
-                    min_size=1,
-                    max_size=self.pool_size,
-                    open=True,
-                    # Each of the app's own statements is its own transaction: one round trip.
-                    kwargs={"autocommit": True, **session_kwargs(self.pooler)},
-                    name="pgqueue",
-                )
-                self._store = JobStore(self._pool)
-            return self._store
+        return self._pools.store()
 
     async def async_store(self) -> AsyncJobStore:
         """The asyncio store of the running event loop (a pool cannot cross loops)."""
-        loop = asyncio.get_running_loop()
-        store = self._async_stores.get(loop)
-        if store is None:
-            await asyncio.to_thread(probe, self.dsn)
-            pool = AsyncConnectionPool(
-                self.dsn,
-                min_size=1,
-                max_size=self.pool_size,
-                open=False,
-                name="pgqueue-async",
-                kwargs={"autocommit": True, **session_kwargs(self.pooler)},
-            )
-            store = self._async_stores[loop] = AsyncJobStore(pool)
-            await pool.open()
-            # asyncio.run() ends by cancelling every task; a psycopg_pool task that is still
-            # connecting then takes the cancellation for a failed connection and waits
-            # forever, and asyncio.run() never returns: close the pool at that moment.
-            closer = loop.create_task(self._close_at_loop_end(loop, store, pool))
-            self._closers.add(closer)
-            closer.add_done_callback(self._closers.discard)
-        return store
-
-    async def _close_at_loop_end(
-        self, loop: asyncio.AbstractEventLoop, store: AsyncJobStore, pool: AsyncConnectionPool
-    ) -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            if self._async_stores.get(loop) is store:
-                del self._async_stores[loop]
-            await pool.close(timeout=5)
+        return await self._pools.async_store()
 
     def close(self) -> None:
         """Release the app's connections."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-            self._store = None
-        for loop, store in list(self._async_stores.items()):
-            if not loop.is_closed() and not store.pool.closed:
-                try:
-                    if loop.is_running():
-                        loop.create_task(store.pool.close())
-                    else:
-                        loop.run_until_complete(store.pool.close())
-                except RuntimeError:
-                    pass
-        self._async_stores.clear()
+        self._pools.close()
 
     async def aclose(self) -> None:
         """Release the connections of the running loop (and the sync ones)."""
-        store = self._async_stores.pop(asyncio.get_running_loop(), None)
-        if store is not None:
-            await store.pool.close()
-        self.close()
+        await self._pools.aclose()
 
     def __enter__(self) -> App:
         return self

@@ -32,6 +32,23 @@ def _inside_job() -> bool:
     return True
 
 
+class _EagerPools:
+    """An app's pools whose stores run each job they insert (see eager)."""
+
+    def __init__(self, pools: Any, eager: _Eager) -> None:
+        self._pools = pools
+        self._eager = eager
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pools, name)
+
+    def store(self) -> Any:
+        return _EagerStore(self._pools.store(), self._eager)
+
+    async def async_store(self) -> Any:
+        return _AsyncEagerStore(await self._pools.async_store(), self._eager)
+
+
 class _Eager:
     """What eager mode does after an insert."""
 
@@ -96,19 +113,11 @@ def eager(app: Any, *, propagate: bool = True, timeout: float = 30.0) -> Iterato
     call `drain(app)` after the commit.
     """
     mode = _Eager(app, propagate, timeout)
-    real_store = app.store
-    real_async_store = app.async_store
-    # The app keeps its store in one attribute and makes its asyncio stores in one method:
-    # eager mode wraps both for the duration of the block.
-    app._store = _EagerStore(real_store, mode)
-
-    async def async_store() -> Any:
-        return _AsyncEagerStore(await real_async_store(), mode)
-
-    app.async_store = async_store
+    # An app's stores all come from its pools (pgqueue/pools.py): eager mode wraps them for
+    # the duration of the block.
+    real = app._pools
+    app._pools = _EagerPools(real, mode)
     try:
         yield app
     finally:
-        del app.async_store
-        if isinstance(app._store, _EagerStore):
-            app._store = real_store
+        app._pools = real

@@ -1,0 +1,106 @@
+"""An App's connections: one pool for synchronous calls, and one per asyncio event loop
+(a psycopg pool cannot cross loops), each opened on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Protocol
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgqueue.dsn import probe, session_kwargs
+from pgqueue.store import AsyncJobStore, JobStore
+
+
+class PoolSettings(Protocol):
+    """What the pools are opened with, read when each opens (the CLI sets `dsn` and
+    `pooler` on an App after it is made)."""
+
+    dsn: str
+    pooler: bool
+    pool_size: int
+
+
+class Pools:
+    """The stores of one App, over pools opened on first use and closed by `close`."""
+
+    def __init__(self, settings: PoolSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._store: JobStore | None = None
+        self._async_stores: dict[asyncio.AbstractEventLoop, AsyncJobStore] = {}
+        self._closers: set[asyncio.Task[None]] = set()
+
+    def _kwargs(self) -> dict[str, object]:
+        # Each of the app's own statements is its own transaction: one round trip.
+        return {"autocommit": True, **session_kwargs(self.settings.pooler)}
+
+    def store(self) -> JobStore:
+        """The synchronous store (thread-safe)."""
+        with self._lock:
+            if self._store is None:
+                s = self.settings
+                probe(s.dsn)
+                self._pool = ConnectionPool(
+                    s.dsn, min_size=1, max_size=s.pool_size, open=True, kwargs=self._kwargs(),
+                    name="pgqueue",
+                )  # fmt: skip
+                self._store = JobStore(self._pool)
+            return self._store
+
+    async def async_store(self) -> AsyncJobStore:
+        """The asyncio store of the running event loop."""
+        loop = asyncio.get_running_loop()
+        store = self._async_stores.get(loop)
+        if store is None:
+            s = self.settings
+            await asyncio.to_thread(probe, s.dsn)
+            pool = AsyncConnectionPool(
+                s.dsn, min_size=1, max_size=s.pool_size, open=False, kwargs=self._kwargs(),
+                name="pgqueue-async",
+            )  # fmt: skip
+            store = self._async_stores[loop] = AsyncJobStore(pool)
+            await pool.open()
+            # asyncio.run() ends by cancelling every task; a psycopg_pool task that is still
+            # connecting then takes the cancellation for a failed connection and waits
+            # forever, and asyncio.run() never returns: close the pool at that moment.
+            closer = loop.create_task(self._close_at_loop_end(loop, store, pool))
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
+        return store
+
+    async def _close_at_loop_end(
+        self, loop: asyncio.AbstractEventLoop, store: AsyncJobStore, pool: AsyncConnectionPool
+    ) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            if self._async_stores.get(loop) is store:
+                del self._async_stores[loop]
+            await pool.close(timeout=5)
+
+    def close(self) -> None:
+        """Close every pool (the next use opens new ones)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+            self._store = None
+        for loop, store in list(self._async_stores.items()):
+            if not loop.is_closed() and not store.pool.closed:
+                try:
+                    if loop.is_running():
+                        loop.create_task(store.pool.close())
+                    else:
+                        loop.run_until_complete(store.pool.close())
+                except RuntimeError:
+                    pass
+        self._async_stores.clear()
+
+    async def aclose(self) -> None:
+        """Close the running loop's pool, then the others."""
+        store = self._async_stores.pop(asyncio.get_running_loop(), None)
+        if store is not None:
+            await store.pool.close()
+        self.close()
