@@ -28,6 +28,11 @@ def sync_connection(conn: Any) -> Any:
     if isinstance(conn, Session):
         conn = conn.connection()  # begins the session's transaction if needed
     if isinstance(conn, Connection):
+        if not conn.in_transaction():
+            # Our statement goes to the DBAPI connection, past SQLAlchemy: begin its
+            # transaction, or its commit() would commit nothing and the job would be rolled
+            # back when the connection goes back to its pool.
+            conn.begin()
         return _driver_of(conn.connection)
     if not hasattr(conn, "cursor"):
         raise ConfigurationError(
@@ -44,6 +49,8 @@ async def async_connection(conn: Any) -> Any:
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
     if isinstance(conn, AsyncConnection):
+        if not conn.in_transaction():
+            await conn.begin()  # as in sync_connection
         raw = await conn.get_raw_connection()
         conn = _driver_of(raw)
     import psycopg

@@ -89,6 +89,51 @@ def test_sqlalchemy_session_rollback_and_commit(dsn, db, listener):
         engine.dispose()
 
 
+def test_sqlalchemy_connection_commits_the_job_it_was_given(dsn, db, listener):
+    # "Commit as you go": the enqueue is the connection's first statement, so SQLAlchemy has
+    # begun nothing yet; its commit() must still commit the job (it once did nothing, and
+    # the job was rolled back when the connection went back to the pool).
+    engine = create_engine(sqlalchemy_url(dsn))
+    try:
+        with engine.connect() as conn:
+            job_id = jobs.add.options(conn=conn).enqueue(1, 2)
+            assert count_jobs(db) == 0, "not visible before commit"
+            conn.commit()
+        assert jobs.app.get_job(job_id).state == "queued"
+        assert listener.received() == ["default"]
+        with engine.connect() as conn:
+            ids = jobs.app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(3)], conn)
+            jobs.app.enqueue("add", args=[9, 9], conn=conn)
+            conn.commit()
+        assert all(jobs.app.get_job(i) is not None for i in ids)
+        assert count_jobs(db) == 5
+        with engine.connect() as conn:
+            jobs.add.options(conn=conn).enqueue(1, 2)
+        assert count_jobs(db) == 5, "closed without commit: rolled back"
+    finally:
+        engine.dispose()
+
+
+def test_sqlalchemy_async_connection_commits_the_job_it_was_given(dsn, db, listener):
+    async def scenario() -> int:
+        engine = create_async_engine(sqlalchemy_url(dsn))
+        try:
+            async with engine.connect() as conn:
+                job_id = await jobs.add.options(conn=conn).enqueue_async(1, 2)
+                await conn.commit()
+            async with engine.connect() as conn:
+                await jobs.app.enqueue_async("add", args=[3, 3], conn=conn)
+                await conn.rollback()
+            return job_id
+        finally:
+            await engine.dispose()
+
+    job_id = asyncio.run(scenario())
+    assert count_jobs(db) == 1
+    assert jobs.app.get_job(job_id).state == "queued"
+    assert listener.received() == ["default"]
+
+
 def test_psycopg_async_rollback_and_commit(dsn, db, listener):
     async def scenario() -> None:
         async with await psycopg.AsyncConnection.connect(dsn) as conn:
