@@ -1,5 +1,6 @@
-"""deploy/ says what pgqueue does: the Grafana dashboard queries series that /metrics
-exports, grace periods outlast --shutdown-grace, the KEDA lag query runs on the schema."""
+"""deploy/ and docker-compose.yml say what pgqueue does: the Grafana dashboard queries
+series that /metrics exports, grace periods outlast --shutdown-grace, the KEDA lag query runs
+on the schema, the dashboard's command is one `pgqueue serve` takes."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 import pgqueue
+from pgqueue.cli import cli
 from pgqueue.web import metrics
 
 ROOT = Path(__file__).absolute().parents[2]
@@ -81,3 +84,18 @@ def test_keda_lag_query_runs_and_measures_the_oldest_due_job(pgqueue_dsn):
         )
         lag = conn.execute(query).fetchone()[0]
     assert 89 < float(lag) < 120
+
+
+def test_root_compose_runs_postgres_a_worker_and_the_dashboard():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "worker", "dashboard"} <= set(services)
+    # The image's entrypoint is `pgqueue`: the dashboard's command is a `serve` the CLI takes.
+    command = services["dashboard"]["command"]
+    assert command[0] == "serve"
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0
+    options = set(re.findall(r"--[a-z-]+", result.output))
+    assert {arg for arg in command if arg.startswith("--")} <= options
+    assert services["dashboard"]["ports"] == ["127.0.0.1:8000:8000"]  # this machine only
+    assert int(services["worker"]["stop_grace_period"].rstrip("s")) > 30
