@@ -121,6 +121,15 @@ def upgrade_sql(revision: str = HEAD, dsn: str = "postgresql://") -> str:
     return out.getvalue()
 
 
+def downgrade_sql(revision: str, current: str = HEAD, dsn: str = "postgresql://") -> str:
+    """The SQL that `downgrade` would run from revision `current`, for review."""
+    cfg = alembic_config(dsn=dsn)
+    out = io.StringIO()
+    cfg.output_buffer = out
+    command.downgrade(cfg, f"{current}:{revision}", sql=True)
+    return out.getvalue()
+
+
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 

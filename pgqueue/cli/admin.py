@@ -29,7 +29,8 @@ def migrate(
     """Migrate the pgqueue schema up to the latest version (or see `downgrade`)."""
     from pgqueue import migrate as migrations  # alembic is slow to import: only here
 
-    ctx.obj = dsn
+    # The subcommands take --dsn and --sql here too (`pgqueue migrate --sql downgrade REV`).
+    ctx.obj = {"dsn": dsn, "sql": sql}
     if ctx.invoked_subcommand is not None:
         return
     if sql:
@@ -56,11 +57,23 @@ def migrate_downgrade(
             "--yes", help="Drop the jobs table even if it holds jobs, under live workers."
         ),
     ] = False,
+    sql: Annotated[
+        bool,
+        typer.Option(
+            "--sql",
+            help="Print the SQL instead of running it: from the database's revision when a "
+            "DSN is given (--dsn, PGQUEUE_DSN, DATABASE_URL), else from the latest.",
+        ),
+    ] = False,
 ) -> None:
     """Migrate the pgqueue schema down to REVISION."""
     from pgqueue import migrate as migrations
 
-    resolved = _check_db(dsn or ctx.obj)
+    dsn = dsn or ctx.obj["dsn"]
+    if sql or ctx.obj["sql"]:
+        typer.echo(_alembic(lambda: migrations.downgrade_sql(revision, _revision_of(dsn))))
+        return
+    resolved = _check_db(dsn)
     plan = _alembic(lambda: migrations.downgrade_plan(resolved, revision))
     risks = []
     if plan.jobs:
@@ -89,11 +102,25 @@ def migrate_roles(
     missing) and grant each what it needs; needs CREATEROLE. Run it again after a migration."""
     from pgqueue import migrate as migrations
 
-    if sql:
+    if sql or ctx.obj["sql"]:
         typer.echo(migrations.ROLES_SQL.strip())
         return
-    migrations.create_roles(_check_db(dsn or ctx.obj))
+    migrations.create_roles(_check_db(dsn or ctx.obj["dsn"]))
     typer.echo("roles pgqueue_producer, pgqueue_worker and pgqueue_observer granted")
+
+
+def _revision_of(dsn: str | None) -> str:
+    """The revision of the database `dsn` names (or the environment's), else the latest."""
+    from pgqueue import migrate as migrations
+    from pgqueue.dsn import resolve_dsn
+
+    resolved = resolve_dsn(dsn)
+    if not resolved:
+        return migrations.head_revision()
+    current = _alembic(lambda: migrations.downgrade_plan(_check_db(resolved), "base")).current
+    if current is None:
+        fail("the pgqueue schema is not migrated: there is nothing to downgrade")
+    return current
 
 
 def _alembic(step: Callable[[], T]) -> T:

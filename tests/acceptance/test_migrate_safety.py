@@ -121,3 +121,27 @@ def test_worker_whose_schema_is_dropped_exits_with_one_line(server_dsn, tmp_path
         assert "Traceback" not in output, output
         assert output.strip().splitlines()[-1].startswith("pgqueue: error:"), output
         assert "migrate" in output.strip().splitlines()[-1], output
+
+
+def test_downgrade_with_sql_prints_it_and_changes_nothing(server_dsn):
+    # `--sql` prints, whether it comes before the subcommand or after it (it once ran the
+    # downgrade when given before).
+    head = migrate.head_revision()
+    previous = f"{int(head) - 1:04d}"
+    with scratch_database(server_dsn, "pgqueue_test_downgrade_sql") as scratch:
+        env = {"PGQUEUE_DSN": scratch}
+        assert run_cli("migrate", env=env).returncode == 0
+        with psycopg.connect(scratch, autocommit=True) as conn:
+            conn.execute("INSERT INTO pgqueue.jobs (task) VALUES ('t')")
+        for args in (("--sql", "downgrade", previous), ("downgrade", previous, "--sql")):
+            printed = run_cli("migrate", *args, env=env)
+            assert printed.returncode == 0, printed.stderr
+            assert (
+                f"SET version_num='{previous}' WHERE pgqueue.alembic_version.version_num = "
+                f"'{head}'" in printed.stdout
+            )
+            with psycopg.connect(scratch, autocommit=True) as conn:
+                assert conn.execute(
+                    "SELECT version_num FROM pgqueue.alembic_version"
+                ).fetchall() == [(head,)]
+                assert conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
