@@ -4,6 +4,7 @@ quick check that it answers."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import psycopg
@@ -13,10 +14,15 @@ from pgqueue.store import wrap_error
 
 
 def resolve_dsn(dsn: str | None) -> str:
-    """The DSN given, else PGQUEUE_DSN, else DATABASE_URL, else "" (libpq's PG* variables)."""
-    if dsn is not None:
-        return dsn
-    return os.environ.get("PGQUEUE_DSN") or os.environ.get("DATABASE_URL") or ""
+    """The DSN given, else PGQUEUE_DSN, else DATABASE_URL, else "" (libpq's PG* variables).
+    A SQLAlchemy URL's driver is dropped (`postgresql+psycopg://` is read as `postgresql://`):
+    DATABASE_URL is often written for SQLAlchemy, and libpq knows no such scheme."""
+    if dsn is None:
+        dsn = os.environ.get("PGQUEUE_DSN") or os.environ.get("DATABASE_URL") or ""
+    return _DRIVER.sub("postgresql://", dsn, count=1)
+
+
+_DRIVER = re.compile(r"^postgres(?:ql)?\+[A-Za-z0-9_]+://")
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -16,3 +16,12 @@ def test_an_app_with_no_database_named_anywhere_refuses_to_guess(monkeypatch):
         app.enqueue("add", args=[1, 2])
     with pytest.raises(pgqueue.ConfigurationError, match="no database given"):
         app.get_job(1)
+
+
+def test_a_sqlalchemy_database_url_is_read_as_libpq_reads_it(monkeypatch):
+    # DATABASE_URL is often written for SQLAlchemy; libpq knows no `+driver` scheme.
+    monkeypatch.delenv("PGQUEUE_DSN", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://shop@db.internal:5433/shop")
+    assert pgqueue.App().dsn == "postgresql://shop@db.internal:5433/shop"
+    assert pgqueue.App("postgres+asyncpg://h/db").dsn == "postgresql://h/db"
+    assert pgqueue.App("host=h dbname=postgresql+x").dsn == "host=h dbname=postgresql+x"
