@@ -289,19 +289,22 @@ def jobs_list(
 
 
 @jobs_cli.command("cancel")
-def jobs_cancel(job_id: JobId, dsn: Dsn = None) -> None:
+def jobs_cancel(job_id: JobId, dsn: Dsn = None, as_json: Json = False) -> None:
     """Cancel a queued or running job."""
     with _app(dsn) as app:
         state = app.store.job_cancel(job_id)
-    if state is None:
-        fail(f"no job {job_id}")
+    if state not in ("queued", "running"):
+        fail(
+            f"no job {job_id}"
+            if state is None
+            else f"job {job_id} is not queued or running (it is {state})"
+        )
+    if as_json:  # a running job's cancel is stored on the row: its worker stops the attempt
+        _print_json({"id": job_id, "cancelled": state == "queued", "requested": state == "running"})
     elif state == "queued":
         typer.echo(f"job {job_id} cancelled")
-    elif state == "running":
-        # Stored on the row: its worker stops the attempt and the job ends cancelled.
-        typer.echo(f"job {job_id} is running: cancel requested, its worker stops it")
     else:
-        fail(f"job {job_id} is not queued or running (it is {state})")
+        typer.echo(f"job {job_id} is running: cancel requested, its worker stops it")
 
 
 @jobs_cli.command("retry")

@@ -113,6 +113,17 @@ def test_jobs_cancel_says_what_it_did(dsn, db):
     db.execute("UPDATE pgqueue.jobs SET state = 'succeeded', finished_at = now() WHERE id = %s",
                (job_id,))  # fmt: skip
     assert_clean_error(run_cli("jobs", "cancel", str(job_id)), "(it is succeeded)")
+    assert_clean_error(run_cli("jobs", "cancel", str(job_id), "--json"), "(it is succeeded)")
+
+
+def test_jobs_cancel_json(dsn, db):
+    queued = int(run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", "60").stdout)
+    done = json.loads(run_cli("jobs", "cancel", str(queued), "--json").stdout)
+    assert done == {"id": queued, "cancelled": True, "requested": False}
+    running = int(run_cli("enqueue", "add", "--args", "[1, 2]").stdout)
+    db.execute("UPDATE pgqueue.jobs SET state = 'running', attempts = 1 WHERE id = %s", (running,))
+    asked = json.loads(run_cli("jobs", "cancel", str(running), "--json").stdout)
+    assert asked == {"id": running, "cancelled": False, "requested": True}
 
 
 def test_queue_commands(dsn, db):
