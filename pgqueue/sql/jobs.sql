@@ -60,6 +60,34 @@ WITH inserted AS (
 )
 SELECT id, NULL::text AS unique_key FROM inserted ORDER BY id;
 
+-- name: job_insert_reported
+-- job_insert_keyless for a role that may INSERT into pgqueue.jobs and nothing more, which
+-- RETURNING would need SELECT for: the statement asks the insert trigger (flag: its own
+-- timestamp) for a notice to this session listing the ids it inserted (migration 0025).
+-- Ids are drawn in input order, so sorting them gives the rows back in that order.
+INSERT INTO pgqueue.jobs
+    (queue, task, args, kwargs, priority, run_at, max_attempts, timeout, unique_for,
+     trace_context, concurrency_key)
+SELECT queue, task, args, kwargs, priority,
+       coalesce(run_at, now() + make_interval(secs => coalesce(delay, 0))),
+       max_attempts, timeout, unique_for, trace_context, concurrency_key
+FROM (SELECT set_config('pgqueue.report_ids', statement_timestamp()::text, true)) AS flag
+CROSS JOIN jsonb_to_recordset(%(jobs)s::jsonb)
+    AS t(queue text, task text, args jsonb, kwargs jsonb, priority int, run_at timestamptz,
+         delay float8, max_attempts int, timeout float8, unique_for float8,
+         trace_context jsonb, concurrency_key text);
+
+-- name: producer_rights
+-- Whether this role can read back what enqueue inserts (RETURNING id, unique_key; ids
+-- drawn ahead for a COPY), and whether the insert trigger can report ids instead
+-- (job_insert_reported; migration 0025). pg_proc is readable by every role.
+SELECT has_column_privilege('pgqueue.jobs', 'id', 'SELECT')
+           AND has_column_privilege('pgqueue.jobs', 'unique_key', 'SELECT')
+           AND has_sequence_privilege('pgqueue.jobs_id_seq', 'USAGE') AS reads,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_proc
+               WHERE oid = 'pgqueue.jobs_notify_insert()'::regprocedure
+                 AND prosrc LIKE '%%pgqueue.report_ids%%') AS reports;
+
 -- name: job_ids
 -- Draw `n` ids for jobs about to be copied in (job_copy): the rows carry their ids, which
 -- is how a COPY gives them back in order. Ids drawn by one statement are consecutive

@@ -14,7 +14,6 @@ from psycopg_pool import AsyncConnectionPool
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
-from pgqueue.store.copyin import copyable
 from pgqueue.store.errors import producer_rights, translate_errors
 from pgqueue.store.params import (
     Applied,
@@ -26,7 +25,7 @@ from pgqueue.store.params import (
     insert_one_params,
 )
 from pgqueue.store.single import SingleConnection
-from pgqueue.store.sync import Row, alone, as_dicts, copies_on
+from pgqueue.store.sync import Row, as_dicts, enqueue_plan, heard
 
 PER_KEY_WALK = 1000  # keys a per-key claim looks at, at most (see pgqueue.claim_limited)
 KEYLESS_SCAN = 50  # due jobs of a per-key queue read to find those without a key
@@ -108,6 +107,16 @@ class AsyncJobStore:
         try:
             step = next(plan)
             while True:
+                if isinstance(step, plans.Reported):
+                    notes: list[tuple[Any, Any]] = []
+                    keep = heard(notes)
+                    cur.connection.add_notice_handler(keep)
+                    try:
+                        await cur.execute(step.query, step.params)
+                    finally:
+                        cur.connection.remove_notice_handler(keep)
+                    step = plan.send(notes)
+                    continue
                 if isinstance(step, plans.CopyIn):
                     async with cur.copy(step.query) as copy:
                         for data in step.data:
@@ -122,16 +131,12 @@ class AsyncJobStore:
     # -- producers and admin ------------------------------------------------------------------
 
     async def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
-        """Insert jobs (by COPY when copyin.copyable says so); ids in input order."""
+        """Insert jobs (see plans.job_enqueue); ids in input order. Each statement on a
+        connection of ours is a transaction of its own, as in JobStore (one round trip for
+        the usual one-statement enqueue)."""
         with producer_rights():
-            if not copyable(specs):
-                result: list[int] = await self._drive(plans.job_insert_many(specs), conn)
-                return result
             async with self._cursor(conn) as cur:
-                plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
-                if copies_on(cur):
-                    plan = plans.job_copy_many(specs, alone(cur.connection))
-                ids: list[int] = await self._drive_on(plan, cur)
+                ids: list[int] = await self._drive_on(enqueue_plan(specs, cur), cur)
                 return ids
 
     async def job_cancel(

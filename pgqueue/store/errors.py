@@ -111,10 +111,10 @@ def translate_errors() -> Iterator[None]:
 
 
 PRODUCER_RIGHTS = (
-    "enqueue reads back the ids it inserted (and the holders of unique keys): grant this "
-    "role pgqueue_producer (created by `pgqueue migrate roles`), or INSERT and SELECT (id, "
-    "queue, state, unique_key, unique_until) on pgqueue.jobs, USAGE on its sequence and "
-    "EXECUTE on pgqueue.release_unique_keys; a plain INSERT INTO pgqueue.jobs needs INSERT only"
+    "INSERT on pgqueue.jobs is enough for jobs without a unique_key or depends_on; for "
+    "those, grant this role pgqueue_producer (created by `pgqueue migrate roles`), or SELECT "
+    "(id, queue, state, unique_key, unique_until) on pgqueue.jobs, USAGE on its sequence and "
+    "EXECUTE on pgqueue.release_unique_keys"
 )
 
 

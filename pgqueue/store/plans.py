@@ -13,10 +13,11 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
-from pgqueue.errors import ConfigurationError, PgQueueError
+from pgqueue.errors import ConfigurationError, PermissionDenied, PgQueueError
 from pgqueue.sql import QUERIES
-from pgqueue.store.copyin import copy_rows, timed
-from pgqueue.store.params import JobSpec, insert_query
+from pgqueue.store.copyin import copy_rows, copyable, timed
+from pgqueue.store.errors import PRODUCER_RIGHTS
+from pgqueue.store.params import JobSpec, insert_params, insert_query
 from pgqueue.tracing import capture
 
 
@@ -28,9 +29,63 @@ class CopyIn:
     data: Iterable[bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """A step whose answer is the notices the server sent this session while it ran, as
+    (message, detail) pairs, rather than rows (see job_insert_reported)."""
+
+    query: LiteralString
+    params: dict[str, Any]
+
+
 Step = tuple[LiteralString, dict[str, Any]]
-Plan = Generator[Step | CopyIn, list[tuple[Any, ...]], Any]
+Plan = Generator[Step | CopyIn | Reported, list[tuple[Any, ...]], Any]
 INSERT_TRIES = 5
+REPORTED = "pgqueue: jobs inserted"  # the insert trigger's notice (migration 0025)
+# Per server, database and role: whether enqueue may read back what it inserts, and whether
+# the insert trigger can report ids instead. Privileges rarely change under a running
+# process; asking once spares every enqueue a round trip.
+_RIGHTS: dict[tuple[Any, ...], tuple[bool, bool]] = {}
+
+
+def job_enqueue(
+    specs: Sequence[JobSpec], who: tuple[Any, ...], copies: bool, alone: bool, notices: bool
+) -> Plan:
+    """Insert jobs; ids in input order. By COPY when copyin.copyable says so and the driver
+    can (`copies`; `alone`: no transaction of the caller's is open), else by INSERT. A role
+    that may INSERT into pgqueue.jobs and nothing more (`who` names it) cannot read back
+    ids: its jobs go in through job_insert_reported when the driver passes notices on."""
+    specs = list(specs)  # a Batch builds its JobSpecs when read: once
+    rights = _RIGHTS.get(who)
+    if rights is None:
+        rows = yield QUERIES["producer_rights"], {}
+        rights = _RIGHTS[who] = (bool(rows[0][0]), bool(rows[0][1]))
+    reads, reports = rights
+    if not reads and reports and notices:
+        return (yield from job_insert_reported(specs))
+    if copies and copyable(specs):
+        return (yield from job_copy_many(specs, alone))
+    return (yield from job_insert_many(specs))
+
+
+def job_insert_reported(specs: Sequence[JobSpec]) -> Plan:
+    """Insert jobs without reading the table: the insert trigger lists the ids in a notice
+    to this session. Jobs with a unique key or dependencies need reads (the key's holder,
+    the parents): those are refused with what to grant."""
+    if not specs:
+        return []
+    if any(s.unique_key is not None or s.depends_on is not None for s in specs):
+        raise PermissionDenied(
+            f"a job with a unique_key or depends_on is enqueued by reading the table: "
+            f"{PRODUCER_RIGHTS}"
+        )
+    notes = yield Reported(QUERIES["job_insert_reported"], insert_params(specs, capture()))
+    for message, detail in notes:
+        if message == REPORTED and detail is not None:
+            ids = sorted(int(i) for i in detail.split(",") if i)
+            if len(ids) == len(specs):
+                return ids
+    raise PgQueueError(f"{len(specs)} job(s) inserted, but their ids were not reported")
 
 
 def settle_params(parents: list[int]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from pgqueue import stats
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
-from pgqueue.store.copyin import copyable
 from pgqueue.store.errors import producer_rights, translate_errors
 from pgqueue.store.params import JobSpec
 
@@ -51,6 +50,16 @@ def drive_on(plan: plans.Plan, cur: Any) -> Any:
     try:
         step = next(plan)
         while True:
+            if isinstance(step, plans.Reported):
+                notes: list[tuple[Any, Any]] = []
+                keep = heard(notes)
+                cur.connection.add_notice_handler(keep)
+                try:
+                    cur.execute(step.query, step.params)
+                finally:
+                    cur.connection.remove_notice_handler(keep)
+                step = plan.send(notes)
+                continue
             if isinstance(step, plans.CopyIn):
                 with cur.copy(step.query) as copy:
                     for data in step.data:
@@ -61,6 +70,28 @@ def drive_on(plan: plans.Plan, cur: Any) -> Any:
             step = plan.send(list(cur.fetchall()) if cur.description else [])
     except StopIteration as done:
         return done.value
+
+
+def heard(notes: list[tuple[Any, Any]]) -> Any:
+    """A notice handler that keeps each notice's message and detail in `notes`."""
+
+    def keep(diag: Any) -> None:
+        notes.append((diag.message_primary, diag.message_detail))
+
+    return keep
+
+
+def enqueue_plan(specs: Sequence[JobSpec], cur: Any) -> plans.Plan:
+    """plans.job_enqueue for what this cursor's connection is and can do."""
+    conn = cur.connection
+    info = getattr(conn, "info", None)
+    who = (
+        (info.host, info.port, info.dbname, info.user)
+        if info is not None and hasattr(info, "user")
+        else (id(conn),)
+    )
+    notices = hasattr(conn, "add_notice_handler")  # psycopg 3 (psycopg2 keeps a list)
+    return plans.job_enqueue(specs, who, copies_on(cur), alone(conn), notices)
 
 
 def copies_on(cur: Any) -> bool:
@@ -107,17 +138,10 @@ class JobStore:
             return drive_on(plan, cur)
 
     def job_insert_many(self, specs: Sequence[JobSpec], conn: Any = None) -> list[int]:
-        """Insert jobs (by COPY when copyin.copyable says so); ids in input order."""
-        with producer_rights():
-            if not copyable(specs):
-                result: list[int] = self._drive(plans.job_insert_many(specs), conn)
-                return result
-            with self._cursor(conn) as cur:
-                plan: plans.Plan = plans.job_insert_many(specs)  # psycopg2 has no binary COPY
-                if copies_on(cur):
-                    plan = plans.job_copy_many(specs, alone(cur.connection))
-                ids: list[int] = drive_on(plan, cur)
-                return ids
+        """Insert jobs (see plans.job_enqueue); ids in input order."""
+        with producer_rights(), self._cursor(conn) as cur:
+            ids: list[int] = drive_on(enqueue_plan(specs, cur), cur)
+            return ids
 
     def job_cancel(self, job_id: int, reason: str | None = None, conn: Any = None) -> str | None:
         state: str | None = self._drive(plans.job_cancel(job_id, reason), conn)

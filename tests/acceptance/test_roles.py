@@ -4,6 +4,7 @@ that a worker checks against the table)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -252,21 +253,54 @@ def test_worker_role_runs_jobs_and_nobody_can_steer_it(roles_db, tmp_path):
     assert "Traceback" not in worker.output()
 
 
-def test_a_role_that_may_only_insert_is_told_what_enqueue_needs(roles_db):
+def test_a_role_that_may_only_insert_enqueues(roles_db):
+    # DESIGN.md: producers need INSERT on pgqueue.jobs and nothing more. The ids come back
+    # from the insert trigger in a notice to the inserting session (migration 0025), even
+    # where that session hides notices.
     dsn, logins = roles_db
     insert_only = logins["insert_only"]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        before = conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0]
+        before = conn.execute("SELECT max(id) FROM pgqueue.jobs").fetchone()[0] or 0
     with psycopg.connect(insert_only, autocommit=True) as conn:
+        heard: list[str] = []
+        conn.add_notice_handler(lambda diag: heard.append(diag.message_primary))
         conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[1, 2]')")
+        assert heard == [], "a plain INSERT (psql, other languages) is told nothing"
+    ids: list[int] = []
     with pgqueue.App(insert_only) as app:
+        ids.append(app.enqueue("add", args=[1, 2]))
+        ids.append(app.enqueue("add", args=[1, 2], delay=60, priority=5))
+        bulk = app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(COPY_MIN_JOBS)])
+        assert bulk == sorted(bulk) and len(bulk) == COPY_MIN_JOBS
+        ids += bulk
+        with psycopg.connect(insert_only) as conn:  # in the caller's transaction
+            conn.execute("SET client_min_messages = error")
+            rolled_back = app.enqueue("add", args=[7, 7], conn=conn)
+            conn.execute("INSERT INTO pgqueue.jobs (task) VALUES ('add')")  # reports nothing
+            conn.rollback()
+            ids.append(app.enqueue("add", args=[8, 8], conn=conn))
+            conn.commit()
+
+        async def from_asyncio() -> list[int]:
+            one = await app.enqueue_async("add", args=[3, 3])
+            return [one, *await app.enqueue_many_async([{"task": "add", "args": [4, 4]}] * 3)]
+
+        ids += asyncio.run(from_asyncio())
+        # A unique key or dependencies mean reading the table: refused, with what to grant.
         with pytest.raises(pgqueue.PermissionDenied, match="pgqueue_producer"):
-            app.enqueue("add", args=[1, 2])
+            app.enqueue("add", args=[1, 2], unique_key="once")
         with pytest.raises(pgqueue.PermissionDenied, match="pgqueue_producer"):
-            app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(COPY_MIN_JOBS)])
-    result = run_cli("enqueue", "add", env={"PGQUEUE_DSN": insert_only})
-    assert result.returncode != 0
-    assert "pgqueue_producer" in result.stderr and "Traceback" not in result.stderr
+            app.enqueue("add", args=[1, 2], depends_on=[ids[0]])
+    result = run_cli("enqueue", "add", "--args", "[5, 5]", env={"PGQUEUE_DSN": insert_only})
+    assert result.returncode == 0, result.stderr
+    ids.append(int(result.stdout))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        # The plain INSERT only: the refused enqueues left nothing.
-        assert conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == before + 1
+        rows = conn.execute(
+            "SELECT id, args FROM pgqueue.jobs WHERE id > %s ORDER BY id", (before,)
+        ).fetchall()
+    stored = {job_id: args for job_id, args in rows}
+    assert rolled_back not in stored
+    assert all(job_id in stored for job_id in ids), "every id returned is the job's own"
+    assert stored[ids[0]] == [1, 2] and stored[ids[-1]] == [5, 5]
+    assert [stored[i] for i in bulk] == [[i, i] for i in range(COPY_MIN_JOBS)]
+    assert len(stored) == len(ids) + 1  # and the plain INSERT; nothing of what was refused
