@@ -25,37 +25,7 @@ down_revision = "0024"
 branch_labels = None
 depends_on = None
 
-TRIGGER = """
-CREATE OR REPLACE FUNCTION pgqueue.jobs_notify_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    -- SECURITY DEFINER, so that a producer (INSERT on pgqueue.jobs, nothing more) needs no
-    -- grant on pgqueue.workers: it reads whether a worker waits, and sends hints (a queue
-    -- name; workers claim from the table). It runs on pgqueue.jobs only, and nobody but
-    -- its owner may call it or attach it.
-    IF TG_TABLE_SCHEMA <> 'pgqueue' OR TG_TABLE_NAME <> 'jobs' THEN
-        RAISE EXCEPTION 'pgqueue.jobs_notify_insert only runs on pgqueue.jobs';
-    END IF;
-    -- The ids for a statement that asked (see migration 0025), to its own session only.
-    IF current_setting('pgqueue.report_ids', true) = statement_timestamp()::text THEN
-        PERFORM set_config('client_min_messages', 'notice', true);
-        RAISE NOTICE 'pgqueue: jobs inserted' USING DETAIL = (
-            SELECT coalesce(string_agg(n.id::text, ',' ORDER BY n.id), '') FROM new_rows AS n);
-    END IF;
-    -- One wake-up per statement and queue, and only for a queue some worker waits on.
-    PERFORM pg_notify('pgqueue_jobs',
-                      CASE WHEN octet_length(q.queue) <= 200 THEN q.queue ELSE '*' END)
-    FROM (SELECT DISTINCT n.queue FROM new_rows AS n WHERE n.state = 'queued') AS q
-    WHERE EXISTS (SELECT 1 FROM pgqueue.workers AS w
-                  WHERE w.waiting IS NOT FALSE
-                    AND ('*' = ANY (w.queues) OR q.queue = ANY (w.queues)));
-    RETURN NULL;
-END
-$$;
-REVOKE EXECUTE ON FUNCTION pgqueue.jobs_notify_insert() FROM PUBLIC;
-"""
-
+# 0015's function.
 PREVIOUS = """
 CREATE OR REPLACE FUNCTION pgqueue.jobs_notify_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -80,6 +50,17 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION pgqueue.jobs_notify_insert() FROM PUBLIC;
 """
+
+WAKE_UP = "    -- One wake-up per statement and queue"
+REPORT = """    -- The ids for a statement that asked (migration 0025), to its own session only.
+    IF current_setting('pgqueue.report_ids', true) = statement_timestamp()::text THEN
+        PERFORM set_config('client_min_messages', 'notice', true);
+        RAISE NOTICE 'pgqueue: jobs inserted' USING DETAIL = (
+            SELECT coalesce(string_agg(n.id::text, ',' ORDER BY n.id), '') FROM new_rows AS n);
+    END IF;
+"""
+TRIGGER = PREVIOUS.replace(WAKE_UP, REPORT + WAKE_UP, 1)
+assert TRIGGER != PREVIOUS
 
 
 def upgrade() -> None:
