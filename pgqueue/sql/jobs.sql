@@ -85,7 +85,7 @@ SELECT has_column_privilege('pgqueue.jobs', 'id', 'SELECT')
            AND has_column_privilege('pgqueue.jobs', 'unique_key', 'SELECT')
            AND has_sequence_privilege('pgqueue.jobs_id_seq', 'USAGE') AS reads,
        EXISTS (SELECT 1 FROM pg_catalog.pg_proc
-               WHERE oid = 'pgqueue.jobs_notify_insert()'::regprocedure
+               WHERE oid = to_regprocedure('pgqueue.jobs_notify_insert()')
                  AND prosrc LIKE '%%pgqueue.report_ids%%') AS reports;
 
 -- name: job_ids
