@@ -81,7 +81,10 @@ def serve(
     listening = _listen(host, port)
     try:
         app = _app(dsn)
-        app.store.schema_version()  # a clear error now rather than on the first request
+        # A clear error now rather than on the first request; an empty version table is
+        # what `pgqueue migrate downgrade base` leaves.
+        if app.store.schema_version() is None:
+            fail("the pgqueue schema is not migrated: run `pgqueue migrate`")
     except BaseException:
         listening.close()
         raise

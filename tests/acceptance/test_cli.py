@@ -71,10 +71,20 @@ def test_unreachable_database(dsn):
 
 
 def test_unmigrated_schema(server_dsn):
+    commands = (
+        ["stats"], ["enqueue", "add"], ["work", "tests.jobs:app"], ["serve", "--port", "0"]
+    )  # fmt: skip
     with scratch_database(server_dsn, "pgqueue_test_unmigrated") as empty:
-        for args in (["stats"], ["enqueue", "add"], ["work", "tests.jobs:app"]):
-            result = run_cli(*args, env={"PGQUEUE_DSN": empty}, timeout=30)
-            assert_clean_error(result, "not migrated: run `pgqueue migrate`")
+        env = {"PGQUEUE_DSN": empty}
+        for args in commands:
+            assert_clean_error(run_cli(*args, env=env, timeout=30), "not migrated")
+        # Migrated, then taken down to nothing: the schema's version table is all that is left.
+        assert run_cli("migrate", env=env).returncode == 0
+        assert run_cli("migrate", "downgrade", "base", "--yes", env=env).returncode == 0
+        for args in commands:
+            result = run_cli(*args, env=env, timeout=30)
+            assert_clean_error(result, "not migrated")
+            assert "run `pgqueue migrate`" in result.stderr
 
 
 def test_worker_refuses_an_older_schema(server_dsn):
