@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -128,6 +129,35 @@ def system_exit() -> None:
 @app.task(name="keyboard_interrupt", max_attempts=1)
 async def keyboard_interrupt() -> None:
     raise KeyboardInterrupt
+
+
+@app.task(name="own_cancelled", max_attempts=2, retry=fast)
+async def own_cancelled() -> None:
+    """Awaits a future that something else cancelled: CancelledError, raised by the handler
+    itself while nobody cancelled the attempt."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    await future
+
+
+@app.task(name="cancelled_future", max_attempts=2, retry=fast)
+def cancelled_future() -> None:
+    """A sync handler reading the result of a cancelled concurrent future."""
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.cancel()
+    future.result()
+
+
+class Unprintable(Exception):
+    """An exception whose message cannot be made (a client library's bug)."""
+
+    def __str__(self) -> str:
+        raise AttributeError("'NoneType' object has no attribute 'status'")
+
+
+@app.task(name="unprintable", max_attempts=2, retry=fast)
+def unprintable() -> None:
+    raise Unprintable()
 
 
 @app.task(name="bad_result", max_attempts=3)

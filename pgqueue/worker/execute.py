@@ -24,11 +24,21 @@ class AttemptTimeout(Exception):
     """The attempt ran over its timeout (distinct from a TimeoutError raised by the handler)."""
 
 
+def describe(exc: BaseException) -> str:
+    """`Type: message`, also for an exception whose __str__ itself fails (a client library's
+    bug must not leave its job running: the outcome could not be written)."""
+    try:
+        message = str(exc)
+    except Exception as err:
+        message = f"<its message could not be made: {type(err).__name__}: {err}>"
+    return f"{type(exc).__name__}: {message}".rstrip(": ")
+
+
 def error_record(
     attempt: int, exc: BaseException | None, message: str | None = None
 ) -> dict[str, Any]:
     """One entry of a job's `errors` history (the database adds the time)."""
-    text = message or f"{type(exc).__name__}: {exc}".rstrip(": ")
+    text = message or (describe(exc) if exc is not None else "None")
     record: dict[str, Any] = {"attempt": attempt, "error": text}
     if exc is not None and exc.__traceback__ is not None:
         record["traceback"] = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
@@ -112,8 +122,15 @@ class Runner:
                 error_record(attempt, None, message),
                 task.retry.next_run_in(attempt, job.max_attempts),
             )
-        except asyncio.CancelledError:
-            raise  # the worker cancelled it (shutdown or cancel): the worker decides
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is None or current.cancelling():
+                raise  # the worker cancelled it (shutdown or cancel): the worker decides
+            # The handler's own: a future it waited on was cancelled elsewhere (a sync
+            # handler's concurrent CancelledError arrives as this one too). A failure.
+            return Failed(
+                error_record(attempt, exc), task.retry.next_run_in(attempt, job.max_attempts)
+            )
         except BaseException as exc:
             return Failed(
                 error_record(attempt, exc), task.retry.next_run_in(attempt, job.max_attempts)

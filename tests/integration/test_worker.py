@@ -116,6 +116,12 @@ def test_discard_goes_straight_to_dead(app, worker):
         ("keyboard_interrupt", [], "KeyboardInterrupt"),
         ("bad_result", [], "SerializationError: result of bad_result is not JSON-serialisable"),
         ("deep_result", [], "SerializationError: result of deep_result is not JSON-serial"),
+        # CancelledError raised by the handler itself (nobody cancelled the attempt) was
+        # taken for the worker's own cancel: released without an attempt, again and again.
+        ("own_cancelled", [], "CancelledError"),
+        ("cancelled_future", [], "CancelledError"),
+        # An exception whose __str__ raises left the job running for good.
+        ("unprintable", [], "Unprintable: <its message could not be made: AttributeError"),
     ],
 )
 def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args, error):
@@ -130,6 +136,8 @@ def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args
     assert job.last_error.startswith(error)
     if task in ("no.such.task", "add", "bad_result", "deep_result"):
         assert job.attempts == 1, "a job that can never work is not retried"
+    if task in ("own_cancelled", "cancelled_future", "unprintable"):
+        assert job.attempts == 3 and len(job.errors) == 3, "failures like any other"
 
 
 def test_plain_sql_job_is_picked_up_within_milliseconds(app, worker, db):
