@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Protocol
+import weakref
+from typing import Any, Protocol
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgqueue.dsn import probe, session_kwargs
@@ -31,6 +33,10 @@ class Pools:
         self._pool: ConnectionPool | None = None
         self._store: JobStore | None = None
         self._async_stores: dict[asyncio.AbstractEventLoop, AsyncJobStore] = {}
+        # Per loop, the opening of its pool while it is under way: callers that come
+        # meanwhile wait for that one rather than each opening a pool (all but one of which
+        # nothing would ever close).
+        self._opening: dict[asyncio.AbstractEventLoop, asyncio.Task[AsyncJobStore]] = {}
         self._closers: set[asyncio.Task[None]] = set()
 
     def _kwargs(self) -> dict[str, object]:
@@ -54,32 +60,61 @@ class Pools:
         """The asyncio store of the running event loop."""
         loop = asyncio.get_running_loop()
         store = self._async_stores.get(loop)
+        if store is not None:
+            return store
+        opening = self._opening.get(loop)
+        if opening is None:
+            opening = self._opening[loop] = loop.create_task(self._open(loop))
+            opening.add_done_callback(lambda _: self._opening.pop(loop, None))
+        # Shielded: a caller cancelled while it waits does not cancel the others' opening.
+        return await asyncio.shield(opening)
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> AsyncJobStore:
+        store = self._async_stores.get(loop)
         if store is None:
             s = self.settings
             await asyncio.to_thread(probe, s.dsn)
+            made: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
+
+            async def keep(conn: psycopg.AsyncConnection[Any]) -> None:
+                made.add(conn)
+
             pool = AsyncConnectionPool(
                 s.dsn, min_size=1, max_size=s.pool_size, open=False, kwargs=self._kwargs(),
-                name="pgqueue-async",
+                name="pgqueue-async", configure=keep,
             )  # fmt: skip
-            store = self._async_stores[loop] = AsyncJobStore(pool)
             await pool.open()
+            store = self._async_stores[loop] = AsyncJobStore(pool)  # open: anyone may use it
             # asyncio.run() ends by cancelling every task; a psycopg_pool task that is still
             # connecting then takes the cancellation for a failed connection and waits
             # forever, and asyncio.run() never returns: close the pool at that moment.
-            closer = loop.create_task(self._close_at_loop_end(loop, store, pool))
+            closer = loop.create_task(self._close_at_loop_end(loop, store, pool, made))
             self._closers.add(closer)
             closer.add_done_callback(self._closers.discard)
         return store
 
     async def _close_at_loop_end(
-        self, loop: asyncio.AbstractEventLoop, store: AsyncJobStore, pool: AsyncConnectionPool
+        self,
+        loop: asyncio.AbstractEventLoop,
+        store: AsyncJobStore,
+        pool: AsyncConnectionPool,
+        made: weakref.WeakSet[psycopg.AsyncConnection[Any]],
     ) -> None:
         try:
             await asyncio.Event().wait()
         finally:
             if self._async_stores.get(loop) is store:
                 del self._async_stores[loop]
-            await pool.close(timeout=5)
+            try:
+                await pool.close(timeout=5)
+            except BaseException:
+                # Cancelled beside the pool's own tasks, close() stops at waiting for them,
+                # its idle connections already taken out: closed below, or only by the
+                # garbage collector (two server connections left per asyncio.run()).
+                pass
+            for conn in list(made):
+                if not conn.closed:
+                    await conn.close()
 
     def close(self) -> None:
         """Close every pool (the next use opens new ones)."""

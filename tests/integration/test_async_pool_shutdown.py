@@ -1,4 +1,5 @@
-"""`asyncio.run(main())` ends even when the App's pool for that loop is still connecting.
+"""`asyncio.run(main())` ends even when the App's pool for that loop is still connecting, and
+leaves no connection open; concurrent first calls on a loop share one pool.
 
 The cause of a CI run that hung in `asyncio.run` → `_cancel_all_tasks` with psycopg.pool's
 "error connecting in 'pgqueue-async'": the App opens a pool per event loop and leaves it open.
@@ -11,12 +12,17 @@ second late.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import subprocess
 import sys
 import time
 
 import psycopg
 import pytest
+
+import pgqueue
+from tests.waiting import wait_for
 
 SCRIPT = r"""
 import asyncio, sys, threading
@@ -94,3 +100,46 @@ def test_asyncio_run_ends_while_the_pool_is_connecting(dsn: str, db: psycopg.Con
     assert done.stdout.strip() == "done"
     assert time.monotonic() - started < 10  # about 2 s: a second late, then done
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
+
+
+def _connections(db: psycopg.Connection) -> int:
+    """Server connections to this test's database, other than `db` itself."""
+    return db.execute(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    ).fetchone()[0]
+
+
+def test_concurrent_first_enqueues_open_one_pool(dsn: str, db: psycopg.Connection) -> None:
+    # Each of the first callers found no pool for the loop and opened its own while the
+    # others were opening theirs; all but one were never closed.
+    app = pgqueue.App(dsn, pool_size=2)
+
+    async def main() -> int:
+        await asyncio.gather(*(app.enqueue_async("add", args=[i, i]) for i in range(10)))
+        return _connections(db)
+
+    try:
+        assert asyncio.run(main()) <= 2
+    finally:
+        app.close()
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 10
+
+
+def test_each_asyncio_run_leaves_no_connection_open(dsn: str, db: psycopg.Connection) -> None:
+    # The pool's close at the loop's end stopped at its own cancelled tasks, its idle
+    # connections already taken out: they stayed open until a garbage collection.
+    gc.disable()
+    app = pgqueue.App(dsn, pool_size=2)
+    try:
+        for i in range(4):
+            asyncio.run(app.enqueue_async("add", args=[i, i]))
+            # (A server process ends a moment after its client closes the connection.)
+            wait_for(
+                lambda: _connections(db) == 0,
+                timeout=5,
+                describe=lambda: f"{_connections(db)} open after asyncio.run() #{i + 1}",  # noqa: B023
+            )
+    finally:
+        app.close()
+        gc.enable()
