@@ -17,6 +17,7 @@ import gc
 import subprocess
 import sys
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -102,22 +103,28 @@ def test_asyncio_run_ends_while_the_pool_is_connecting(dsn: str, db: psycopg.Con
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
 
 
-def _connections(db: psycopg.Connection) -> int:
-    """Server connections to this test's database, other than `db` itself."""
+def _named(dsn: str) -> str:
+    """`dsn` with an application name of its own, to count that App's connections alone."""
+    return psycopg.conninfo.make_conninfo(dsn, application_name=f"pools-{uuid.uuid4().hex}")
+
+
+def _connections(db: psycopg.Connection, dsn: str) -> int:
+    """Server connections made with `dsn`'s application name."""
+    name = psycopg.conninfo.conninfo_to_dict(dsn)["application_name"]
     return db.execute(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
     ).fetchone()[0]
 
 
 def test_concurrent_first_enqueues_open_one_pool(dsn: str, db: psycopg.Connection) -> None:
     # Each of the first callers found no pool for the loop and opened its own while the
     # others were opening theirs; all but one were never closed.
-    app = pgqueue.App(dsn, pool_size=2)
+    named = _named(dsn)
+    app = pgqueue.App(named, pool_size=2)
 
     async def main() -> int:
         await asyncio.gather(*(app.enqueue_async("add", args=[i, i]) for i in range(10)))
-        return _connections(db)
+        return _connections(db, named)
 
     try:
         assert asyncio.run(main()) <= 2
@@ -130,15 +137,16 @@ def test_each_asyncio_run_leaves_no_connection_open(dsn: str, db: psycopg.Connec
     # The pool's close at the loop's end stopped at its own cancelled tasks, its idle
     # connections already taken out: they stayed open until a garbage collection.
     gc.disable()
-    app = pgqueue.App(dsn, pool_size=2)
+    named = _named(dsn)
+    app = pgqueue.App(named, pool_size=2)
     try:
         for i in range(4):
             asyncio.run(app.enqueue_async("add", args=[i, i]))
             # (A server process ends a moment after its client closes the connection.)
             wait_for(
-                lambda: _connections(db) == 0,
+                lambda: _connections(db, named) == 0,
                 timeout=5,
-                describe=lambda: f"{_connections(db)} open after asyncio.run() #{i + 1}",  # noqa: B023
+                describe=lambda: f"{_connections(db, named)} open after asyncio.run() #{i + 1}",  # noqa: B023
             )
     finally:
         app.close()
