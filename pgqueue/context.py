@@ -38,6 +38,9 @@ class JobContext:
     # ctx.transaction(): the worker's connections for it, and this attempt's open one.
     _connections: Any = field(default=None, repr=False)
     _tx: Any = field(default=None, repr=False)
+    # Set when the attempt's outcome is decided: a thread that outlives it (a sync attempt
+    # that timed out or was cancelled) can open no transaction any more.
+    _ended: bool = field(default=False, repr=False)
 
     def _cancel(self) -> None:
         self._cancelled = True

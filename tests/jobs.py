@@ -370,6 +370,23 @@ def tx_then_wait(seconds: float) -> str:
     return "done"
 
 
+@app.task(name="tx_outlives_timeout", timeout=0.3, max_attempts=1)
+def tx_outlives_timeout(seconds: float) -> None:
+    """Keeps writing through its transaction after its attempt timed out, then tries to
+    open another: none of it may reach the database, nor another job's transaction."""
+    ctx = pgqueue.context()
+    with ctx.transaction() as conn:
+        _tx_row(conn, ctx, "tx")
+        time.sleep(seconds)  # the attempt times out meanwhile; its thread goes on
+        _tx_row(conn, ctx, "late")
+    try:
+        with ctx.transaction() as again:
+            _tx_row(again, ctx, "late")
+    except pgqueue.PgQueueError:
+        effect(ctx.job.id, ctx.attempt, "refused")
+    effect(ctx.job.id, ctx.attempt, "thread done")
+
+
 @app.task(name="tx_sync_in_async", max_attempts=1)
 async def tx_sync_in_async() -> None:
     with pgqueue.context().transaction():

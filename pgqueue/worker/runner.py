@@ -75,6 +75,7 @@ class Runner:
         else:
             outcome = await self.tracing.traced(job, lambda: self._attempt(attempt))
         ctx._progress = None  # reports from a thread that outlives its attempt go nowhere
+        ctx._ended = True  # and it can open no transaction (see transactions.discard)
         if ctx._reported:
             await self._last_progress(attempt, outcome)
         recorded = False
@@ -135,7 +136,7 @@ class Runner:
                     )
                 await self.completer.recorded([row], applied)
                 return True, outcome
-        await discard(ctx)
+        await discard(ctx, self.executor.thread(attempt.key))
         return False, outcome
 
     async def _last_progress(self, attempt: Attempt, outcome: Outcome | None) -> None:

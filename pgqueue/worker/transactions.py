@@ -20,6 +20,8 @@ The parts:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgqueue.dsn import session_kwargs
-from pgqueue.errors import ConfigurationError
+from pgqueue.errors import ConfigurationError, PgQueueError
 from pgqueue.sql import QUERIES
 from pgqueue.store import plans
 from pgqueue.store.aio import AsyncJobStore
@@ -108,6 +110,11 @@ class TransactionScope:
         source = self.ctx._connections
         if source is None:
             raise ConfigurationError("ctx.transaction() is only available in a worker")
+        if self.ctx._ended:
+            raise PgQueueError(
+                "this attempt is over (it timed out or was cancelled): its handler can open "
+                "no transaction any more"
+            )
         return source  # type: ignore[no-any-return]
 
     def __enter__(self) -> psycopg.Connection[Any]:
@@ -121,6 +128,9 @@ class TransactionScope:
         if pending is None:
             pool = self._source().sync_pool()
             pending = self.ctx._tx = Pending(pool.getconn(), pool, is_async=False)
+            if self.ctx._ended:  # ended while this thread waited for the connection
+                discard_sync(self.ctx)
+                self._source()  # raises
         if pending.is_async:
             raise ConfigurationError("this attempt's transaction is an async one")
         return pending.conn  # type: ignore[no-any-return]
@@ -158,13 +168,34 @@ def _rollback_sync(pending: Pending) -> None:
     pending.pool.putconn(pending.conn)
 
 
-async def discard(ctx: Any) -> None:
-    """Roll back and give back the attempt's transaction, whichever kind it is."""
+_LATER: set[asyncio.Task[None]] = set()
+
+
+async def _rollback_after(thread: concurrent.futures.Future[Any], pending: Pending) -> None:
+    await asyncio.wait({asyncio.wrap_future(thread)})
+    await asyncio.to_thread(_rollback_sync, pending)
+
+
+async def discard(ctx: Any, thread: concurrent.futures.Future[Any] | None = None) -> None:
+    """Roll back and give back the attempt's transaction, whichever kind it is. `thread`:
+    the sync handler's thread, still running after its attempt ended (timed out or
+    cancelled). Its connection is then given back only once that thread returns: given
+    back now, the statements that thread still sends would run in another job's
+    transaction and commit with that job's success. Meanwhile its running statement is
+    cancelled, and what it writes stays in its own transaction, rolled back at the end
+    (the outcome is recorded meanwhile, without waiting for that thread)."""
     pending, ctx._tx = ctx._tx, None
     if pending is None:
         return
     if not pending.is_async:
-        await asyncio.to_thread(_rollback_sync, pending)
+        if thread is None:
+            await asyncio.to_thread(_rollback_sync, pending)
+            return
+        with contextlib.suppress(Exception):
+            getattr(pending.conn, "cancel_safe", pending.conn.cancel)()
+        later = asyncio.get_running_loop().create_task(_rollback_after(thread, pending))
+        _LATER.add(later)  # (the loop keeps only weak references to its tasks)
+        later.add_done_callback(_LATER.discard)
         return
     try:
         await pending.conn.rollback()

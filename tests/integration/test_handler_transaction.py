@@ -57,6 +57,21 @@ def test_a_job_taken_from_the_worker_meanwhile_leaves_nothing(app, worker, db):
     assert app.get_job(job_id).state == "running"  # still the other worker's
 
 
+def test_a_timed_out_thread_writes_nothing_anywhere(app, worker, db):
+    """A sync handler's thread outlives its attempt's timeout and goes on writing: its
+    transaction must not be given to the next job while it does (its rows were committed
+    with that job's success), and it cannot open a new one."""
+    stray = app.enqueue("tx_outlives_timeout", [1.0])
+    others = [app.enqueue("tx_insert", [n], priority=-1) for n in range(3)]  # after it
+    with worker(concurrency=1):  # one slot: the next job runs once the stray thread ended
+        wait_for(lambda: all(app.get_job(i).state == "succeeded" for i in others), timeout=30)
+    assert "TimeoutError" in app.get_job(stray).last_error
+    assert rows(db, "thread done") == [(stray, 1)]
+    assert rows(db, "late") == []
+    assert rows(db) == [(i, 1) for i in others], "only the successes' own rows"
+    assert rows(db, "refused") == [(stray, 1)]
+
+
 def test_a_sync_transaction_in_an_async_handler_is_a_clear_error(app, worker):
     job_id = app.enqueue("tx_sync_in_async")
     with worker():
