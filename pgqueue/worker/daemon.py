@@ -29,17 +29,22 @@ def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Wo
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        signals = 0
+        first: float | None = None  # when the first stop signal came
 
         def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
+            nonlocal first
+            if first is None:
+                first = loop.time()
                 log.info(
                     "received %s: shutting down gracefully (again to exit at once)",
                     signal.Signals(signum).name,
                 )
                 worker.stop()
+            elif loop.time() - first < SAME_STOP:
+                # The same request once more: a terminal's Ctrl-C reaches every process of
+                # its group and `--processes` passes it on too (as systemd signals every
+                # process of the unit), so a child gets it twice at once.
+                pass
             else:
                 log.warning("received %s again: exiting now", signal.Signals(signum).name)
                 logging.shutdown()
@@ -55,6 +60,9 @@ def run_worker(app: App, settings: WorkerSettings, dsn: str | None = None) -> Wo
 
     worker.abandoned_tasks = _run_to_the_end(main())
     return worker
+
+
+SAME_STOP = 1.0  # seconds within which a second stop signal is the first one again
 
 
 def dump_stacks() -> None:

@@ -66,3 +66,24 @@ def test_children_that_keep_dying_are_replaced_ever_more_slowly_and_stop_cleanly
     sup.signal(signal.SIGTERM)
     assert sup.wait(30) == 0, sup.output()
     assert children_of(sup.proc.pid) == []
+
+
+def test_ctrl_c_stops_every_process_gracefully(app, db, spawn_worker):
+    """A terminal's Ctrl-C reaches every process of its group: each child gets SIGINT from
+    the terminal and again from the supervisor, at once. That is one request to stop (it
+    was taken for a second, "exit now": jobs left running, attempts charged)."""
+    sup = spawn_worker("--processes", "2", "--concurrency", "2", "--shutdown-grace", "20")
+    kids = wait_children(sup.proc.pid, 2)
+    deadline = time.monotonic() + 30
+    while registered(db) < 2:
+        assert time.monotonic() < deadline, sup.output()
+        time.sleep(0.05)
+    ids = [jobs.sleep.enqueue(1.5) for _ in range(4)]
+    while db.execute("SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'").fetchone()[0] < 4:
+        assert time.monotonic() < deadline, sup.output()
+        time.sleep(0.02)
+    for pid in (sup.proc.pid, *kids):  # what the terminal does
+        os.kill(pid, signal.SIGINT)
+    assert sup.wait(30) == 0, sup.output()
+    assert "exiting now" not in sup.output()
+    assert [app.get_job(i).state for i in ids] == ["succeeded"] * 4
