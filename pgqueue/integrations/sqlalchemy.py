@@ -20,11 +20,19 @@ def _driver_of(proxied: Any) -> Any:
 
 def sync_connection(conn: Any) -> Any:
     """The DBAPI connection behind a psycopg or SQLAlchemy connection-like object."""
+    import psycopg
+
+    if isinstance(conn, psycopg.AsyncConnection):
+        raise ConfigurationError("conn= is an asyncio connection: enqueue with enqueue_async()")
     try:
         from sqlalchemy.engine import Connection
-        from sqlalchemy.orm import Session
+        from sqlalchemy.orm import Session, scoped_session
     except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
         return conn
+    if type(conn).__module__.startswith("sqlalchemy.ext.asyncio"):
+        raise ConfigurationError("conn= is an asyncio session: enqueue with enqueue_async()")
+    if isinstance(conn, scoped_session):
+        conn = conn()  # the session of this scope (Flask-SQLAlchemy's db.session)
     if isinstance(conn, Session):
         conn = conn.connection()  # begins the session's transaction if needed
     if isinstance(conn, Connection):
@@ -36,7 +44,8 @@ def sync_connection(conn: Any) -> Any:
         return _driver_of(conn.connection)
     if not hasattr(conn, "cursor"):
         raise ConfigurationError(
-            f"conn= takes a psycopg Connection or a SQLAlchemy Connection/Session, "
+            f"conn= takes a psycopg Connection or a SQLAlchemy Connection/Session "
+            f"(or scoped_session), "
             f"not {type(conn).__name__}"
         )
     return conn
@@ -44,8 +53,10 @@ def sync_connection(conn: Any) -> Any:
 
 async def async_connection(conn: Any) -> Any:
     """The psycopg AsyncConnection behind an asyncio connection-like object."""
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_scoped_session
 
+    if isinstance(conn, async_scoped_session):
+        conn = conn()  # the session of this scope
     if isinstance(conn, AsyncSession):
         conn = await conn.connection()
     if isinstance(conn, AsyncConnection):

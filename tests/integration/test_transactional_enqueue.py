@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 import pgqueue
 from pgqueue.migrate import sqlalchemy_url
@@ -220,3 +220,36 @@ def test_infinite_delays_and_timeouts_are_refused(dsn, db):
         with pytest.raises(pgqueue.ConfigurationError, match="finite"):
             jobs.app.enqueue_many([{"task": "add", "args": [1, 2], **bad}] * 2)
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 0
+
+
+def test_scoped_sessions_and_asyncio_connections_in_sync_enqueue(dsn, db, listener):
+    # Flask-SQLAlchemy's db.session is a scoped_session: it was refused.
+    engine = create_engine(sqlalchemy_url(dsn))
+    scoped = scoped_session(sessionmaker(engine))
+    try:
+        job_id = jobs.add.options(conn=scoped).enqueue(1, 2)
+        scoped.rollback()
+        assert count_jobs(db) == 0
+        job_id = jobs.add.options(conn=scoped).enqueue(1, 2)
+        scoped.commit()
+        assert jobs.app.get_job(job_id).state == "queued"
+    finally:
+        scoped.remove()
+        engine.dispose()
+
+    # An asyncio connection given to the sync enqueue: one clear line (it was "unique keys
+    # kept changing hands", and a coroutine never awaited).
+    async def scenario() -> None:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn:
+            with pytest.raises(pgqueue.ConfigurationError, match="enqueue_async"):
+                jobs.add.options(conn=conn).enqueue(1, 2)
+        aengine = create_async_engine(sqlalchemy_url(dsn))
+        try:
+            async with AsyncSession(aengine) as session:
+                with pytest.raises(pgqueue.ConfigurationError, match="enqueue_async"):
+                    jobs.app.enqueue("add", args=[1, 2], conn=session)
+        finally:
+            await aengine.dispose()
+
+    asyncio.run(scenario())
+    assert count_jobs(db) == 1
