@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from typing import Any, Protocol
@@ -24,10 +25,30 @@ class PoolSettings(Protocol):
     pool_size: int
 
 
+# Every Pools, for the fork hook below.
+_ALL: weakref.WeakSet[Pools] = weakref.WeakSet()
+# Pools a forked child inherited: kept from the garbage collector, which would close their
+# connections, and closing a connection tells the server to end the session the parent
+# still uses.
+_INHERITED: list[object] = []
+
+
+def _forget_after_fork() -> None:
+    """In a forked child (a web server's workers started after the app was loaded): open
+    new pools rather than share the parent's connections, whose protocol state two
+    processes would corrupt."""
+    for pools in list(_ALL):
+        pools.forget()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 class Pools:
     """The stores of one App, over pools opened on first use and closed by `close`."""
 
     def __init__(self, settings: PoolSettings) -> None:
+        _ALL.add(self)
         self.settings = settings
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
@@ -115,6 +136,16 @@ class Pools:
             for conn in list(made):
                 if not conn.closed:
                     await conn.close()
+
+    def forget(self) -> None:
+        """Drop the pools without closing them (see _forget_after_fork)."""
+        _INHERITED.append((self._pool, dict(self._async_stores)))
+        self._lock = threading.Lock()  # perhaps held by a parent's thread at the fork
+        self._pool = None
+        self._store = None
+        self._async_stores.clear()
+        self._opening.clear()
+        self._closers = set()
 
     def close(self) -> None:
         """Close every pool (the next use opens new ones)."""

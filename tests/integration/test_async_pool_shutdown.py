@@ -151,3 +151,38 @@ def test_each_asyncio_run_leaves_no_connection_open(dsn: str, db: psycopg.Connec
     finally:
         app.close()
         gc.enable()
+
+
+FORKED = r"""
+import os, sys
+import pgqueue
+
+app = pgqueue.App(sys.argv[1], pool_size=2)
+app.enqueue("add", args=[0, 0])  # the parent's pool is open (gunicorn --preload, say)
+children = []
+for n in range(3):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for i in range(10):
+                app.enqueue("add", args=[n, i])
+        except BaseException as exc:
+            print(f"child {n}: {type(exc).__name__}: {exc}", flush=True)
+            os._exit(1)
+        os._exit(0)
+    children.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+app.enqueue("add", args=[9, 9])  # the parent's own connections still work
+print(codes, flush=True)
+"""
+
+
+def test_forked_children_open_their_own_connections(dsn: str, db: psycopg.Connection) -> None:
+    # Children forked after the App was used shared its pool: two processes on one
+    # connection corrupt its protocol ("server sent data without prior row description").
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, dsn], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[0, 0, 0]", done.stdout + done.stderr
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 32
