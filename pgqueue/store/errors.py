@@ -127,4 +127,7 @@ def producer_rights() -> Iterator[None]:
         state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
         if state != "42501":  # insufficient_privilege
             raise
+        from pgqueue.store import plans
+
+        plans.forget_rights()  # taken back since they were asked, perhaps
         raise PermissionDenied(f"{first_line(exc)}: {PRODUCER_RIGHTS}") from exc

@@ -304,3 +304,14 @@ def test_a_role_that_may_only_insert_enqueues(roles_db):
     assert stored[ids[0]] == [1, 2] and stored[ids[-1]] == [5, 5]
     assert [stored[i] for i in bulk] == [[i, i] for i in range(COPY_MIN_JOBS)]
     assert len(stored) == len(ids) + 1  # and the plain INSERT; nothing of what was refused
+    # Granted more meanwhile: the rights are asked again rather than refused from memory.
+    login = LOGINS["insert_only"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"GRANT pgqueue_producer TO {login}")
+    try:
+        with pgqueue.App(insert_only) as app:
+            first = app.enqueue("add", args=[1, 2], unique_key="granted")
+            assert app.enqueue("add", args=[1, 2], unique_key="granted") == first
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"REVOKE pgqueue_producer FROM {login}")
