@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -62,6 +64,10 @@ def ended(job_id: int, attempt: int, patience: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+if os.environ.get("PGQUEUE_TEST_ATEXIT"):  # test_shutdown: a clean stop runs exit handlers
+    atexit.register(lambda: Path(os.environ["PGQUEUE_TEST_ATEXIT"]).write_text("ran"))
 
 
 @app.task(name="add")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Annotated, Literal
 
 import typer
@@ -134,6 +135,13 @@ def work(
 
         raise typer.Exit(supervise(processes))
     worker = run_worker(app, settings, resolved)
+    # The handlers' idle threads end a moment after their pool's shutdown: wait for them
+    # (briefly), so that a clean stop runs the process's exit handlers (an OpenTelemetry
+    # exporter's last batch of spans, say) rather than leaving by os._exit.
+    deadline = time.monotonic() + 2.0
+    for thread in threading.enumerate():
+        if thread.name.startswith("pgqueue-job"):
+            thread.join(max(0.0, deadline - time.monotonic()))
     if (
         worker.stuck_threads
         or worker.abandoned_tasks

@@ -116,3 +116,17 @@ def test_sigusr1_writes_where_every_task_and_thread_is(app, db, spawn_worker):
     assert "--- task pgqueue-heartbeat" in worker.output()
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.output()
+
+
+def test_a_clean_stop_runs_exit_handlers(app, db, spawn_worker, tmp_path, monkeypatch):
+    """An OpenTelemetry exporter flushes its last spans at exit: a clean stop must not
+    leave by os._exit because the handlers' idle threads had not ended yet."""
+    marker = tmp_path / "atexit"
+    monkeypatch.setenv("PGQUEUE_TEST_ATEXIT", str(marker))
+    worker = spawn_worker("--concurrency", "4")
+    worker.wait_started()
+    ids = [jobs.add.enqueue(i, i) for i in range(8)]  # sync handlers: threads
+    assert [app.wait(i, timeout=10) for i in ids] == [2 * i for i in range(8)]
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert marker.read_text() == "ran"
