@@ -35,13 +35,22 @@ SELECT EXISTS (SELECT 1 FROM pgqueue.jobs AS j
 """
 
 # run_scheduled=True: jobs of these tasks scheduled for later (delayed, or waiting out a
-# retry backoff) are made due now. Jobs waiting on parents are left alone.
-_ADVANCE = """
-UPDATE pgqueue.jobs SET run_at = now()
-WHERE state = 'queued' AND run_at > now() AND run_at <> '9999-12-31 00:00:00+00'
-  AND task = ANY(%(tasks)s::text[])
-  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-"""
+# retry backoff) are made due now (jobs waiting on parents are left alone), and whether
+# anything is left is asked in the same statement: asked apart, a retry recorded between
+# the two was neither running nor due to the second, and the drain stopped short of it.
+_ADVANCE_PENDING = (
+    """
+WITH advanced AS (
+    UPDATE pgqueue.jobs SET run_at = now()
+    WHERE state = 'queued' AND run_at > now() AND run_at <> '9999-12-31 00:00:00+00'
+      AND task = ANY(%(tasks)s::text[])
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM advanced) OR ("""
+    + _PENDING.strip().removeprefix("SELECT ")
+    + ")"
+)
 
 _RAN = "SELECT * FROM pgqueue.jobs WHERE worker_id = %(worker)s::uuid ORDER BY started_at, id"
 
@@ -97,9 +106,9 @@ def drain(
         try:
             worker.wait_started(timeout)
             while thread.is_alive():
-                if run_scheduled:
-                    conn.execute(_ADVANCE, params)
-                row = conn.execute(_PENDING, params).fetchone()
+                row = conn.execute(
+                    _ADVANCE_PENDING if run_scheduled else _PENDING, params
+                ).fetchone()
                 if row is None or not row[0]:
                     break
                 if time.monotonic() > deadline:
