@@ -75,9 +75,13 @@ def assert_enqueued(
     """Assert that a job of `task` waits to run with these arguments; return it.
 
     `task` is a Task, or a task name with `app=`. Arguments left out match anything;
-    `args` and `kwargs` are compared as they are stored (JSON). With `count`, exactly that
-    many jobs must match. The message of a failure lists the task's queued jobs.
+    `args` and `kwargs` are compared as they are stored (JSON). With `count` (1 or more),
+    exactly that many jobs must match. The message of a failure lists the task's queued
+    jobs.
     """
+    if count is not None and count < 1:
+        # It returns a matching job; that none waits is assert_not_enqueued's to say.
+        raise ValueError(f"count={count}: use assert_not_enqueued() to check that none waits")
     app, name = _app_and_name(task, app)
     queued = enqueued_jobs(app, name)
     options = {"queue": queue, "priority": priority, "unique_key": unique_key}

@@ -114,10 +114,16 @@ def eager(app: Any, *, propagate: bool = True, timeout: float = 30.0) -> Iterato
     """
     mode = _Eager(app, propagate, timeout)
     # An app's stores all come from its pools (pgqueue/pools.py): eager mode wraps them for
-    # the duration of the block.
+    # the duration of the block. Blocks may overlap (threads, fixtures): the innermost
+    # open one acts, and the real pools come back when the last one closes.
     real = app._pools
+    while isinstance(real, _EagerPools):
+        real = real._pools
+    opened: list[Any] = app.__dict__.setdefault("_eager_modes", [])
+    opened.append(mode)
     app._pools = _EagerPools(real, mode)
     try:
         yield app
     finally:
-        app._pools = real
+        opened.remove(mode)
+        app._pools = _EagerPools(real, opened[-1]) if opened else real

@@ -156,6 +156,23 @@ def test_eager_raises_the_handlers_error(shop):
     assert shop.get_job(job_id).last_error.startswith("ValueError: boom")
 
 
+def test_overlapping_eager_blocks_end_with_the_last(shop):
+    # Each block put back the pools it found when it began: the first to close left the
+    # app in eager mode for good.
+    first, second = eager(shop), eager(shop)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert shop.get_job(add.enqueue(1, 1)).state == "succeeded", "the second still acts"
+    second.__exit__(None, None, None)
+    assert shop.get_job(add.enqueue(2, 2)).state == "queued", "eager mode is over"
+
+
+def test_assert_enqueued_count_zero_says_what_to_use(shop):
+    with pytest.raises(ValueError, match="assert_not_enqueued"):
+        assert_enqueued(add, count=0)
+
+
 def test_eager_waits_for_the_callers_commit(shop, pgqueue_dsn):
     with eager(shop), psycopg.connect(pgqueue_dsn) as conn:
         job_id = add.options(conn=conn).enqueue(1, 1)
