@@ -72,8 +72,10 @@ def drain(
     later and not run again, unless `run_scheduled` is true: then delayed and backed-off
     jobs are made due at once, so a failing job runs until it is `dead`.
 
-    With `concurrency=1` (the default) jobs run one at a time in claim order: priority, then
-    `run_at`, then id. Returns the jobs the drain ran, as they are now, in the order they
+    With `concurrency=1` (the default) jobs run one at a time in claim order: within a
+    queue, priority, then `run_at`, then id; across queues too when `queues` names them (a
+    worker of every queue keeps to the queues where it last found jobs between its looks
+    at all of them, so a better job in another queue may wait for that look). Returns the jobs the drain ran, as they are now, in the order they
     (last) started. Raises TimeoutError if jobs are still due after `timeout` seconds.
     """
     from pgqueue.settings import WorkerSettings
