@@ -75,8 +75,9 @@ def drain(
     With `concurrency=1` (the default) jobs run one at a time in claim order: within a
     queue, priority, then `run_at`, then id; across queues too when `queues` names them (a
     worker of every queue keeps to the queues where it last found jobs between its looks
-    at all of them, so a better job in another queue may wait for that look). Returns the jobs the drain ran, as they are now, in the order they
-    (last) started. Raises TimeoutError if jobs are still due after `timeout` seconds.
+    at all of them, so a better job in another queue may wait for that look). Returns the
+    jobs the drain ran, as they are now, in the order they (last) started. Raises
+    TimeoutError if jobs are still due after `timeout` seconds.
     """
     from pgqueue.settings import WorkerSettings
     from pgqueue.worker import Worker
