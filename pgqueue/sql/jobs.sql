@@ -251,14 +251,21 @@ LIMIT %(limit)s::int;
 
 -- name: job_purge
 -- `pgqueue jobs purge`: delete up to `batch` jobs in `state` finished before `before`.
+-- Kept, as by job_prune: jobs holding a unique key (their unique_for has not passed) and
+-- parents a child still waits on (the child must see how they ended: deleted, it would
+-- end cancelled, which nobody asked for).
 WITH doomed AS (
-    SELECT id FROM pgqueue.jobs
-    WHERE state = %(state)s::text AND state IN ('succeeded', 'dead', 'cancelled')
-      AND finished_at < %(before)s::timestamptz
-      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-    ORDER BY finished_at
+    SELECT j.id FROM pgqueue.jobs AS j
+    WHERE j.state = %(state)s::text AND j.state IN ('succeeded', 'dead', 'cancelled')
+      AND j.finished_at < %(before)s::timestamptz
+      AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+      AND (j.unique_until IS NULL OR j.unique_until <= now())
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS c
+                      WHERE c.depends_on && ARRAY[j.id] AND c.state = 'queued'
+                        AND c.depends_on IS NOT NULL)
+    ORDER BY j.finished_at
     LIMIT %(batch)s::int
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF j SKIP LOCKED
 )
 DELETE FROM pgqueue.jobs AS j USING doomed WHERE j.id = doomed.id
 RETURNING j.id;

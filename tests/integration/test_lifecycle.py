@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -214,6 +215,24 @@ def test_a_finished_parent_is_kept_while_a_child_waits_on_it(dsn, app, db):
 
     asyncio.run(with_store(dsn, scenario))
     assert app.get_job(parent) is not None
+
+
+def test_purge_by_hand_keeps_what_retention_keeps(app, db):
+    # `pgqueue jobs purge` deleted a finished parent a child still waited on (the child
+    # then ended cancelled, which nobody asked for) and a job within its unique_for.
+    parent, other = jobs.add.enqueue(0, 0), jobs.add.enqueue(1, 1)
+    child = jobs.step.options(depends_on=[parent, other]).enqueue("child")
+    held = jobs.add.options(unique_key="once", unique_for=3600).enqueue(2, 2)
+    db.execute(
+        "UPDATE pgqueue.jobs SET state = 'succeeded', finished_at = now() - interval '1 day', "
+        "unique_until = CASE WHEN unique_key IS NOT NULL THEN now() + interval '1 hour' END "
+        "WHERE id = ANY(%s)",
+        ([parent, held],),
+    )
+    assert app.store.job_purge("succeeded", datetime.now(UTC)) == 0
+    assert app.get_job(parent) is not None and app.get_job(held) is not None
+    assert app.enqueue("add", args=[2, 2], unique_key="once") == held
+    assert app.get_job(child).state == "queued"
 
 
 def test_only_connection_errors_count_as_the_database_being_away(dsn, db):
