@@ -95,8 +95,9 @@ class Operations:
     ) -> None:
         """Cluster-wide limits for a queue: at most `concurrency` jobs running at once, at
         most `rate` starts per `per` seconds (a sliding window), at most `per_key` running
-        jobs of any one `concurrency_key` (keys then take turns). None removes a limit;
-        an omitted argument leaves it as it is."""
+        jobs of any one `concurrency_key` (keys then take turns). None removes a limit
+        (`rate=None` also puts the window back to 1 s); an omitted argument leaves it as it
+        is."""
         settings: dict[str, Any] = {}
         if per_key is not _UNSET:
             if per_key is not None:
@@ -116,6 +117,10 @@ class Operations:
             settings["rate_period"] = seconds(per, "per")
             if settings["rate_period"] == 0:
                 raise ConfigurationError("per must be positive")
+        elif rate is None:
+            # A rate limit removed takes its window with it: a rate set later without `per`
+            # gets the default second, not a window left from before.
+            settings["rate_period"] = 1.0
         self.store.queue_set(_queue_name(name), **settings)
 
     def set_queue_retention(

@@ -147,6 +147,20 @@ def test_removing_the_per_key_limit_frees_the_queue(app, worker, db):
         wait_for(lambda: all(app.get_job(i).state == "succeeded" for i in ids), timeout=30)
 
 
+def test_a_cleared_rate_limit_takes_its_window_with_it(app):
+    # `queues limit --clear` then `--rate 5` kept a window of 0.01 s from before: 60 starts
+    # in 0.17 s where 5 a second was meant.
+    app.set_queue_limits("tenants", rate=5, per=0.01)
+    app.set_queue_limits("tenants", concurrency=None, rate=None, per_key=None)  # --clear
+    app.set_queue_limits("tenants", rate=5)
+    (row,) = app.queues()
+    assert (row["rate_limit"], row["rate_period"]) == (5, 1.0)
+    app.set_queue_limits("tenants", rate=9)  # a new rate alone keeps the window it has
+    app.set_queue_limits("tenants", per=60)
+    app.set_queue_limits("tenants", rate=10)
+    assert app.queues()[0]["rate_period"] == 60.0
+
+
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "2"])
 def test_a_bad_per_key_limit_is_refused(app, bad):
     with pytest.raises(pgqueue.ConfigurationError, match="per_key"):
