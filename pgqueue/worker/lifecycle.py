@@ -277,7 +277,10 @@ class Worker:
 
         def queue_changed(queue: str) -> None:
             if queue_settings.changed(queue):
-                claimer.wake.set()
+                # Look in every queue: one whose limits were lifted (or that was resumed)
+                # is not among those this worker knows to have jobs (hints of limited
+                # queues are not kept), and would wait for the safety poll.
+                claimer.rediscover()
 
         def listener_connected() -> None:
             claimer.rediscover()  # jobs and cancels may have come while we were away

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import psycopg
 import pytest
 
 import pgqueue
+from tests import jobs
 from tests.conftest import running_worker
 from tests.waiting import wait_for
 
@@ -145,6 +147,20 @@ def test_removing_the_per_key_limit_frees_the_queue(app, worker, db):
     ids = [app.enqueue("echo", [i], queue="tenants", concurrency_key="k") for i in range(5)]
     with worker(concurrency=5):
         wait_for(lambda: all(app.get_job(i).state == "succeeded" for i in ids), timeout=30)
+
+
+def test_lifting_a_limit_lets_the_queue_run_at_once(app, worker):
+    # The worker was told, re-read the settings, and then claimed only from the queues it
+    # knew to have jobs, which a limited queue is not among: the rest waited for the
+    # safety poll (4.9 s at the default 5 s).
+    app.set_queue_limits("rated", rate=1, per=3600)
+    ids = [jobs.tick.enqueue(i) for i in range(4)]
+    with worker(concurrency=4, poll_interval=30):
+        wait_for(lambda: sum(app.get_job(i).state == "succeeded" for i in ids) == 1, timeout=10)
+        time.sleep(4.0)  # past the worker's catch-up claims (3.2 s): it waits for the poll
+        assert sum(app.get_job(i).state == "succeeded" for i in ids) == 1
+        app.set_queue_limits("rated", rate=None)
+        wait_for(lambda: all(app.get_job(i).state == "succeeded" for i in ids), timeout=5)
 
 
 def test_a_cleared_rate_limit_takes_its_window_with_it(app):
