@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pgqueue.app import App
 from pgqueue.errors import ConfigurationError, InvalidJobState, SerializationError
@@ -16,7 +16,9 @@ MAX_INT = 2**31 - 1
 
 
 class EnqueueRequest(BaseModel):
-    """A job to insert."""
+    """A job to insert. A field this API does not know is refused (422), never dropped."""
+
+    model_config = ConfigDict(extra="forbid")
 
     task: str = Field(min_length=1, max_length=500, description="Task name.")
     args: list[Any] = Field(default_factory=list, description="Positional arguments.")
@@ -26,6 +28,11 @@ class EnqueueRequest(BaseModel):
     delay: float | None = Field(default=None, ge=0, le=10 * 365 * 86400)
     unique_key: str | None = Field(default=None, max_length=500)
     max_attempts: int | None = Field(default=None, ge=1, le=10_000)
+    run_at: datetime | None = Field(
+        default=None, description="When it may run, with a time zone (instead of delay)."
+    )
+    timeout: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    concurrency_key: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class Enqueued(BaseModel):
@@ -89,6 +96,9 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
                 delay=body.delay,
                 unique_key=body.unique_key,
                 max_attempts=body.max_attempts,
+                run_at=body.run_at,
+                timeout=body.timeout,
+                concurrency_key=body.concurrency_key,
             )
         except (ConfigurationError, SerializationError) as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None

@@ -78,6 +78,33 @@ def test_enqueue_validates_and_returns_202(app, db):
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
 
 
+def test_enqueue_takes_every_option_and_refuses_what_it_does_not_know(app, db):
+    # run_at and concurrency_key were accepted and dropped (the job ran at once, keyless);
+    # a NaN in the body was a 500 (the validation answer could not carry it).
+    client = TestClient(web)
+    body = {
+        "task": "add", "args": [1, 2], "run_at": "2031-01-01T00:00:00+00:00",
+        "concurrency_key": "customer:42", "timeout": 5,
+    }  # fmt: skip
+    ok = client.post("/api/jobs", json=body, headers=AUTH)
+    assert ok.status_code == 202, ok.text
+    job = app.get_job(ok.json()["id"])
+    assert job.run_at.year == 2031
+    assert (job.concurrency_key, job.timeout) == ("customer:42", 5)
+    unknown = client.post("/api/jobs", json={"task": "add", "run_later": True}, headers=AUTH)
+    assert unknown.status_code == 422 and "run_later" in unknown.text
+    naive = client.post(
+        "/api/jobs", json={"task": "add", "run_at": "2031-01-01T00:00"}, headers=AUTH
+    )
+    assert naive.status_code == 400, naive.text
+    for raw in ('{"task": "add", "delay": NaN}', '{"task": "add", "priority": Infinity}'):
+        sent = client.post(
+            "/api/jobs", content=raw, headers={**AUTH, "Content-Type": "application/json"}
+        )
+        assert sent.status_code == 422, (raw, sent.status_code, sent.text)
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
+
+
 def test_metrics_parse_and_match_sql(app, db, worker):
     ids = app.enqueue_many([{"task": "add", "args": [i, i]} for i in range(12)])
     app.enqueue_many([{"task": "add", "args": [1, 1], "queue": "later", "delay": 600}])
