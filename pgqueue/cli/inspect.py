@@ -323,7 +323,11 @@ def jobs_retry(
     with _app(dsn) as app:
         if job_id is not None:
             if not app.retry(job_id):
-                fail(f"job {job_id} is not dead or cancelled")
+                fail(
+                    f"no job {job_id}"
+                    if app.get_job(job_id) is None
+                    else f"job {job_id} is not dead or cancelled"
+                )
             typer.echo(json.dumps({"retried": 1}) if as_json else f"job {job_id} queued again")
             return
         total = _batches(lambda: app.store.job_retry_dead(queue=queue), "retried", as_json)

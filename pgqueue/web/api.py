@@ -35,6 +35,13 @@ class EnqueueRequest(BaseModel):
     concurrency_key: str | None = Field(default=None, min_length=1, max_length=500)
 
 
+def _refused(app: App, job_id: int, why: str) -> None:
+    """An action that changed nothing: 404 if there is no such job (as GET says), else 409."""
+    if app.get_job(job_id) is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id}")
+    raise HTTPException(status_code=409, detail=f"job {job_id} {why}")
+
+
 class Enqueued(BaseModel):
     id: int
 
@@ -118,14 +125,15 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
     @api.post(
         "/jobs/{job_id}/retry",
         dependencies=[Depends(require_write)],
-        responses={409: {"description": "Not dead or cancelled"}},
+        responses={
+            404: {"description": "No such job"},
+            409: {"description": "Not dead or cancelled"},
+        },
     )
     def retry(app: AppDep, job_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Done:
         try:
             if not app.retry(job_id):
-                raise HTTPException(
-                    status_code=409, detail=f"job {job_id} is not dead or cancelled"
-                )
+                _refused(app, job_id, "is not dead or cancelled")
         except InvalidJobState as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         return Done(ok=True, detail=f"job {job_id} queued again")
@@ -133,11 +141,11 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
     @api.post(
         "/jobs/{job_id}/cancel",
         dependencies=[Depends(require_write)],
-        responses={409: {"description": "Already finished"}},
+        responses={404: {"description": "No such job"}, 409: {"description": "Already finished"}},
     )
     def cancel(app: AppDep, job_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Done:
         if not app.cancel(job_id):
-            raise HTTPException(status_code=409, detail=f"job {job_id} is not queued or running")
+            _refused(app, job_id, "is not queued or running")
         return Done(ok=True, detail=f"job {job_id} cancel requested")
 
     @api.get("/queues", summary="Queue settings: paused, limits, retention")

@@ -56,7 +56,7 @@ def test_enqueue_checks_task_against_app(dsn, db):
         (["work", "no_such_module:app"], "cannot import 'no_such_module'"),
         (["work", "tests.jobs:nothing"], "is not a pgqueue.App"),
         (["jobs", "show", "999999"], "no job with id 999999"),
-        (["jobs", "retry", "999999"], "is not dead or cancelled"),
+        (["jobs", "retry", "999999"], "no job 999999"),
         (["jobs", "cancel", "999999"], "no job 999999"),
     ],
 )

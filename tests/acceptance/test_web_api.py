@@ -75,6 +75,11 @@ def test_enqueue_validates_and_returns_202(app, db):
         assert response.status_code in (400, 422), bad
         assert response.json()["detail"]
     assert client.get("/api/jobs/999999", headers=AUTH).status_code == 404
+    # An action on a job that is not there says so, as GET does (it was a 409).
+    for action in ("retry", "cancel"):
+        missing = client.post(f"/api/jobs/999999/{action}", headers=AUTH)
+        assert (missing.status_code, missing.json()["detail"]) == (404, "no job 999999")
+    assert client.post(f"/api/jobs/{ok.json()['id']}/retry", headers=AUTH).status_code == 409
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
 
 
