@@ -17,7 +17,7 @@ from pgqueue.errors import ConfigurationError, PermissionDenied, PgQueueError
 from pgqueue.sql import QUERIES
 from pgqueue.store.copyin import copy_rows, copyable, timed
 from pgqueue.store.errors import PRODUCER_RIGHTS
-from pgqueue.store.params import JobSpec, insert_params, insert_query
+from pgqueue.store.params import JobSpec, insert_params, insert_query, spec_parts
 from pgqueue.tracing import capture
 
 
@@ -55,9 +55,12 @@ def job_enqueue(
     can (`copies`; `alone`: no transaction of the caller's is open), else by INSERT. A role
     that may INSERT into pgqueue.jobs and nothing more (`who` names it) cannot read back
     ids: its jobs go in through job_insert_reported when the driver passes notices on."""
-    specs = list(specs)  # a Batch builds its JobSpecs when read: once
+    # Options read from the shapes: a Batch builds a JobSpec per job only when asked, which
+    # costs more than the COPY's encoding of plain jobs.
+    reads_table = any(
+        s.unique_key is not None or s.depends_on is not None for s in spec_parts(specs)[0]
+    )
     rights = _RIGHTS.get(who)
-    reads_table = any(s.unique_key is not None or s.depends_on is not None for s in specs)
     if rights is None or (reads_table and not rights[0]):
         # (Asked again before refusing jobs that read the table: granted since, perhaps.)
         rows = yield QUERIES["producer_rights"], {}
@@ -81,7 +84,7 @@ def job_insert_reported(specs: Sequence[JobSpec]) -> Plan:
     the parents): those are refused with what to grant."""
     if not specs:
         return []
-    if any(s.unique_key is not None or s.depends_on is not None for s in specs):
+    if any(s.unique_key is not None or s.depends_on is not None for s in spec_parts(specs)[0]):
         raise PermissionDenied(
             f"a job with a unique_key or depends_on is enqueued by reading the table: "
             f"{PRODUCER_RIGHTS}"
