@@ -41,6 +41,8 @@ class JobContext:
     # Set when the attempt's outcome is decided: a thread that outlives it (a sync attempt
     # that timed out or was cancelled) can open no transaction any more.
     _ended: bool = field(default=False, repr=False)
+    # A sync handler's thread (a concurrent.futures.Future), set when it starts.
+    _thread: Any = field(default=None, repr=False)
 
     def _cancel(self) -> None:
         self._cancelled = True

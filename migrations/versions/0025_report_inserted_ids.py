@@ -18,6 +18,10 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 from alembic import op
 
 revision = "0025"
@@ -25,32 +29,18 @@ down_revision = "0024"
 branch_labels = None
 depends_on = None
 
-# 0015's function.
-PREVIOUS = """
-CREATE OR REPLACE FUNCTION pgqueue.jobs_notify_insert() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    -- SECURITY DEFINER, so that a producer (INSERT on pgqueue.jobs, nothing more) needs no
-    -- grant on pgqueue.workers: it reads whether a worker waits, and sends hints (a queue
-    -- name; workers claim from the table). It runs on pgqueue.jobs only, and nobody but
-    -- its owner may call it or attach it.
-    IF TG_TABLE_SCHEMA <> 'pgqueue' OR TG_TABLE_NAME <> 'jobs' THEN
-        RAISE EXCEPTION 'pgqueue.jobs_notify_insert only runs on pgqueue.jobs';
-    END IF;
-    -- One wake-up per statement and queue, and only for a queue some worker waits on.
-    PERFORM pg_notify('pgqueue_jobs',
-                      CASE WHEN octet_length(q.queue) <= 200 THEN q.queue ELSE '*' END)
-    FROM (SELECT DISTINCT n.queue FROM new_rows AS n WHERE n.state = 'queued') AS q
-    WHERE EXISTS (SELECT 1 FROM pgqueue.workers AS w
-                  WHERE w.waiting IS NOT FALSE
-                    AND ('*' = ANY (w.queues) OR q.queue = ANY (w.queues)));
-    RETURN NULL;
-END
-$$;
-REVOKE EXECUTE ON FUNCTION pgqueue.jobs_notify_insert() FROM PUBLIC;
-"""
 
+def _module(name: str) -> ModuleType:
+    path = Path(__file__).with_name(name)
+    spec = importlib.util.spec_from_file_location(f"pgqueue_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The function as migration 0015 left it (nothing changed it since).
+PREVIOUS: str = _module("0015_wake_waiting.py").WAKE_TRIGGER
 WAKE_UP = "    -- One wake-up per statement and queue"
 REPORT = """    -- The ids for a statement that asked (migration 0025), to its own session only.
     IF current_setting('pgqueue.report_ids', true) = statement_timestamp()::text THEN

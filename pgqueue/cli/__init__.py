@@ -11,7 +11,7 @@ from pgqueue.cli.base import cli, duration, fail, load_app
 
 # isort: off
 # Importing a module registers its commands; `pgqueue --help` lists them in this order.
-from pgqueue.cli import work, inspect, tasks, serve, admin
+from pgqueue.cli import work, inspect, queues, tasks, serve, admin
 # isort: on
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "inspect",
     "load_app",
     "main",
+    "queues",
     "serve",
     "tasks",
     "work",

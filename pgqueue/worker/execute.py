@@ -4,7 +4,6 @@ the worker itself cancels the attempt (shutdown, cancel), which the worker handl
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import functools
 import inspect
@@ -76,9 +75,6 @@ class Runner:
         # Threads of sync attempts that timed out, by (job id, attempt): their slot stays
         # taken until they return.
         self.stuck: dict[tuple[int, int], asyncio.Future[Any]] = {}
-        # Every sync attempt's thread while it runs, by (job id, attempt): one that timed
-        # out or was cancelled goes on after its attempt ended (see thread).
-        self._threads: dict[tuple[int, int], concurrent.futures.Future[Any]] = {}
 
     def prepare(self, job: Job, ctx: JobContext, task: Any) -> tuple[Any, Outcome | None]:
         """The bound call arguments for `task` (None: not registered here), or the outcome
@@ -168,11 +164,10 @@ class Runner:
         context = contextvars.copy_context()
         context.run(_current.set, ctx)
         call = functools.partial(context.run, task.fn, *bound.args, **bound.kwargs)
-        key = (job.id, job.attempts)
-        thread = self._threads[key] = self.threads.submit(call)
-        # (Run in the thread that ends: a dict's pop is atomic.)
-        thread.add_done_callback(lambda _: self._threads.pop(key, None))
-        future = asyncio.wrap_future(thread)
+        # Kept on the attempt's context: a thread that timed out or was cancelled goes on
+        # after its attempt ended (see transactions.discard).
+        ctx._thread = self.threads.submit(call)
+        future = asyncio.wrap_future(ctx._thread)
         if timeout is None:
             return await future
         # A thread cannot be interrupted: on timeout the attempt fails, ctx.cancelled turns
@@ -182,11 +177,6 @@ class Runner:
             self.stuck[(job.id, job.attempts)] = future
             raise AttemptTimeout
         return future.result()
-
-    def thread(self, key: tuple[int, int]) -> concurrent.futures.Future[Any] | None:
-        """The thread of sync attempt `key` if it still runs (None: done, or never one)."""
-        thread = self._threads.get(key)
-        return None if thread is None or thread.done() else thread
 
     async def wait_thread(self, key: tuple[int, int]) -> None:
         """Wait for a timed-out sync attempt's thread to return, if there is one."""

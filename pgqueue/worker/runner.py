@@ -136,7 +136,8 @@ class Runner:
                     )
                 await self.completer.recorded([row], applied)
                 return True, outcome
-        await discard(ctx, self.executor.thread(attempt.key))
+        thread = ctx._thread
+        await discard(ctx, thread if thread is not None and not thread.done() else None)
         return False, outcome
 
     async def _last_progress(self, attempt: Attempt, outcome: Outcome | None) -> None:
