@@ -104,7 +104,7 @@ WITH RECURSIVE claim_groups AS (
     WHERE j.state = 'running' AND j.started_at > now() - interval '5 minutes'
     GROUP BY j.queue
 )
-SELECT c.queue,
+SELECT q.queue,
        (coalesce(c.queued, 0) - coalesce(w.scheduled, 0))::bigint AS queued,
        coalesce(w.scheduled, 0)::bigint AS scheduled,
        coalesce(c.running, 0)::bigint AS running,
@@ -116,14 +116,17 @@ SELECT c.queue,
        extract(epoch FROM now() - w.oldest)::float8 AS oldest_waiting_age,
        l.le AS latency_le, l.n AS latency_n, l.total AS latency_total,
        r.latency AS latency_running
-FROM counted AS c
-LEFT JOIN waiting AS w ON w.queue = c.queue
-LEFT JOIN succeeded_5m AS s ON s.queue = c.queue
-LEFT JOIN latency AS l ON l.queue = c.queue
-LEFT JOIN running AS r ON r.queue = c.queue
--- A queue with no job left is not shown.
+FROM (SELECT queue FROM counted UNION SELECT queue FROM succeeded_5m) AS q
+LEFT JOIN counted AS c ON c.queue = q.queue
+LEFT JOIN waiting AS w ON w.queue = q.queue
+LEFT JOIN succeeded_5m AS s ON s.queue = q.queue
+LEFT JOIN latency AS l ON l.queue = q.queue
+LEFT JOIN running AS r ON r.queue = q.queue
+-- A queue with no job left is not shown, unless jobs of it succeeded in the window (and
+-- were deleted since: retention 0, a purge).
 WHERE c.queued <> 0 OR c.running <> 0 OR c.succeeded <> 0 OR c.dead <> 0 OR c.cancelled <> 0
-ORDER BY c.queue;
+   OR round(s.n) > 0
+ORDER BY q.queue;
 
 -- name: throughput
 -- Per minute over the last `minutes`: jobs finished by state, and the latency histogram of

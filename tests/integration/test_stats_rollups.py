@@ -1,7 +1,9 @@
 """The statistics rollups (migration 0014) against the truth: whatever happens to jobs, the
 figures of `pgqueue stats`, /api/throughput and /metrics equal what a scan of pgqueue.jobs
 says (percentiles apart, which are estimates). Each test drives jobs through a life that
-could leave the counts wrong, then recomputes everything from the table."""
+could leave the counts wrong, then recomputes everything from the table. Jobs by state are
+the rows in the table; what finished in a minute counts the rows deleted since too
+(migration 0026), which a trigger of the tests keeps in `public.jobs_deleted`."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import random
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -31,16 +34,43 @@ FINISHED = ("succeeded", "dead", "cancelled")
 NEVER = datetime(1, 1, 1, tzinfo=UTC)  # stands for '-infinity': finished_at unknown
 
 Key = tuple[datetime, str, str, str, str, float]
+# Finished jobs for the per-minute figures: those in the table and those deleted since.
+FINISHED_ROWS = (
+    "(SELECT * FROM pgqueue.jobs UNION ALL SELECT * FROM public.jobs_deleted) AS j"
+    " WHERE state IN ('succeeded', 'dead', 'cancelled')"
+)
+
+
+@pytest.fixture(autouse=True)
+def deleted_rows(db: psycopg.Connection) -> Iterator[None]:
+    """Keep a copy of every row deleted from pgqueue.jobs, for the per-minute truth."""
+    db.execute("DROP TABLE IF EXISTS public.jobs_deleted")
+    db.execute("CREATE TABLE public.jobs_deleted (LIKE pgqueue.jobs)")
+    db.execute(
+        """
+        CREATE OR REPLACE FUNCTION public.keep_deleted_job() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO public.jobs_deleted SELECT OLD.*; RETURN NULL; END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER keep_deleted AFTER DELETE ON pgqueue.jobs"
+        " FOR EACH ROW EXECUTE FUNCTION public.keep_deleted_job()"
+    )
+    yield
+    db.execute("DROP TRIGGER keep_deleted ON pgqueue.jobs")
+    db.execute("DROP TABLE public.jobs_deleted")
 
 
 def truth(db: psycopg.Connection) -> dict[Key, tuple[int, float]]:
-    """What the rollups should hold, computed here from every finished row: per minute,
-    queue, task ('' but for `jobs`), state, measure and bucket, the count and the sum."""
+    """What the rollups should hold, computed here from every finished row (deleted ones
+    too): per minute, queue, task ('' but for `jobs`), state, measure and bucket, the count
+    and the sum."""
     counted: Counter[Key] = Counter()
     sums: Counter[Key] = Counter()
     rows = db.execute(
         "SELECT queue, task, state, finished_at, started_at, run_at, attempts, last_error "
-        "FROM pgqueue.jobs WHERE state IN ('succeeded', 'dead', 'cancelled')"
+        f"FROM {FINISHED_ROWS}"
     ).fetchall()
     for queue, task, state, finished, started, run_at, attempts, last_error in rows:
         minute = finished.replace(second=0, microsecond=0) if finished else NEVER
@@ -127,19 +157,29 @@ def assert_surfaces(app: object, db: psycopg.Connection) -> None:
         FROM pgqueue.jobs GROUP BY queue
         """
     ).fetchall()
-    assert set(by_queue) == {row[0] for row in expected}
+    # A queue with no job left shows while jobs of it succeeded in the last five minutes.
+    recent = {
+        q
+        for (q,) in db.execute(
+            f"SELECT DISTINCT queue FROM {FINISHED_ROWS} AND state = 'succeeded'"
+            "   AND finished_at > now() - interval '4 minutes'"
+        )
+    }
+    assert set(by_queue) == {row[0] for row in expected} | recent
     for queue, *counts in expected:
         row = by_queue[queue]
         shown = [row[k] for k in ("queued", "scheduled", "running", "succeeded", "dead")]
         assert [*shown, row["cancelled"]] == counts, queue
+    for queue in set(by_queue) - {row[0] for row in expected}:
+        row = by_queue[queue]
+        assert [row[k] for k in ("queued", "running", "succeeded", "dead")] == [0] * 4
     minutes = {
         r["minute"]: (r["succeeded"], r["dead"])
         for r in jobs.app.store.throughput(60)  # type: ignore[attr-defined]
     }
     for minute, succeeded, dead in db.execute(
         "SELECT date_trunc('minute', finished_at), count(*) FILTER (WHERE state = 'succeeded'),"
-        " count(*) FILTER (WHERE state = 'dead') FROM pgqueue.jobs"
-        " WHERE state IN ('succeeded', 'dead')"
+        f" count(*) FILTER (WHERE state = 'dead') FROM {FINISHED_ROWS}"
         "   AND finished_at >= date_trunc('minute', now()) - interval '59 minutes'"
         " GROUP BY 1"
     ).fetchall():
@@ -152,8 +192,7 @@ def assert_surfaces(app: object, db: psycopg.Connection) -> None:
         for s in families["pgqueue_job_outcomes"].samples
     }
     hour = db.execute(
-        "SELECT task, state, count(*) FROM pgqueue.jobs"
-        " WHERE state IN ('succeeded', 'dead', 'cancelled')"
+        f"SELECT task, state, count(*) FROM {FINISHED_ROWS}"
         "   AND finished_at >= date_trunc('minute', now() - interval '1 hour') GROUP BY 1, 2"
     ).fetchall()
     assert outcomes == {(t, s): n for t, s, n in hour}
@@ -164,7 +203,7 @@ def assert_surfaces(app: object, db: psycopg.Connection) -> None:
     }
     values = db.execute(
         "SELECT queue, greatest(extract(epoch FROM started_at - run_at), 0)::float8"
-        " FROM pgqueue.jobs WHERE state IN ('succeeded', 'dead', 'cancelled')"
+        f" FROM {FINISHED_ROWS}"
         "   AND started_at IS NOT NULL"
         "   AND finished_at >= date_trunc('minute', now() - interval '1 hour')"
     ).fetchall()
@@ -464,6 +503,7 @@ def test_migration_starts_the_rollups_from_the_jobs_already_there(server_dsn):
         )
         migrate.upgrade(dsn)
         assert conn.execute("SELECT count(*) FROM pgqueue.stats_changes").fetchone() == (0,)
+        conn.execute("CREATE TABLE public.jobs_deleted (LIKE pgqueue.jobs)")  # none deleted
         assert_agree(conn)
         series = conn.execute(
             "SELECT sum(succeeded), sum(dead) FROM pgqueue.stats_series"
@@ -506,3 +546,46 @@ def test_jobs_due_later_are_counted_by_the_minute_of_their_run_at(app, db, dsn):
     compact(dsn)
     assert_surfaces(app, db)
     assert_agree(db)
+
+
+def test_deleted_jobs_keep_the_work_they_did_in_the_figures(app, db, dsn, worker):
+    """Retention 0 (deleted as they finish) and a purge: the jobs leave the counts by state,
+    and stay in throughput, the chart, latency and the outcomes of /metrics (they were all 0
+    when a delete took finished jobs out of their minute too)."""
+    app.set_queue_retention("default", succeeded=0, dead=0)
+    done = [jobs.add.enqueue(i, i) for i in range(12)]
+    dead = [jobs.always_fails.options(max_attempts=1).enqueue() for _ in range(3)]
+    kept = [jobs.add.options(queue="kept").enqueue(i, i) for i in range(4)]
+    with worker(concurrency=4):
+        for job_id in kept:
+            app.wait(job_id, timeout=30)
+        wait_for(
+            lambda: (
+                db.execute("SELECT count(*) FROM pgqueue.jobs WHERE queue = 'default'").fetchone()[
+                    0
+                ]
+                == 0
+            ),
+            timeout=30,
+        )
+    assert db.execute("SELECT count(*) FROM public.jobs_deleted").fetchone() == (15,)
+    assert (
+        jobs.app.store.job_purge(
+            "succeeded", datetime.now(UTC) + timedelta(seconds=1), queue="kept"
+        )
+        == 4
+    )  # type: ignore[attr-defined]
+    for fold in (False, True):
+        if fold:
+            compact(dsn)
+        by_queue = {r["queue"]: r for r in jobs.app.store.queue_stats()}  # type: ignore[attr-defined]
+        assert set(by_queue) == {"default", "kept"}, "no job left, but work done"
+        for queue, n in (("default", len(done)), ("kept", len(kept))):
+            row = by_queue[queue]
+            assert (row["succeeded"], row["dead"], row["succeeded_5m"]) == (0, 0, n)
+            assert row["throughput"] == round(n / 300, 2)
+        minutes = jobs.app.store.throughput(60)  # type: ignore[attr-defined]
+        assert sum(m["succeeded"] for m in minutes) == len(done) + len(kept)
+        assert sum(m["dead"] for m in minutes) == len(dead)
+        assert_agree(db)
+        assert_surfaces(app, db)
