@@ -70,7 +70,7 @@ def name(value: Any, what: str) -> str:
     return value
 
 
-def _storable(text: str, what: str) -> str:
+def storable_json(text: str, what: str) -> str:
     """JSON text jsonb will take: no NUL character and no lone surrogate in any string."""
     if ("\\u" in text or "\\U" in text) and _SUSPECT_ESCAPE.search(text):
         for piece in _strings(json.loads(text)):
@@ -122,9 +122,9 @@ def serialise(
         kwargs_json = dumps(kwargs_dict) if kwargs_dict else "{}"
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(f"arguments of {task} are not JSON-serialisable: {exc}") from None
-    _storable(args_json, f"arguments of {task}")
+    storable_json(args_json, f"arguments of {task}")
     if kwargs_dict:
-        _storable(kwargs_json, f"keyword arguments of {task}")
+        storable_json(kwargs_json, f"keyword arguments of {task}")
     return args_json, kwargs_json
 
 

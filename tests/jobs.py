@@ -166,6 +166,22 @@ def unprintable() -> None:
     raise Unprintable()
 
 
+@app.task(name="nul_error", max_attempts=2, retry=fast)
+def nul_error(text: str) -> None:
+    """Fails with a message jsonb cannot hold as it is (NUL, a lone surrogate)."""
+    raise ValueError(text.replace("NUL", "\x00").replace("SURROGATE", "\ud800"))
+
+
+@app.task(name="late_async", timeout=0.2, max_attempts=1)
+async def late_async() -> str:
+    """Catches the cancellation of its timeout and returns anyway."""
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        return "swallowed"
+    return "in time"
+
+
 @app.task(name="bad_result", max_attempts=3)
 def bad_result() -> object:
     return object()

@@ -14,6 +14,7 @@ from typing import Any
 from pgqueue.context import JobContext, _current
 from pgqueue.errors import Discard, Retry, SerializationError
 from pgqueue.job import Failed, Job, Outcome, Snoozed, Succeeded
+from pgqueue.spec import storable_json
 from pgqueue.store import dumps
 from pgqueue.store.params import Unreadable
 
@@ -34,14 +35,28 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}".rstrip(": ")
 
 
+def storable(text: str) -> str:
+    """Text jsonb takes: a NUL character or a lone surrogate in an error's message (a C
+    library's, bytes decoded with surrogateescape) written out as an escape, so that the
+    error is kept and the attempt ends as any failure does, not refused by the database."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 def error_record(
     attempt: int, exc: BaseException | None, message: str | None = None
 ) -> dict[str, Any]:
     """One entry of a job's `errors` history (the database adds the time)."""
     text = message or (describe(exc) if exc is not None else "None")
-    record: dict[str, Any] = {"attempt": attempt, "error": text}
+    record: dict[str, Any] = {"attempt": attempt, "error": storable(text)}
     if exc is not None and exc.__traceback__ is not None:
-        record["traceback"] = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+        trace = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK:]
+        record["traceback"] = storable(trace)
     return record
 
 
@@ -135,10 +150,16 @@ class Runner:
             return Failed(
                 error_record(attempt, exc), task.retry.next_run_in(attempt, job.max_attempts)
             )
+        if result is None:
+            return Succeeded(None)
         try:
-            return Succeeded(None if result is None else dumps(result))
+            text = dumps(result)
         except (TypeError, ValueError, RecursionError) as exc:  # (a value nested too deep)
             err = SerializationError(f"result of {task.name} is not JSON-serialisable: {exc}")
+            return dead(attempt, err)
+        try:
+            return Succeeded(storable_json(text, f"the strings of the result of {task.name}"))
+        except SerializationError as err:
             return dead(attempt, err)
 
     async def _run_async(
@@ -150,11 +171,16 @@ class Runner:
                 return await task.fn(*bound.args, **bound.kwargs)
             try:
                 async with asyncio.timeout(timeout) as cm:
-                    return await task.fn(*bound.args, **bound.kwargs)
+                    result = await task.fn(*bound.args, **bound.kwargs)
             except TimeoutError:
                 if cm.expired():
                     raise AttemptTimeout from None
                 raise
+            if cm.expired():
+                # The handler caught the cancellation of its timeout and returned: the
+                # attempt still ran over its time, as a sync one that returns late does.
+                raise AttemptTimeout
+            return result
         finally:
             _current.reset(token)
 

@@ -120,12 +120,22 @@ def test_outcomes_too_big_for_one_batch_are_written_in_several(dsn, app, db):
 
 
 def test_an_outcome_the_database_refuses_ends_dead_and_the_rest_land(app, worker, db):
-    bad = jobs.nul_result.enqueue()
-    good = [jobs.add.enqueue(i, i) for i in range(20)]
-    with worker(concurrency=10):
-        assert [app.wait(i, timeout=10) for i in good] == [2 * i for i in range(20)]
-        wait_for(lambda: app.get_job(bad).state == "dead")
-    assert app.get_job(bad).last_error.startswith("StorageError: the outcome could not be stored")
+    # A rule of the database's own (a constraint added by the application) refuses one
+    # result; pgqueue refuses what jsonb cannot hold before it is sent (a NUL character).
+    db.execute(
+        "ALTER TABLE pgqueue.jobs ADD CONSTRAINT test_refused"
+        " CHECK (result IS DISTINCT FROM '\"refused\"'::jsonb) NOT VALID"
+    )
+    try:
+        bad = jobs.echo.enqueue("refused")
+        good = [jobs.add.enqueue(i, i) for i in range(20)]
+        with worker(concurrency=10):
+            assert [app.wait(i, timeout=10) for i in good] == [2 * i for i in range(20)]
+            wait_for(lambda: app.get_job(bad).state == "dead")
+    finally:
+        db.execute("ALTER TABLE pgqueue.jobs DROP CONSTRAINT test_refused")
+    error = app.get_job(bad).last_error
+    assert error.startswith("StorageError: the outcome could not be stored"), error
 
 
 def test_integers_beyond_64_bits_reach_the_handler_as_integers(app, worker):

@@ -122,6 +122,12 @@ def test_discard_goes_straight_to_dead(app, worker):
         ("cancelled_future", [], "CancelledError"),
         # An exception whose __str__ raises left the job running for good.
         ("unprintable", [], "Unprintable: <its message could not be made: AttributeError"),
+        # A NUL or a lone surrogate in the message: the outcome was refused by jsonb, and
+        # the job ended dead on its first attempt with only "StorageError".
+        ("nul_error", ["at NUL and SURROGATE"], "ValueError: at \\x00 and \\ud800"),
+        ("nul_result", [], "SerializationError: the strings of the result of nul_result"),
+        # An async handler that caught its timeout's cancellation ended succeeded.
+        ("late_async", [], "TimeoutError: the attempt ran over its 0.2s timeout"),
     ],
 )
 def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args, error):
@@ -134,9 +140,9 @@ def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args
     job = app.get_job(poison)
     assert job.state == "dead"
     assert job.last_error.startswith(error)
-    if task in ("no.such.task", "add", "bad_result", "deep_result"):
+    if task in ("no.such.task", "add", "bad_result", "deep_result", "nul_result"):
         assert job.attempts == 1, "a job that can never work is not retried"
-    if task in ("own_cancelled", "cancelled_future", "unprintable"):
+    if task in ("own_cancelled", "cancelled_future", "unprintable", "nul_error"):
         assert job.attempts == 3 and len(job.errors) == 3, "failures like any other"
 
 
