@@ -61,7 +61,32 @@ class Job:
     def from_row(cls, row: dict[str, Any]) -> Job:
         fields = {name: row[name] for name in cls.__slots__ if name in row}
         fields["state"] = JobState(row["state"])
+        if "errors" in fields:
+            fields["errors"] = error_history(fields["errors"])
         return cls(**fields)
+
+
+def error_history(value: Any) -> list[dict[str, Any]]:
+    """The `errors` column as a list of entries with a text `at` and an int `attempt`
+    whatever was stored there (plain SQL may write anything): readers sort and show them."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return [{"error": f"<errors is not a list: {value!r:.200}>"}]
+    if all(
+        type(e) is dict and type(e.get("at", "")) is str and type(e.get("attempt", 0)) is int
+        for e in value
+    ):
+        return value  # as pgqueue writes them
+    history: list[dict[str, Any]] = []
+    for entry in value:
+        entry = dict(entry) if isinstance(entry, dict) else {"error": str(entry)}
+        if entry.get("at") is not None and not isinstance(entry["at"], str):
+            entry["at"] = str(entry["at"])
+        if not isinstance(entry.get("attempt"), int) or isinstance(entry.get("attempt"), bool):
+            entry.pop("attempt", None)
+        history.append(entry)
+    return history
 
 
 # Outcomes: what running one attempt came to. The completer writes them in batches.

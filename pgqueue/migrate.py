@@ -247,6 +247,9 @@ GRANT INSERT (id, queue, task, args, kwargs, priority, run_at, max_attempts, uni
 GRANT SELECT (id, queue, state, unique_key, unique_until) ON pgqueue.jobs TO pgqueue_producer;
 REVOKE UPDATE (unique_until) ON pgqueue.jobs FROM pgqueue_producer;
 GRANT EXECUTE ON FUNCTION pgqueue.release_unique_keys(text[]) TO pgqueue_producer;
+-- Children enqueued after their parents finished are freed (or cancelled) through a
+-- function too (migration 0027).
+GRANT EXECUTE ON FUNCTION pgqueue.settle_children(bigint[]) TO pgqueue_producer;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA pgqueue TO pgqueue_producer;
 
 -- Workers claim, run and record jobs, heartbeat, enqueue periodic jobs, prune: rows only,

@@ -10,10 +10,11 @@ import weakref
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgqueue.dsn import probe, session_kwargs
-from pgqueue.store import AsyncJobStore, JobStore
+from pgqueue.store import AsyncJobStore, JobStore, tolerant_loads
 
 
 class PoolSettings(Protocol):
@@ -72,7 +73,7 @@ class Pools:
                 probe(s.dsn)
                 self._pool = ConnectionPool(
                     s.dsn, min_size=1, max_size=s.pool_size, open=True, kwargs=self._kwargs(),
-                    name="pgqueue",
+                    name="pgqueue", configure=_read_jsonb,
                 )  # fmt: skip
                 self._store = JobStore(self._pool)
             return self._store
@@ -99,6 +100,7 @@ class Pools:
 
             async def keep(conn: psycopg.AsyncConnection[Any]) -> None:
                 made.add(conn)
+                _read_jsonb(conn)
 
             pool = AsyncConnectionPool(
                 s.dsn, min_size=1, max_size=s.pool_size, open=False, kwargs=self._kwargs(),
@@ -170,3 +172,9 @@ class Pools:
         if store is not None:
             await store.pool.close()
         self.close()
+
+
+def _read_jsonb(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    # A job's values are whatever its producer inserted: one that Python cannot read back
+    # (nested too deep) comes as text saying so instead of failing the query that read it.
+    set_json_loads(tolerant_loads, conn)

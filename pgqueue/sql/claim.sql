@@ -155,7 +155,8 @@ WITH RECURSIVE known_queues AS (
 )
 UPDATE pgqueue.jobs AS j
 SET state = 'running',
-    attempts = j.attempts + 1,
+    -- (Bounded: a row inserted at the bound of attempts must not fail every claim.)
+    attempts = least(j.attempts, 2147483645) + 1,
     worker_id = %(worker_id)s::uuid,
     started_at = coalesce(%(now)s::timestamptz, now())
 FROM (SELECT id FROM taken UNION ALL SELECT id FROM topped) AS picked
@@ -241,7 +242,8 @@ WITH open AS (
 )
 UPDATE pgqueue.jobs AS j
 SET state = 'running',
-    attempts = j.attempts + 1,
+    -- (Bounded: a row inserted at the bound of attempts must not fail every claim.)
+    attempts = least(j.attempts, 2147483645) + 1,
     worker_id = %(worker_id)s::uuid,
     started_at = coalesce(%(now)s::timestamptz, now())
 FROM taken AS picked

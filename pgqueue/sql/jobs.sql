@@ -147,6 +147,12 @@ RETURNING id, unique_key;
 SELECT i FROM unnest(%(ids)s::bigint[]) AS i
 WHERE NOT EXISTS (SELECT 1 FROM pgqueue.jobs AS j WHERE j.id = i);
 
+-- name: job_settle_enqueued
+-- Free (or cancel) the children of these parents now, for jobs just enqueued with
+-- depends_on whose parents have finished: through a function (migration 0027), so that
+-- producers need no UPDATE right on the table.
+SELECT pgqueue.settle_children(%(parents)s::bigint[]);
+
 -- name: job_release_unique
 -- Free unique keys whose unique_for window has passed, so an enqueue can take them: through
 -- a function (migration 0021), so that producers need no UPDATE right on the table.
@@ -196,12 +202,26 @@ SELECT target.state,
             THEN pg_notify('pgqueue_cancel', '') END AS told
 FROM target;
 
+-- name: job_retry_release
+-- Before job_retry: free the unique key of the job to retry where its window has passed
+-- (the previous holder finished long enough ago), which only an enqueue of the key did.
+SELECT pgqueue.release_unique_keys(
+    ARRAY(SELECT unique_key FROM pgqueue.jobs
+          WHERE id = %(id)s::bigint AND unique_key IS NOT NULL));
+
+-- name: job_retry_dead_release
+-- Before job_retry_dead: the same for the unique keys of the dead jobs to retry.
+SELECT pgqueue.release_unique_keys(
+    ARRAY(SELECT DISTINCT unique_key FROM pgqueue.jobs
+          WHERE state = 'dead' AND unique_key IS NOT NULL
+            AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)));
+
 -- name: job_retry
 -- Put a dead or cancelled job back in the queue now, with at least one attempt left.
 WITH retried AS (
     UPDATE pgqueue.jobs
     SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
-        max_attempts = greatest(max_attempts, attempts + 1)
+        max_attempts = greatest(max_attempts, least(attempts, 2147483646) + 1)
     WHERE id = %(id)s::bigint AND state IN ('dead', 'cancelled')
       -- Another live job holding the same unique key keeps this one where it is.
       AND NOT EXISTS (
@@ -227,7 +247,7 @@ WITH picked AS (
 ), retried AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
-        max_attempts = greatest(j.max_attempts, j.attempts + 1)
+        max_attempts = greatest(j.max_attempts, least(j.attempts, 2147483646) + 1)
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, j.queue
 )

@@ -28,9 +28,13 @@ WITH o AS MATERIALIZED (
                           o.error || jsonb_build_object('at', now())) END,
         finished_at = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NULL
                            THEN NULL ELSE now() END,
+        -- unique_for as the API bounds it (0 to 100 years, NaN the most), whatever a row
+        -- inserted by SQL before migration 0027 holds: one job's value must not fail the
+        -- batch.
         unique_until = CASE WHEN (o.state <> 'queued' OR j.cancel_requested_at IS NOT NULL)
                                  AND j.unique_for IS NOT NULL
-                            THEN now() + make_interval(secs => j.unique_for) END
+                            THEN now() + make_interval(
+                                secs => least(greatest(j.unique_for, 0), 3153600000)) END
     FROM o
     -- The jobs are read by primary key (the id list), and the guard sits inside IS TRUE so
     -- no other index can serve it. A scan of this worker's running jobs instead would grow

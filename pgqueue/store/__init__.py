@@ -16,6 +16,7 @@ from pgqueue.store.params import (
     claimed_job,
     dumps,
     loads,
+    tolerant_loads,
 )
 from pgqueue.store.sync import JobStore, Row
 
@@ -32,6 +33,7 @@ __all__ = [
     "first_line",
     "is_unavailable",
     "loads",
+    "tolerant_loads",
     "translate_errors",
     "wrap_error",
 ]

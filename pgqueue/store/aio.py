@@ -154,7 +154,8 @@ class AsyncJobStore:
         return rows[0] if rows else None
 
     async def job_retry(self, job_id: int, conn: Any = None) -> bool:
-        return bool(await self._run("job_retry", {"id": job_id}, conn))
+        retried: bool = await self._drive(plans.job_retry(job_id), conn)
+        return retried
 
     async def schema_version(self) -> str | None:
         rows = await self._run("schema_version", {})

@@ -169,6 +169,8 @@ def claimed_job(row: Sequence[Any], worker_id: UUID) -> Job:
         # Valid jsonb that Python cannot read back (nested deeper than its parsers go): the
         # job ends dead with the reason, and the rest of the claim runs.
         args, kwargs = Unreadable(f"{type(exc).__name__}: {exc}"), {}
+    if type(trace_context) is UnreadableJSON:
+        trace_context = None  # a context nobody could have sent: the job runs without it
     return Job(
         job_id,
         queue,
@@ -299,6 +301,21 @@ def dumps(value: Any) -> str:
 # 1.1805916207174113e+21). Nineteen digits in a row may be such a number: json reads those.
 _LONG_NUMBER_TEXT = re.compile(r"\d{19}")
 _LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+
+
+class UnreadableJSON(str):
+    """A jsonb value Python cannot read back (nested deeper than its parsers go, a number
+    too long for int()), given as text that says so: one such row must not fail every
+    query that reads it (a claim of many jobs, a page of the dashboard)."""
+
+
+def tolerant_loads(data: str | bytes | bytearray | memoryview) -> Any:
+    """`loads`, with an UnreadableJSON for what it cannot read: pgqueue's connections read
+    jsonb with it, since anyone who may insert a job chooses its values."""
+    try:
+        return loads(data)
+    except (ValueError, RecursionError) as exc:
+        return UnreadableJSON(f"<unreadable JSON: {type(exc).__name__}: {exc}>")
 
 
 def loads(data: str | bytes | bytearray | memoryview) -> Any:

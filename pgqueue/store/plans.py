@@ -127,10 +127,7 @@ def job_insert_many(specs: Sequence[JobSpec]) -> Generator[Step, list[tuple[Any,
             rows = [(None, batch[0].unique_key)]
         if parents:
             # Parents that already finished free (or cancel) their children now.
-            yield (
-                QUERIES["job_settle_children"],
-                {"parents": parents, "after": None, "newest": False},
-            )
+            yield QUERIES["job_settle_enqueued"], {"parents": parents}
         taken: dict[str, list[int]] = {}
         for i, (job_id, key) in zip(todo, rows, strict=True):
             if job_id is not None:
@@ -167,6 +164,19 @@ def job_copy_many(
     query = QUERIES["job_copy_timed"] if with_times else QUERIES["job_copy"]
     yield CopyIn(query, copy_rows(ids, specs, now if with_times else None, capture()))
     return ids
+
+
+def job_retry(job_id: int) -> Generator[Step, list[tuple[Any, ...]], bool]:
+    """Put a dead or cancelled job back in the queue; False if it is not one, or if another
+    live job holds its unique key (a holder whose window has passed is let go first)."""
+    yield QUERIES["job_retry_release"], {"id": job_id}
+    return bool((yield QUERIES["job_retry"], {"id": job_id}))
+
+
+def job_retry_dead(queue: str | None, batch: int) -> Generator[Step, list[tuple[Any, ...]], int]:
+    """Re-queue up to `batch` dead jobs (of `queue`, if given); how many."""
+    yield QUERIES["job_retry_dead_release"], {"queue": queue}
+    return len((yield QUERIES["job_retry_dead"], {"queue": queue, "batch": batch}))
 
 
 def job_cancel(

@@ -156,7 +156,8 @@ class JobStore:
         return rows[0] if rows else None
 
     def job_retry(self, job_id: int, conn: Any = None) -> bool:
-        return bool(self._run("job_retry", {"id": job_id}, conn))
+        retried: bool = self._drive(plans.job_retry(job_id), conn)
+        return retried
 
     def queue_stats(self) -> list[Row]:
         return [stats.queue_row(r) for r in self._run("queue_stats", {})]
@@ -191,7 +192,8 @@ class JobStore:
 
     def job_retry_dead(self, queue: str | None = None, batch: int = 1000) -> int:
         """Re-queue one batch of dead jobs; returns how many (0: done)."""
-        return len(self._run("job_retry_dead", {"queue": queue, "batch": batch}))
+        retried: int = self._drive(plans.job_retry_dead(queue, batch))
+        return retried
 
     def queue_set(self, name: str, **settings: Any) -> Row:
         return self._run("queue_set", queue_set_params(name, settings))[0]

@@ -221,7 +221,19 @@ class Completer:
                 }
                 log.error("job %d: %s", row.id, error["error"])
                 fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
-                applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
+                try:
+                    applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
+                except Exception as again:
+                    if is_unavailable(again):
+                        raise
+                    # Refused even as dead (a rule of the database's own on that row): the
+                    # worker goes on with the others; the job stays running here until
+                    # this worker stops, and is rescued then.
+                    log.error(
+                        "job %d: not even its failure could be stored: %s",
+                        row.id,
+                        first_line(again),
+                    )
         return applied
 
     async def flush(self, timeout: float | None = None) -> bool:

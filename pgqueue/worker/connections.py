@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import set_json_loads
 
-from pgqueue.store import loads
+from pgqueue.store import tolerant_loads
 
 
 async def configure_claims(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -29,7 +29,7 @@ POOLED_CLAIMS = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit =
 
 async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
     # Claimed rows carry args/kwargs as jsonb: orjson parses them several times faster.
-    set_json_loads(loads, conn)
+    set_json_loads(tolerant_loads, conn)
     # No JIT: the worker's statements run in a millisecond or two, but their estimates (a
     # limit or a recursion known only at run time) can look costly enough to compile, which
     # took 0.3-0.5 s a statement.
@@ -39,5 +39,5 @@ async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
 async def configure_pooled(conn: psycopg.AsyncConnection[Any]) -> None:
     """A connection through a transaction pooler: no prepared statements (see dsn.py), and
     no session settings (the next transaction may run on another server session)."""
-    set_json_loads(loads, conn)
+    set_json_loads(tolerant_loads, conn)
     conn.prepare_threshold = None

@@ -139,6 +139,35 @@ def test_producer_frees_a_lapsed_unique_key_without_an_update_right(roles_db):
     assert second != first
 
 
+def test_producer_enqueues_children_of_running_and_finished_parents(roles_db):
+    # Settling a child whose parents finished needed an UPDATE right: refused, and the
+    # message said to grant the role it had.
+    dsn, logins = roles_db
+    with pgqueue.App(logins["producer"]) as app:
+        done, failed, pending = (app.enqueue("add", args=[i, i]) for i in range(3))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pgqueue.jobs SET state = CASE id WHEN %s THEN 'succeeded' ELSE 'dead'"
+                " END, finished_at = now() WHERE id IN (%s, %s)",
+                (done, done, failed),
+            )
+        free = app.enqueue("add", args=[1, 1], depends_on=[done])
+        waits = app.enqueue("add", args=[2, 2], depends_on=[done, pending])
+        doomed, *_ = app.enqueue_many(
+            [{"task": "add", "args": [3, 3], "depends_on": [failed]}, {"task": "add"}]
+        )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT id, state || CASE WHEN state = 'queued'"
+                " AND run_at > now() + interval '1 year' THEN ' waiting' ELSE '' END"
+                " FROM pgqueue.jobs WHERE id = ANY(%s)",
+                ([free, waits, doomed],),
+            ).fetchall()
+        )
+    assert rows == {free: "queued", waits: "queued waiting", doomed: "cancelled"}
+
+
 def test_observer_reads_everything_and_changes_nothing(roles_db):
     _, logins = roles_db
     observer = logins["observer"]
@@ -186,14 +215,16 @@ def test_nobody_can_do_nothing(roles_db):
     assert not [name for name, can in functions if can], functions
     # Only the task-defaults, statistics and wake-up triggers run as their owner (so
     # producers need nothing but INSERT); they check the table they fire on and nobody else
-    # may execute them (above). So does the release of lapsed unique keys, which only roles
-    # granted it may run (producers and workers), and which does that one thing.
+    # may execute them (above). So do the release of lapsed unique keys and the settling of
+    # children whose parents finished, which only roles granted them may run (producers and
+    # workers), and which do that one thing each.
     assert sorted(definers) == [
         ("pgqueue.jobs_count_changes()",),
         ("pgqueue.jobs_fill_defaults()",),
         ("pgqueue.jobs_notify_insert()",),
         ("pgqueue.jobs_reset_stats()",),
         ("pgqueue.release_unique_keys(text[])",),
+        ("pgqueue.settle_children(bigint[])",),
     ], definers
 
 

@@ -87,13 +87,15 @@ def test_schema_functions_are_not_executable_by_public(db, make_role):
     # The SECURITY DEFINER functions (task defaults, the statistics counted as jobs change,
     # and the wake-up that reads whether a worker waits, so producers need only INSERT)
     # check the table they fire on; see the next test for attaching them elsewhere. The
-    # release of lapsed unique keys is run by the roles granted it, and does only that.
+    # release of lapsed unique keys and the settling of children whose parents finished are
+    # run by the roles granted them, and do only that.
     assert sorted(r[0] for r in rows if r[1]) == [
         "jobs_count_changes",
         "jobs_fill_defaults",
         "jobs_notify_insert",
         "jobs_reset_stats",
         "release_unique_keys",
+        "settle_children",
     ]
 
 

@@ -58,3 +58,23 @@ def test_unique_for_holds_the_key_after_the_job_finished(app, worker):
 def test_unique_for_needs_a_key(app):
     with pytest.raises(pgqueue.ConfigurationError, match="unique_for needs a unique_key"):
         jobs.add.options(unique_for=5).enqueue(1, 2)
+
+
+def test_retry_takes_a_key_whose_window_has_passed(app, worker, db):
+    # Dead jobs whose keys another job held for a second after it finished: once that
+    # second has passed, retry (one job, and every dead one) takes the key. It stayed
+    # refused until someone enqueued the key again.
+    keys = ("w1", "w2")
+    dead = [jobs.always_fails.options(unique_key=k, max_attempts=1).enqueue() for k in keys]
+    with worker():
+        for job_id in dead:
+            with pytest.raises(pgqueue.JobFailed):
+                app.wait(job_id, timeout=10)
+        for k in keys:
+            app.wait(jobs.add.options(unique_key=k, unique_for=1.0).enqueue(1, 1), timeout=10)
+    assert not app.retry(dead[0]), "the key is held for a second after its job finished"
+    time.sleep(1.1)
+    assert app.retry(dead[0])
+    assert jobs.app.store.job_retry_dead(queue=None) == 1  # type: ignore[attr-defined]
+    states = db.execute("SELECT state FROM pgqueue.jobs WHERE id = ANY(%s)", (dead,)).fetchall()
+    assert states == [("queued",), ("queued",)]
