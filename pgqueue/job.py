@@ -114,7 +114,11 @@ class Snoozed:
 
 @dataclass(frozen=True, slots=True)
 class Released:
-    """The worker is shutting down: back to queued at once, the attempt given back."""
+    """The worker is shutting down: back to queued, the attempt given back; due again at
+    once, or after `delay` seconds when the handler still runs here (a sync thread cannot be
+    stopped): never claimable elsewhere while this process may still run it."""
+
+    delay: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,8 +64,10 @@ def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -
             return OutcomeRow(
                 job.id, job.attempts, "queued", delay=delay, refund=1, queue=job.queue
             )
-        case Released():
-            return OutcomeRow(job.id, job.attempts, "queued", delay=0.0, refund=1, queue=job.queue)
+        case Released(delay):
+            return OutcomeRow(
+                job.id, job.attempts, "queued", delay=delay, refund=1, queue=job.queue
+            )
         case Cancelled(reason):
             error = {"attempt": job.attempts, "error": f"Cancelled: {reason}"}
             return OutcomeRow(

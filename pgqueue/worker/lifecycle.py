@@ -256,7 +256,9 @@ class Worker:
             AsyncJobStore(outcomes), self.id, s.outcome_batch, delete_now=queue_settings.delete_now
         )
         connections = HandlerConnections(self.dsn, s.concurrency, self.pooled)  # ctx.transaction()
-        runner = self.runner = Runner(self.app, threads, completer, connections)
+        runner = self.runner = Runner(
+            self.app, threads, completer, connections, hold=self.settings.lease
+        )
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
             AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
@@ -388,10 +390,16 @@ class Worker:
             attempts.release_all()
             if not await attempts.wait_running(5):
                 # Handlers that swallowed their cancellation: their jobs go back all the same
-                # (the process leaves without their tasks, see daemon.py).
+                # (the process leaves without their tasks, see daemon.py), due again once
+                # it has surely left.
+                hold = self.settings.lease
                 for attempt in list(attempts):
-                    log.warning("job %d ignored its cancellation: released", attempt.job.id)
-                    completer.put(outcome_row(attempt.job, Released()))
+                    log.warning(
+                        "job %d ignored its cancellation: released, due again in %gs",
+                        attempt.job.id,
+                        hold,
+                    )
+                    completer.put(outcome_row(attempt.job, Released(hold)))
         if not await completer.flush(timeout=max(grace, 10)):
             log.error(
                 "could not record %d outcome(s) before exiting; the rescue will handle those jobs",

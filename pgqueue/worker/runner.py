@@ -41,8 +41,12 @@ class Runner:
         threads: ThreadPoolExecutor,
         completer: Completer,
         connections: HandlerConnections | None = None,
+        hold: float = 0.0,
     ) -> None:
         self.app = app
+        # How long a job released while its handler still runs here stays unclaimable: the
+        # lease, which is how long the process may take to leave (see Released).
+        self.hold = hold
         self.connections = connections  # for ctx.transaction()
         self.executor = Executor(threads)
         self.completer = completer
@@ -150,14 +154,20 @@ class Runner:
         except asyncio.CancelledError:
             pass  # interrupted (shutdown): the outcome must still be recorded
 
-    @staticmethod
-    def _decide(attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
+    def _decide(self, attempt: Attempt, outcome: Outcome | None) -> Outcome | None:
         """What the attempt comes to, given its mark; None: nothing is written."""
         match attempt.mark:
             case Mark.ABANDON:
                 return None  # the job is someone else's now; the write would be refused
             case Mark.RELEASE:
-                return outcome if outcome is not None else Released()
+                if outcome is not None:
+                    return outcome
+                thread = attempt.ctx._thread
+                if thread is not None and not thread.done():
+                    # Interrupted, but its thread goes on until it returns or the process
+                    # leaves: another worker must not start the job meanwhile.
+                    return Released(self.hold)
+                return Released()
             case Mark.CANCEL:
                 return Cancelled("cancel requested while it ran")
         return outcome if outcome is not None else Released()
@@ -175,6 +185,8 @@ class Runner:
                 detail = f", retry in {retry_in:.1f}s: {error['error']}"
             case Snoozed(delay):
                 detail = f" for {delay:.1f}s"
+            case Released(delay) if delay:
+                detail = f", due again in {delay:g}s: its thread still runs here"
         fields = {
             "job_id": job.id,
             "task": job.task,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 
 from pgqueue.worker.daemon import SAME_STOP
 from tests import jobs
+from tests.waiting import wait_for
 
 
 def wait_running(db, count: int, timeout: float = 15) -> None:
@@ -53,6 +55,28 @@ def test_grace_over_releases_unfinished_jobs_without_counting_an_attempt(app, db
         job = app.get_job(job_id)
         assert job.state == "queued" and job.attempts == 0, job
     assert "releasing 3 job(s)" in worker.output()
+
+
+def test_a_job_whose_thread_outlives_the_grace_is_claimable_only_once_the_process_left(
+    app, db, spawn_worker
+):
+    # Released at once, the job was claimed by another worker while this one's thread
+    # still ran it (until the process left): the same attempt twice at the same time.
+    args = ("--concurrency", "2", "--shutdown-grace", "0.5", "--lease", "20")
+    worker = spawn_worker(*args)
+    worker.wait_started()
+    stuck = jobs.sleep.enqueue(30)  # sync: its thread cannot be stopped
+    polite = jobs.async_sleep.enqueue(30)  # async: cancelled, and gone at once
+    wait_running(db, 1)
+    wait_for(lambda: app.get_job(polite).state == "running", timeout=10)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0, worker.output()
+    (now,) = db.execute("SELECT now()").fetchone()
+    held, free = app.get_job(stuck), app.get_job(polite)
+    assert held.state == free.state == "queued" and held.attempts == free.attempts == 0
+    assert held.run_at > now + timedelta(seconds=15), "not due while the process may run it"
+    assert free.run_at <= now
+    assert "due again in 20s: its thread still runs here" in worker.output()
 
 
 def test_a_handler_that_swallows_its_cancellation_does_not_hold_the_exit(app, db, spawn_worker):
