@@ -254,3 +254,10 @@ def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:
     if state == "cancelled":
         raise JobCancelled(job_id)
     return _UNSET
+
+
+def retry_refusal(job: Job) -> str:
+    """Why `retry` left this job where it is, as "job N ..." ends."""
+    if job.state in ("dead", "cancelled"):
+        return f"is {job.state}, but another live job holds its unique key {job.unique_key!r}"
+    return f"is {job.state}, not dead or cancelled"

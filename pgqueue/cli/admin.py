@@ -12,6 +12,7 @@ from pgqueue.cli.base import (
     Dsn,
     T,
     _text,
+    command_line_dsn,
     fail,
     migrate_cli,
     require_dsn,
@@ -69,7 +70,7 @@ def migrate_downgrade(
     """Migrate the pgqueue schema down to REVISION."""
     from pgqueue import migrate as migrations
 
-    dsn = dsn or ctx.obj["dsn"]
+    dsn = _subcommand_dsn(ctx, dsn)
     if sql or ctx.obj["sql"]:
         typer.echo(_alembic(lambda: migrations.downgrade_sql(revision, _revision_of(dsn))))
         return
@@ -105,8 +106,14 @@ def migrate_roles(
     if sql or ctx.obj["sql"]:
         typer.echo(migrations.ROLES_SQL.strip())
         return
-    migrations.create_roles(_check_db(dsn or ctx.obj["dsn"]))
+    migrations.create_roles(_check_db(_subcommand_dsn(ctx, dsn)))
     typer.echo("roles pgqueue_producer, pgqueue_worker and pgqueue_observer granted")
+
+
+def _subcommand_dsn(ctx: typer.Context, dsn: str | None) -> str | None:
+    """The subcommand's own --dsn, else the one given to `pgqueue migrate` (which falls back
+    to the environment): `PGQUEUE_DSN=a pgqueue migrate --dsn b downgrade` acts on b."""
+    return command_line_dsn(dsn) or ctx.obj["dsn"]
 
 
 def _revision_of(dsn: str | None) -> str:

@@ -151,8 +151,11 @@ def _dsn(value: str | None) -> str | None:
     from psycopg import ProgrammingError
     from psycopg.conninfo import conninfo_to_dict
 
+    from pgqueue.dsn import resolve_dsn
+
     if "\x00" in value:
         raise typer.BadParameter("holds a NUL character")
+    value = resolve_dsn(value)  # a SQLAlchemy URL without its driver, as the App reads it
     try:
         value.encode()
         conninfo_to_dict(value)
@@ -212,6 +215,21 @@ Dsn = Annotated[
         help="PostgreSQL DSN or URL (else PGQUEUE_DSN, DATABASE_URL, libpq's PG*).",
     ),
 ]
+
+
+def command_line_dsn(dsn: str | None) -> str | None:
+    """`dsn` if it was given as --dsn on this command's line, None if it came from the
+    environment: an App's own DSN, or the `--dsn` of `pgqueue migrate` before a subcommand,
+    must beat PGQUEUE_DSN and DATABASE_URL, not lose to them."""
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None or ctx.get_parameter_source("dsn") is ParameterSource.COMMANDLINE:
+        return dsn
+    return None
+
+
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 JobId = Annotated[int, typer.Argument(min=1, max=INT8, metavar="JOB_ID", help="The job's id.")]
 QueueName = Annotated[str, typer.Argument(callback=_text("queue name", MAX_NAME))]

@@ -229,14 +229,21 @@ def jobs_retry(
     with _app(dsn) as app:
         if job_id is not None:
             if not app.retry(job_id):
-                fail(
-                    f"no job {job_id}"
-                    if app.get_job(job_id) is None
-                    else f"job {job_id} is not dead or cancelled"
-                )
+                from pgqueue.operations import retry_refusal
+
+                job = app.get_job(job_id)
+                fail(f"no job {job_id}" if job is None else f"job {job_id} {retry_refusal(job)}")
             typer.echo(json.dumps({"retried": 1}) if as_json else f"job {job_id} queued again")
             return
-        total = _batches(lambda: app.store.job_retry_dead(queue=queue), "retried", as_json)
+        total = 0
+        after: int | None = 0
+        while after is not None:  # by id: a job that dies again meanwhile stays dead
+            retried, after = app.store.job_retry_dead(queue=queue, after=after)
+            total += retried
+            if not as_json and sys.stderr.isatty():
+                typer.echo(f"\rretried {total}...", err=True, nl=False)
+        if not as_json and sys.stderr.isatty():
+            typer.echo("", err=True)
     if as_json:
         _print_json({"retried": total})
     else:

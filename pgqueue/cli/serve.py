@@ -64,6 +64,10 @@ def serve(
 
     if token is not None and not token.strip():
         fail("--token is empty: give a real token, or leave it out for a read-only dashboard")
+    if token is not None:
+        # A secret read from a file often ends in a newline; a client never sends one (and
+        # the check strips what it sends): kept, it would lock everyone out.
+        token = token.strip()
     if token is None and not is_loopback(host) and not insecure_no_token:
         fail(
             f"refusing to serve job data without a token on {host}: give --token "

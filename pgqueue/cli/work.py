@@ -23,6 +23,7 @@ from pgqueue.cli.base import (
     _print_json,
     _text,
     cli,
+    command_line_dsn,
     duration,
     load_app,
     require_dsn,
@@ -129,7 +130,9 @@ def work(
     )
     if settings.pooled:
         app.pooler = True  # the app's own connections too (a handler's enqueues)
-    resolved = require_dsn(dsn if dsn is not None else app.dsn)
+    # --dsn, else the App's own (given in code, or read from the environment when it was
+    # made): the handlers' enqueues go to the database the worker serves.
+    resolved = app.dsn = require_dsn(command_line_dsn(dsn) or app.dsn or dsn)
     if processes > 1:
         from pgqueue.supervisor import supervise
 
@@ -191,7 +194,7 @@ def enqueue(
     kwargs_value = _json_arg(kwargs, "kwargs", dict)
     if app_path:
         app = load_app(app_path)
-        app.dsn = require_dsn(dsn if dsn is not None else app.dsn)
+        app.dsn = require_dsn(command_line_dsn(dsn) or app.dsn or dsn)
         if task not in app.tasks:
             raise UnknownTask(
                 f"unknown task {task!r}; known: {', '.join(sorted(app.tasks)) or 'none'}"

@@ -233,16 +233,28 @@ WITH retried AS (
 SELECT id, queue, pg_notify('pgqueue_jobs', queue) FROM retried;
 
 -- name: job_retry_dead
--- `pgqueue jobs retry --all-dead`: re-queue up to `batch` dead jobs (of `queue`, if given).
-WITH picked AS (
-    SELECT id FROM pgqueue.jobs
+-- `pgqueue jobs retry --all-dead`: re-queue the dead jobs (of `queue`, if given) among the
+-- next `batch` by id after `after`; returns the ids retried and the last id looked at (the
+-- next page starts there, so a job that dies again meanwhile is not retried twice). Of two
+-- dead jobs with one unique key only the first goes back: both cannot be queued.
+WITH candidates AS MATERIALIZED (
+    SELECT id, unique_key FROM pgqueue.jobs
     WHERE state = 'dead' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-      AND NOT EXISTS (
-          SELECT 1 FROM pgqueue.jobs AS o
-          WHERE o.unique_key = jobs.unique_key AND o.id <> jobs.id
-            AND (o.state IN ('queued', 'running') OR o.unique_until IS NOT NULL))
+      AND id > %(after)s::bigint
     ORDER BY id
     LIMIT %(batch)s::int
+), picked AS (
+    SELECT j.id FROM pgqueue.jobs AS j
+    WHERE j.id IN (
+        SELECT c.id FROM candidates AS c
+        WHERE c.unique_key IS NULL
+           OR (NOT EXISTS (SELECT 1 FROM candidates AS d
+                           WHERE d.unique_key = c.unique_key AND d.id < c.id)
+               AND NOT EXISTS (
+                   SELECT 1 FROM pgqueue.jobs AS o
+                   WHERE o.unique_key = c.unique_key AND o.id <> c.id
+                     AND (o.state IN ('queued', 'running') OR o.unique_until IS NOT NULL))))
+      AND j.state = 'dead'
     FOR UPDATE SKIP LOCKED
 ), retried AS (
     UPDATE pgqueue.jobs AS j
@@ -251,10 +263,10 @@ WITH picked AS (
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, j.queue
 )
-SELECT r.id,
+SELECT (SELECT count(*) FROM retried) AS retried,
+       (SELECT max(id) FROM candidates) AS last_id,
        (SELECT count(pg_notify('pgqueue_jobs', q.queue))
-        FROM (SELECT DISTINCT queue FROM retried) AS q) AS woken
-FROM retried AS r;
+        FROM (SELECT DISTINCT queue FROM retried) AS q) AS woken;
 
 -- name: job_list
 -- Jobs, newest first, filtered; page with `before_id` (the last id of the previous page).

@@ -173,10 +173,15 @@ def job_retry(job_id: int) -> Generator[Step, list[tuple[Any, ...]], bool]:
     return bool((yield QUERIES["job_retry"], {"id": job_id}))
 
 
-def job_retry_dead(queue: str | None, batch: int) -> Generator[Step, list[tuple[Any, ...]], int]:
-    """Re-queue up to `batch` dead jobs (of `queue`, if given); how many."""
+def job_retry_dead(
+    queue: str | None, batch: int, after: int
+) -> Generator[Step, list[tuple[Any, ...]], tuple[int, int | None]]:
+    """Re-queue the dead jobs (of `queue`, if given) among the next `batch` after id
+    `after`: how many, and the last id looked at (None: no dead job is left after it)."""
     yield QUERIES["job_retry_dead_release"], {"queue": queue}
-    return len((yield QUERIES["job_retry_dead"], {"queue": queue, "batch": batch}))
+    rows = yield QUERIES["job_retry_dead"], {"queue": queue, "batch": batch, "after": after}
+    retried, last_id, _ = rows[0]
+    return int(retried), last_id
 
 
 def job_cancel(

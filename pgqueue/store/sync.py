@@ -190,10 +190,13 @@ class JobStore:
         params = {"state": state, "before": before, "queue": queue, "batch": batch}
         return len(self._run("job_purge", params))
 
-    def job_retry_dead(self, queue: str | None = None, batch: int = 1000) -> int:
-        """Re-queue one batch of dead jobs; returns how many (0: done)."""
-        retried: int = self._drive(plans.job_retry_dead(queue, batch))
-        return retried
+    def job_retry_dead(
+        self, queue: str | None = None, batch: int = 1000, after: int = 0
+    ) -> tuple[int, int | None]:
+        """Re-queue the dead jobs among the next `batch` after id `after`: how many, and the
+        id to go on after (None: done)."""
+        done: tuple[int, int | None] = self._drive(plans.job_retry_dead(queue, batch, after))
+        return done
 
     def queue_set(self, name: str, **settings: Any) -> Row:
         return self._run("queue_set", queue_set_params(name, settings))[0]

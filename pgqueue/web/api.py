@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pgqueue.app import App
 from pgqueue.errors import ConfigurationError, InvalidJobState, SerializationError
+from pgqueue.operations import retry_refusal
 
 State = Literal["queued", "running", "succeeded", "dead", "cancelled"]
 MAX_INT = 2**31 - 1
@@ -127,13 +128,16 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
         dependencies=[Depends(require_write)],
         responses={
             404: {"description": "No such job"},
-            409: {"description": "Not dead or cancelled"},
+            409: {"description": "Not dead or cancelled, or its unique key is held"},
         },
     )
     def retry(app: AppDep, job_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Done:
         try:
             if not app.retry(job_id):
-                _refused(app, job_id, "is not dead or cancelled")
+                job = app.get_job(job_id)
+                if job is None:
+                    raise HTTPException(status_code=404, detail=f"no job {job_id}")
+                raise HTTPException(status_code=409, detail=f"job {job_id} {retry_refusal(job)}")
         except InvalidJobState as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         return Done(ok=True, detail=f"job {job_id} queued again")

@@ -136,6 +136,26 @@ def test_jobs_cancel_json(dsn, db):
     assert asked == {"id": running, "cancelled": False, "requested": True}
 
 
+def test_retry_all_dead_with_two_dead_jobs_of_one_unique_key(dsn, db):
+    # Both went back in one statement, which the unique index refused: nothing was retried,
+    # not even the others, at every run; and the one left said it was "not dead".
+    ids = []
+    for key in (("--unique-key", "K"), (), ("--unique-key", "K")):
+        ids.append(int(run_cli("enqueue", "add", "--args", "[1, 2]", *key).stdout))
+        # Dead before the next one with its key comes.
+        db.execute("UPDATE pgqueue.jobs SET state = 'dead', finished_at = now() WHERE id = %s",
+                   (ids[-1],))  # fmt: skip
+    done = run_cli("jobs", "retry", "--all-dead", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"retried": 2}
+    states = dict(db.execute("SELECT id, state FROM pgqueue.jobs").fetchall())
+    assert states == {ids[0]: "queued", ids[1]: "queued", ids[2]: "dead"}
+    assert_clean_error(
+        run_cli("jobs", "retry", str(ids[2])),
+        f"job {ids[2]} is dead, but another live job holds its unique key 'K'",
+    )
+
+
 def test_queue_commands(dsn, db):
     assert run_cli("queues", "pause", "emails").returncode == 0
     assert (

@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -148,9 +150,11 @@ def test_serve_prints_the_address_with_the_token(dsn, tmp_path):
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pgqueue.cli", "serve", "--port", "0", "--token", "a+b/c"],
+            [sys.executable, "-m", "pgqueue.cli", "serve", "--port", "0"],
             cwd=ROOT,
-            env={**os.environ, "PGQUEUE_DSN": dsn},
+            # As a secret mounted from a file: with a newline at its end (which locked
+            # every client out: they send the token without it).
+            env={**os.environ, "PGQUEUE_DSN": dsn, "PGQUEUE_API_TOKEN": "a+b/c\n"},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -160,10 +164,92 @@ def test_serve_prints_the_address_with_the_token(dsn, tmp_path):
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
+            line = log.read_text().splitlines()[0]
+            address = line.split(" on ", 1)[1].split("#", 1)[0]
+            request = urllib.request.Request(
+                address + "api/stats", headers={"Authorization": "Bearer a+b/c"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
-    line = log.read_text().splitlines()[0]
     assert line.startswith("pgqueue dashboard on http://127.0.0.1:")
     assert line.endswith("/#token=a%2Bb%2Fc")
     assert ":0/" not in line  # the port picked, not 0
+
+
+SPLIT_APP = """
+import os
+
+import pgqueue
+
+app = pgqueue.App(os.environ["APP_DSN"])  # the DSN written in the code
+
+
+@app.task(name="parent")
+def parent() -> int:
+    return child.enqueue()
+
+
+@app.task(name="child")
+def child() -> None:
+    pass
+"""
+
+
+def test_the_database_given_on_the_command_line_is_the_one_used(server_dsn, tmp_path):
+    """--dsn beats the environment for `migrate` subcommands (it acted on the environment's
+    database: a downgrade of the wrong one), a SQLAlchemy URL works in the CLI as in the
+    App, and a worker's handlers enqueue into the database the worker serves."""
+    import psycopg
+
+    import pgqueue
+    from tests.server import scratch_database
+
+    def version(target: str) -> str:
+        with psycopg.connect(target) as conn:
+            row = conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchone()
+        assert row is not None
+        return str(row[0])
+
+    with (
+        scratch_database(server_dsn, "pgqueue_test_dsn_a") as a,
+        scratch_database(server_dsn, "pgqueue_test_dsn_b") as b,
+    ):
+        for target in (a, b):
+            assert cli("migrate", "--dsn", target).returncode == 0
+        head = version(a)
+        down = cli("migrate", "--dsn", b, "downgrade", "0020", "--yes", PGQUEUE_DSN=a)
+        assert down.returncode == 0, down.stderr
+        assert (version(a), version(b)) == (head, "0020")
+        assert cli("migrate", "--dsn", b, PGQUEUE_DSN=a).returncode == 0
+        assert version(b) == head
+        info = psycopg.conninfo.conninfo_to_dict(b)
+        host = quote(str(info.get("host", "")), safe="")  # a socket directory too
+        url = (
+            f"postgresql+psycopg://{info.get('user', '')}@{host}"
+            f":{info.get('port', 5432)}/{info['dbname']}"
+        )
+        stats = cli("stats", "--json", DATABASE_URL=url)
+        assert stats.returncode == 0, stats.stderr
+        (tmp_path / "split_app.py").write_text(SPLIT_APP)
+        env = {"APP_DSN": a, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+        with pgqueue.App(b) as served:
+            parent = served.enqueue("parent")
+            log = tmp_path / "worker.log"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pgqueue.cli", "work", "split_app:app", "--dsn", b],
+                    cwd=tmp_path,
+                    env={**os.environ, **env},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                try:
+                    child = served.wait(parent, timeout=30)
+                    assert served.get_job(child) is not None, "the child went to the App's own"
+                    assert served.wait(child, timeout=30) is None
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    assert proc.wait(30) == 0, log.read_text()

@@ -260,7 +260,7 @@ def test_a_mixed_life_leaves_rollups_equal_to_the_table(app, db, worker, dsn):
     assert_agree(db)
     # Dead jobs go back to the queue (one by id, the rest in a batch) and run again.
     assert app.retry(doomed[0])
-    assert jobs.app.store.job_retry_dead(queue=None) == 6  # type: ignore[attr-defined]
+    assert jobs.app.store.job_retry_dead(queue=None)[0] == 6  # type: ignore[attr-defined]
     assert_agree(db)
     assert app.retry(waiting[0])  # a cancelled one too
     # Rescues: jobs held by a worker that stopped heartbeating, one on its last attempt

@@ -75,6 +75,6 @@ def test_retry_takes_a_key_whose_window_has_passed(app, worker, db):
     assert not app.retry(dead[0]), "the key is held for a second after its job finished"
     time.sleep(1.1)
     assert app.retry(dead[0])
-    assert jobs.app.store.job_retry_dead(queue=None) == 1  # type: ignore[attr-defined]
+    assert jobs.app.store.job_retry_dead(queue=None)[0] == 1  # type: ignore[attr-defined]
     states = db.execute("SELECT state FROM pgqueue.jobs WHERE id = ANY(%s)", (dead,)).fetchall()
     assert states == [("queued",), ("queued",)]
