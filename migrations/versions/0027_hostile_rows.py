@@ -4,6 +4,10 @@
   of `attempts` (`jobs_attempts_range`, migration 0020): a queued row at 2147483646 made
   every claim of its queue fail, forever. Such a job keeps its count (the plain claims, in
   pgqueue/sql/claim.sql, do the same).
+- Claims commit durably (the per-key claim committed with `synchronous_commit = off`, as
+  the plain claims did): a claim lost in a server crash put its job back at its old
+  attempt count while the worker that had received it ran it, and another worker (or the
+  same one, after its outcome was refused) ran the same attempt again, at the same time.
 - `pgqueue.settle_children(bigint[])`: frees (or cancels) the waiting children of jobs, as
   its owner, so that enqueueing a job with `depends_on` needs no UPDATE right on
   pgqueue.jobs (the roles of `pgqueue migrate roles` had INSERT and a few SELECT columns,
@@ -45,8 +49,14 @@ def _module(name: str) -> ModuleType:
 
 CLAIM_BEFORE: str = _module("0024_per_key_claim_one_key.py").function()
 COUNTED = "attempts = j.attempts + 1,"
+ASYNC = """    -- This transaction's commit need not wait for the disk: a claim lost in a server crash
+    -- leaves the job claimable again. Local to the transaction, as in job_claim.
+    PERFORM set_config('synchronous_commit', 'off', true);
+"""
 CLAIM_AFTER = CLAIM_BEFORE.replace(COUNTED, "attempts = least(j.attempts, 2147483645) + 1,")
+CLAIM_AFTER = CLAIM_AFTER.replace(ASYNC, "")
 assert CLAIM_AFTER != CLAIM_BEFORE and COUNTED not in CLAIM_AFTER
+assert "synchronous_commit" not in CLAIM_AFTER
 
 SETTLE = f"""
 CREATE FUNCTION pgqueue.settle_children(p_parents bigint[]) RETURNS bigint

@@ -147,11 +147,6 @@ WITH RECURSIVE known_queues AS (
     ) AS c
     WHERE (SELECT count(*) FROM open) > 1 AND (SELECT count(*) FROM taken) < %(limit)s::int
     LIMIT greatest(%(limit)s::int - (SELECT count(*) FROM taken), 0)
-), durability AS (
-    -- This transaction's commit need not wait for the disk: a claim lost in a server crash
-    -- leaves the job claimable again. Local to the transaction, so nothing leaks to the
-    -- connection's next user (a pooler's other clients).
-    SELECT set_config('synchronous_commit', 'off', true) AS setting
 )
 UPDATE pgqueue.jobs AS j
 SET state = 'running',
@@ -160,7 +155,7 @@ SET state = 'running',
     worker_id = %(worker_id)s::uuid,
     started_at = coalesce(%(now)s::timestamptz, now())
 FROM (SELECT id FROM taken UNION ALL SELECT id FROM topped) AS picked
-WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
+WHERE j.id = picked.id
 -- Arguments as text, parsed by the worker itself (and no kwargs at all when there are none):
 -- cheaper than jsonb values through the driver, for every job claimed.
 RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
@@ -237,8 +232,6 @@ WITH open AS (
         ) AS d
         LIMIT s.n
     ) AS c
-), durability AS (
-    SELECT set_config('synchronous_commit', 'off', true) AS setting
 )
 UPDATE pgqueue.jobs AS j
 SET state = 'running',
@@ -247,7 +240,7 @@ SET state = 'running',
     worker_id = %(worker_id)s::uuid,
     started_at = coalesce(%(now)s::timestamptz, now())
 FROM taken AS picked
-WHERE j.id = picked.id AND (SELECT setting FROM durability) IS NOT NULL
+WHERE j.id = picked.id
 RETURNING j.id, j.queue, j.task, j.args::text, nullif(j.kwargs, '{}')::text, j.priority,
           j.run_at, j.attempts, j.max_attempts, j.unique_key, j.timeout, j.created_at,
           j.started_at, j.trace_context, j.concurrency_key;

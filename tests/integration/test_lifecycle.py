@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 from pgqueue.errors import ConfigurationError, DatabaseUnavailable
 from pgqueue.maintenance import DependencySweeper, Rescuer
@@ -273,29 +272,30 @@ def test_only_connection_errors_count_as_the_database_being_away(dsn, db):
         assert is_unavailable(cut.value)
 
 
-def test_a_claim_commits_without_waiting_for_the_disk_and_leaks_no_setting(dsn, app):
-    """Claims skip the flush at commit (a lost claim is only a job claimable again), set in
-    the claim's own transaction, so a pooled connection's next user is not affected."""
+def test_claims_commit_durably(dsn, app, db):
+    """A claim waits for its commit to reach the disk, as the server is set: one that
+    skipped it was lost in a server crash while the worker that got it ran the job, and the
+    same attempt then ran again elsewhere beside it (plain claims and limited ones alike)."""
+    from pgqueue.sql import QUERIES
+
+    app.set_queue_limits("limited", concurrency=5)
     jobs.add.enqueue(1, 1)
+    jobs.add.options(queue="limited").enqueue(1, 1)
     worker_id = uuid.uuid4()
-
-    async def scenario(store: AsyncJobStore) -> str:
-        await store.worker_register(worker_id, "host", 1, None, 1, 30.0)
-        assert len(await store.job_claim(worker_id, None, 10)) == 1
-        async with store.pool.connection() as conn:
-            cur = await conn.execute("SHOW synchronous_commit")
-            row = await cur.fetchone()
-            return row[0]
-
-    pool_of_one = AsyncConnectionPool(
-        dsn, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
+    db.execute(
+        "INSERT INTO pgqueue.workers (id, host, pid, queues, concurrency, lease, started_at,"
+        " heartbeat_at) VALUES (%s, 'host', 1, ARRAY['*'], 10, 30, now(), now())",
+        (worker_id,),
     )
-
-    async def run() -> str:
-        await pool_of_one.open()
-        try:
-            return await scenario(AsyncJobStore(pool_of_one))
-        finally:
-            await pool_of_one.close()
-
-    assert asyncio.run(run()) == "on"
+    params = {"worker_id": worker_id, "limit": 10, "now": None, "tasks": None}
+    claims = (
+        ("job_claim", {**params, "queues": None}),
+        ("claim_limited", {**params, "queues": ["limited"], "keys": 10, "keyless_scan": 100}),
+    )
+    with psycopg.connect(dsn) as conn:
+        for name, values in claims:
+            with conn.transaction():
+                taken = conn.execute(QUERIES[name], values).fetchall()
+                setting = conn.execute("SHOW synchronous_commit").fetchone()
+            assert len(taken) == 1, name
+            assert setting == ("on",), name

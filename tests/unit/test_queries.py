@@ -54,4 +54,3 @@ def test_the_one_queue_claim_takes_jobs_as_the_general_one_does():
     both = "FROM (SELECT id FROM taken UNION ALL SELECT id FROM topped) AS picked"
     update = one[one.index("UPDATE pgqueue.jobs") :].replace("FROM taken AS picked", both)
     assert update == general[general.index("UPDATE pgqueue.jobs") :]
-    assert _cte(one, "durability") == _cte(general, "durability")
