@@ -184,6 +184,11 @@ class App(Operations):
             kwargs=dict(kwargs or {}),
         )
         self._spec(task_name, sched.args, sched.kwargs, {})  # arguments must serialise now
+        if sched.name in self.schedules:
+            # A second schedule of one task replaced the first without a word.
+            raise ConfigurationError(
+                f"the app already has a schedule named {sched.name!r}: give this one a name="
+            )
         self.schedules[sched.name] = sched
         return sched
 

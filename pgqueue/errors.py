@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class PgQueueError(Exception):
     """Base class of every error pgqueue raises."""
@@ -59,11 +61,13 @@ class JobCancelled(PgQueueError):
 class Retry(Exception):
     """Raised by a handler: run the job again after `delay` seconds, without using an attempt."""
 
-    def __init__(self, delay: float = 0.0, reason: str | None = None) -> None:
-        super().__init__(reason or f"retry in {delay}s")
-        self.delay = (
-            float(delay.total_seconds()) if hasattr(delay, "total_seconds") else float(delay)
-        )
+    def __init__(self, delay: float | timedelta = 0.0, reason: str | None = None) -> None:
+        from pgqueue.spec import seconds
+
+        # Checked as an enqueue's delay is: NaN, Infinity or a negative time ran the job again
+        # at once, for ever; a time past the table's dates failed its outcome.
+        self.delay = seconds(delay, "Retry delay")
+        super().__init__(reason or f"retry in {self.delay:g}s")
         self.reason = reason
 
 

@@ -65,7 +65,24 @@ class Schedule:
         # croniter's get_prev is strictly before its start: a fire time equal to `now` counts.
         prev: datetime = self._iter(now).get_prev(datetime)
         after: datetime = self._iter(prev).get_next(datetime)
-        return (after if after <= now else prev).astimezone(UTC)
+        latest = (after if after <= now else prev).astimezone(UTC)
+        while self._repeated(latest):
+            latest = self._iter(latest).get_prev(datetime).astimezone(UTC)
+        return latest
+
+    def _repeated(self, fire: datetime) -> bool:
+        """A fire time at a wall-clock time the zone's clocks show twice (they went back),
+        the second time, when the expression names its hours: cron runs such a job once,
+        at the first (a job every so many minutes runs in both hours, as in cron)."""
+        local = fire.astimezone(ZoneInfo(self.timezone))
+        if not local.fold:
+            return False
+        fields = self.cron.split()
+        hours = fields[2 if len(fields) == 6 else 1]
+        if hours.startswith("*"):
+            return False
+        first = local.replace(fold=0)
+        return first.astimezone(UTC) != fire  # the same wall time, an hour before
 
     def due_since(self, last: datetime | None, now: datetime) -> list[datetime]:
         """Fire times to enqueue now: those after `last` (the one this node handled last)
@@ -83,5 +100,7 @@ class Schedule:
 
     def next_fire(self, now: datetime) -> datetime:
         """The first fire time strictly after `now` (UTC)."""
-        nxt: datetime = self._iter(now).get_next(datetime)
-        return nxt.astimezone(UTC)
+        nxt: datetime = self._iter(now).get_next(datetime).astimezone(UTC)
+        while self._repeated(nxt):
+            nxt = self._iter(nxt).get_next(datetime).astimezone(UTC)
+        return nxt

@@ -172,6 +172,11 @@ def nul_error(text: str) -> None:
     raise ValueError(text.replace("NUL", "\x00").replace("SURROGATE", "\ud800"))
 
 
+@app.task(name="bad_snooze", max_attempts=1)
+def bad_snooze(delay: str) -> None:
+    raise pgqueue.Retry(delay=float(delay))
+
+
 @app.task(name="late_async", timeout=0.2, max_attempts=1)
 async def late_async() -> str:
     """Catches the cancellation of its timeout and returns anyway."""

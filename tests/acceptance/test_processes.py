@@ -87,3 +87,35 @@ def test_ctrl_c_stops_every_process_gracefully(app, db, spawn_worker):
     assert sup.wait(30) == 0, sup.output()
     assert "exiting now" not in sup.output()
     assert [app.get_job(i).state for i in ids] == ["succeeded"] * 4
+
+
+def test_children_stop_when_the_supervisor_is_killed(db, spawn_worker):
+    # Orphans went on claiming, registered, with nobody to pass them the next SIGTERM; a
+    # service manager restarting the supervisor then ran twice the workers.
+    sup = spawn_worker("--processes", "2", "--concurrency", "1")
+    kids = wait_children(sup.proc.pid, 2)
+    deadline = time.monotonic() + 30
+    while registered(db) < 2:
+        assert time.monotonic() < deadline, sup.output()
+        time.sleep(0.05)
+    os.kill(sup.proc.pid, signal.SIGKILL)
+    sup.wait(10)
+    try:
+        deadline = time.monotonic() + 30
+        while any(not _zombie(pid) for pid in kids):
+            assert time.monotonic() < deadline, f"orphans still running: {kids}"
+            time.sleep(0.05)
+    finally:
+        for pid in kids:
+            if not _zombie(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert registered(db) == 0, "each stopped gracefully, unregistering"
+
+
+def _zombie(pid: int) -> bool:
+    """Gone, or dead and not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -126,6 +126,11 @@ def test_discard_goes_straight_to_dead(app, worker):
         # the job ended dead on its first attempt with only "StorageError".
         ("nul_error", ["at NUL and SURROGATE"], "ValueError: at \\x00 and \\ud800"),
         ("nul_result", [], "SerializationError: the strings of the result of nul_result"),
+        # A snooze for NaN, Infinity or a negative time ran the job again at once, for ever;
+        # one past the table's dates ended it dead with a StorageError.
+        ("bad_snooze", ["nan"], "ConfigurationError: Retry delay must be >= 0 (and finite)"),
+        ("bad_snooze", ["-5"], "ConfigurationError: Retry delay must be >= 0 (and finite)"),
+        ("bad_snooze", ["1e12"], "ConfigurationError: Retry delay must be at most"),
         # An async handler that caught its timeout's cancellation ended succeeded.
         ("late_async", [], "TimeoutError: the attempt ran over its 0.2s timeout"),
     ],
