@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgqueue.errors import ConfigurationError, DatabaseUnavailable
 from pgqueue.store import wrap_error
@@ -49,6 +50,31 @@ def session_kwargs(pooler: bool) -> dict[str, Any]:
     next ("prepared statement "_pg3_0" does not exist"), or, worse, another one of that name
     is. Directly, psycopg prepares what a connection runs often, which saves the planning."""
     return {"prepare_threshold": None} if pooler else {}
+
+
+# Over TCP, a peer that vanished without a word (a host gone, a NAT or firewall that dropped
+# the connection) is noticed in about half a minute rather than the kernel's quarter of an
+# hour, or never for an idle connection such as the worker's LISTEN: keepalive probes after
+# 15 s of silence, and unacknowledged data for 30 s, end the connection (the parts then
+# reconnect). Ignored over a Unix socket; a DSN that sets any of these keeps its own.
+LIVENESS = {
+    "keepalives": "1",
+    "keepalives_idle": "15",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+
+def with_liveness(dsn: str) -> str:
+    """`dsn` with LIVENESS's settings where it has none of its own."""
+    try:
+        given = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return dsn  # libpq will say what is wrong with it, when connecting
+    if any(key in given for key in LIVENESS):
+        return dsn
+    return make_conninfo(dsn, **LIVENESS)
 
 
 # libpq's variables that name a server or database: with none of them and no DSN, libpq's

@@ -13,7 +13,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgqueue.dsn import probe, session_kwargs
+from pgqueue.dsn import probe, session_kwargs, with_liveness
 from pgqueue.store import AsyncJobStore, JobStore, tolerant_loads
 
 
@@ -72,8 +72,8 @@ class Pools:
                 s = self.settings
                 probe(s.dsn)
                 self._pool = ConnectionPool(
-                    s.dsn, min_size=1, max_size=s.pool_size, open=True, kwargs=self._kwargs(),
-                    name="pgqueue", configure=_read_jsonb,
+                    with_liveness(s.dsn), min_size=1, max_size=s.pool_size, open=True,
+                    kwargs=self._kwargs(), name="pgqueue", configure=_read_jsonb,
                 )  # fmt: skip
                 self._store = JobStore(self._pool)
             return self._store
@@ -103,8 +103,8 @@ class Pools:
                 _read_jsonb(conn)
 
             pool = AsyncConnectionPool(
-                s.dsn, min_size=1, max_size=s.pool_size, open=False, kwargs=self._kwargs(),
-                name="pgqueue-async", configure=keep,
+                with_liveness(s.dsn), min_size=1, max_size=s.pool_size, open=False,
+                kwargs=self._kwargs(), name="pgqueue-async", configure=keep,
             )  # fmt: skip
             await pool.open()
             store = self._async_stores[loop] = AsyncJobStore(pool)  # open: anyone may use it

@@ -49,10 +49,11 @@ def _module(name: str) -> ModuleType:
 
 CLAIM_BEFORE: str = _module("0024_per_key_claim_one_key.py").function()
 COUNTED = "attempts = j.attempts + 1,"
-ASYNC = """    -- This transaction's commit need not wait for the disk: a claim lost in a server crash
-    -- leaves the job claimable again. Local to the transaction, as in job_claim.
-    PERFORM set_config('synchronous_commit', 'off', true);
-"""
+ASYNC = (
+    "    -- This transaction's commit need not wait for the disk: a claim lost in a server"
+    " crash\n    -- leaves the job claimable again. Local to the transaction, as in job_claim.\n"
+    "    PERFORM set_config('synchronous_commit', 'off', true);\n"
+)
 CLAIM_AFTER = CLAIM_BEFORE.replace(COUNTED, "attempts = least(j.attempts, 2147483645) + 1,")
 CLAIM_AFTER = CLAIM_AFTER.replace(ASYNC, "")
 assert CLAIM_AFTER != CLAIM_BEFORE and COUNTED not in CLAIM_AFTER

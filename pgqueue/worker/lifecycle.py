@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 import pgqueue
 from pgqueue.app import App
+from pgqueue.dsn import with_liveness
 from pgqueue.errors import ConfigurationError, SchemaNotMigrated
 from pgqueue.job import Released
 from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, every
@@ -126,13 +127,15 @@ class Worker:
             max_workers=self.settings.concurrency, thread_name_prefix="pgqueue-job"
         )
         pools: list[AsyncConnectionPool] = []
+        # Every connection of the worker notices a peer that vanished (see dsn.LIVENESS).
+        dsn = with_liveness(self.dsn)
         # The claimer's and the completer's own connections (see store/single.py).
         if self.pooled:
-            claims = SingleConnection(self.dsn, configure_pooled, each_use=POOLED_CLAIMS)
-            outcomes = SingleConnection(self.dsn, configure_pooled)
+            claims = SingleConnection(dsn, configure_pooled, each_use=POOLED_CLAIMS)
+            outcomes = SingleConnection(dsn, configure_pooled)
         else:
-            claims = SingleConnection(self.dsn, configure_claims)
-            outcomes = SingleConnection(self.dsn, configure)
+            claims = SingleConnection(dsn, configure_claims)
+            outcomes = SingleConnection(dsn, configure)
         try:
             if not await self._connect(pools, claims, outcomes):
                 return
@@ -153,7 +156,7 @@ class Worker:
 
     def _pool(self, name: str, size: int, configure: Any) -> AsyncConnectionPool:
         return AsyncConnectionPool(
-            self.dsn,
+            with_liveness(self.dsn),
             min_size=1,
             max_size=size,
             open=False,
@@ -255,7 +258,8 @@ class Worker:
         completer = Completer(
             AsyncJobStore(outcomes), self.id, s.outcome_batch, delete_now=queue_settings.delete_now
         )
-        connections = HandlerConnections(self.dsn, s.concurrency, self.pooled)  # ctx.transaction()
+        # ctx.transaction()'s connections
+        connections = HandlerConnections(with_liveness(self.dsn), s.concurrency, self.pooled)
         runner = self.runner = Runner(
             self.app, threads, completer, connections, hold=self.settings.lease
         )
@@ -294,8 +298,8 @@ class Worker:
         listener = None
         if self.listen_dsn is not None:
             listener = Listener(
-                self.listen_dsn, self.queues, claimer.hint, cancels.request, queue_changed,
-                listener_connected,
+                with_liveness(self.listen_dsn), self.queues, claimer.hint, cancels.request,
+                queue_changed, listener_connected,
             )  # fmt: skip
         else:
             log.warning(

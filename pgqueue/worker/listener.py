@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 
@@ -22,6 +23,8 @@ JOBS_CHANNEL = "pgqueue_jobs"
 CANCEL_CHANNEL = "pgqueue_cancel"
 QUEUES_CHANNEL = "pgqueue_queues"
 ANY_QUEUE = "*"  # sent for a queue name too long for a notification
+CHECK_EVERY = 30.0  # seconds without a notification before the listener checks its server
+CHECK_TIMEOUT = 10.0  # seconds the server has to answer that check
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -67,9 +70,11 @@ class Listener:
                     log.info("listener: reconnected")
                 backoff = 0.1
                 self.on_connected()
-                async for note in conn.notifies():
-                    self._dispatch(note.channel, note.payload)
-            except psycopg.OperationalError as exc:
+                while True:
+                    async for note in conn.notifies(timeout=CHECK_EVERY):
+                        self._dispatch(note.channel, note.payload)
+                    await self._check(conn)
+            except (psycopg.OperationalError, TimeoutError) as exc:
                 log.warning(
                     "listener: connection lost (%s); polling until it is back", first_line(exc)
                 )
@@ -78,6 +83,16 @@ class Listener:
             finally:
                 self.connected.clear()
                 await conn.close()
+
+    @staticmethod
+    async def _check(conn: psycopg.AsyncConnection[Any]) -> None:
+        """After a quiet spell: does the server still answer on this connection? One that
+        stopped answering (a server process stuck, a network that drops without a word)
+        would bring no more wake-ups, and nothing else would tell."""
+        try:
+            await asyncio.wait_for(conn.execute("SELECT 1 AS listener_check"), CHECK_TIMEOUT)
+        except TimeoutError:
+            raise TimeoutError(f"no answer in {CHECK_TIMEOUT:g}s") from None
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:

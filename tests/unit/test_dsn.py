@@ -25,3 +25,18 @@ def test_a_sqlalchemy_database_url_is_read_as_libpq_reads_it(monkeypatch):
     assert pgqueue.App().dsn == "postgresql://shop@db.internal:5433/shop"
     assert pgqueue.App("postgres+asyncpg://h/db").dsn == "postgresql://h/db"
     assert pgqueue.App("host=h dbname=postgresql+x").dsn == "host=h dbname=postgresql+x"
+
+
+def test_connections_notice_a_peer_that_vanished():
+    """TCP keepalives and a limit on unacknowledged data, unless the DSN sets its own: a
+    LISTEN connection whose server vanished without a word waited for ever."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from pgqueue.dsn import LIVENESS, with_liveness
+
+    given = conninfo_to_dict(with_liveness("postgresql://u@db.internal:5433/shop"))
+    assert {k: given[k] for k in LIVENESS} == LIVENESS
+    assert given["host"] == "db.internal" and given["dbname"] == "shop"
+    own = "host=db keepalives_idle=60"
+    assert with_liveness(own) == own
+    assert conninfo_to_dict(with_liveness(""))["keepalives"] == "1"  # libpq's PG* variables
