@@ -112,12 +112,15 @@ def downgrade(target: Any, revision: str) -> None:
         _nested(lambda: command.downgrade(alembic_config(connection=target), revision))
 
 
-def upgrade_sql(revision: str = HEAD, dsn: str = "postgresql://") -> str:
-    """The SQL that `upgrade` would run, for review or for a DBA to apply."""
+def upgrade_sql(
+    revision: str = HEAD, dsn: str = "postgresql://", current: str | None = None
+) -> str:
+    """The SQL that `upgrade` would run from revision `current` (None: an empty database),
+    for review or for a DBA to apply."""
     cfg = alembic_config(dsn=dsn)
     out = io.StringIO()
     cfg.output_buffer = out
-    command.upgrade(cfg, revision, sql=True)
+    command.upgrade(cfg, revision if current is None else f"{current}:{revision}", sql=True)
     return out.getvalue()
 
 

@@ -35,7 +35,10 @@ def migrate(
     if ctx.invoked_subcommand is not None:
         return
     if sql:
-        typer.echo(migrations.upgrade_sql())
+        # From the database's revision when one is named (its version table is already
+        # there: the SQL from an empty database would fail on it), else from nothing.
+        current = _current_revision(dsn)
+        typer.echo(_alembic(lambda: migrations.upgrade_sql(current=current)))
         return
     resolved = _check_db(dsn)
     _alembic(lambda: migrations.upgrade(resolved))
@@ -114,6 +117,18 @@ def _subcommand_dsn(ctx: typer.Context, dsn: str | None) -> str | None:
     """The subcommand's own --dsn, else the one given to `pgqueue migrate` (which falls back
     to the environment): `PGQUEUE_DSN=a pgqueue migrate --dsn b downgrade` acts on b."""
     return command_line_dsn(dsn) or ctx.obj["dsn"]
+
+
+def _current_revision(dsn: str | None) -> str | None:
+    """The revision of the database `dsn` names (or the environment's); None when no
+    database is named or it is not migrated."""
+    from pgqueue import migrate as migrations
+    from pgqueue.dsn import no_target, resolve_dsn
+
+    resolved = resolve_dsn(dsn)
+    if no_target(resolved):
+        return None
+    return _alembic(lambda: migrations.downgrade_plan(_check_db(resolved), "base")).current
 
 
 def _revision_of(dsn: str | None) -> str:

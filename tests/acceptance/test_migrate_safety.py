@@ -145,3 +145,20 @@ def test_downgrade_with_sql_prints_it_and_changes_nothing(server_dsn):
                     "SELECT version_num FROM pgqueue.alembic_version"
                 ).fetchall() == [(head,)]
                 assert conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0] == 1
+
+
+def test_upgrade_sql_starts_from_the_database_revision(server_dsn):
+    # docs/how-to/upgrading.md: review `pgqueue migrate --sql`, then apply it. It printed
+    # every migration from an empty database, whose first statement failed on the version
+    # table already there.
+    with scratch_database(server_dsn, "pgqueue_test_upgrade_sql") as scratch:
+        migrate.upgrade(scratch, "0013")
+        printed = run_cli("migrate", "--sql", env={"PGQUEUE_DSN": scratch})
+        assert printed.returncode == 0, printed.stderr
+        assert "Running upgrade 0013 -> 0014" in printed.stdout
+        assert "Running upgrade  -> 0001" not in printed.stdout
+        with psycopg.connect(scratch, autocommit=True) as conn:
+            conn.execute(printed.stdout)  # type: ignore[arg-type]
+            assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [
+                (migrate.head_revision(),)
+            ]
