@@ -95,6 +95,12 @@ def probe(dsn: str, timeout: int = 10) -> None:
             "libpq's PGHOST, PGDATABASE or PGSERVICE)"
         )
     try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        # Not a DSN at all (`mysql://...`, a typo): nothing to wait for, unlike a server
+        # that is down.
+        raise ConfigurationError(f"invalid DSN: {' '.join(str(exc).split())}") from None
+    try:
         psycopg.connect(dsn, connect_timeout=timeout, autocommit=True).close()
     except psycopg.Error as exc:
         wrapped = wrap_error(exc)

@@ -40,3 +40,11 @@ def test_connections_notice_a_peer_that_vanished():
     own = "host=db keepalives_idle=60"
     assert with_liveness(own) == own
     assert conninfo_to_dict(with_liveness(""))["keepalives"] == "1"  # libpq's PG* variables
+
+
+@pytest.mark.parametrize("dsn", ["not a dsn", "mysql://u@h/db", "host=h port"])
+def test_a_dsn_libpq_cannot_read_is_a_configuration_error(dsn):
+    # It was DatabaseUnavailable, which reads as "try again later".
+    app = pgqueue.App(dsn)
+    with pytest.raises(pgqueue.ConfigurationError, match="invalid DSN"):
+        app.get_job(1)
