@@ -67,6 +67,15 @@ def name(value: Any, what: str) -> str:
         raise ConfigurationError(f"{what} must be valid text (it has a lone surrogate)") from None
     if size > MAX_NAME_BYTES[what]:
         raise ConfigurationError(f"{what} must be at most {MAX_NAME_BYTES[what]} bytes")
+    if what == "queue" and (
+        "," in value or value != value.strip() or not value.isprintable() or value == "*"
+    ):
+        # `pgqueue work --queues a,b` splits at commas and strips spaces, and `*` stands for
+        # every queue: a job in such a queue could be served by no worker that names queues.
+        raise ConfigurationError(
+            f"queue {value!r}: a queue name has no comma, no space at either end, no control "
+            "character, and is not `*`"
+        )
     return value
 
 

@@ -121,6 +121,12 @@ def test_a_claimed_row_becomes_the_job_it_names():
         ({"queue": "q\x00"}, "NUL"),
         ({"queue": "\ud800"}, "lone surrogate"),
         ({"queue": "q" * 201}, "at most 200 bytes"),
+        # Names `pgqueue work --queues` cannot select: the job waited for no worker.
+        ({"queue": "a,b"}, "no comma"),
+        ({"queue": " emails"}, "no space at either end"),
+        ({"queue": "emails\n"}, "no space at either end"),
+        ({"queue": "e\tmails"}, "no control character"),
+        ({"queue": "*"}, "is not `\\*`"),
         ({"unique_key": "k\x00"}, "NUL"),
         ({"delay": 1e300}, "at most"),
         ({"timeout": float("inf")}, "finite"),
