@@ -53,6 +53,7 @@ from pgqueue.worker.runner import Runner
 from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
+RELEASE_HOLD = 10.0  # seconds: see Worker._hold
 NEEDS_REVISION = "0015"  # the oldest schema this worker runs on (workers.version)
 
 
@@ -261,7 +262,7 @@ class Worker:
         # ctx.transaction()'s connections
         connections = HandlerConnections(with_liveness(self.dsn), s.concurrency, self.pooled)
         runner = self.runner = Runner(
-            self.app, threads, completer, connections, hold=self.settings.lease
+            self.app, threads, completer, connections, hold=self._hold
         )
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
@@ -368,6 +369,14 @@ class Worker:
                     log.exception("scheduler: unexpected error")
             await wait_any(scheduler.delay(), self._stop)
 
+    @property
+    def _hold(self) -> float:
+        """How long a job released while its handler still runs here stays unclaimable:
+        `pgqueue work` leaves within a few seconds of writing the release (it waits 2 s for
+        idle threads, then exits past any that still run); never longer than the lease,
+        after which the rescue would take the job anyway."""
+        return min(RELEASE_HOLD, self.settings.lease)
+
     def _helper_died(self, task: asyncio.Task[Any]) -> None:
         """A part ended on its own (a bug, or a missing schema): say so in one line and
         stop, rather than go on half-working."""
@@ -396,7 +405,7 @@ class Worker:
                 # Handlers that swallowed their cancellation: their jobs go back all the same
                 # (the process leaves without their tasks, see daemon.py), due again once
                 # it has surely left.
-                hold = self.settings.lease
+                hold = self._hold
                 for attempt in list(attempts):
                     log.warning(
                         "job %d ignored its cancellation: released, due again in %gs",

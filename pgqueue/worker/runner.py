@@ -44,8 +44,8 @@ class Runner:
         hold: float = 0.0,
     ) -> None:
         self.app = app
-        # How long a job released while its handler still runs here stays unclaimable: the
-        # lease, which is how long the process may take to leave (see Released).
+        # How long a job released while its handler still runs here stays unclaimable (see
+        # Released and Worker._hold).
         self.hold = hold
         self.connections = connections  # for ctx.transaction()
         self.executor = Executor(threads)
