@@ -50,6 +50,7 @@ jobs = Table(
     Column("unique_for", Float),
     Column("unique_until", DateTime(timezone=True)),
     Column("cancel_requested_at", DateTime(timezone=True)),
+    Column("cancel_reason", Text),  # given with the request, shown when it ends cancelled
     Column("progress", Float),  # 0..1, what the handler last reported (ctx.progress)
     Column("progress_message", Text),
     Column("trace_context", JSONB),  # W3C traceparent/tracestate captured at enqueue

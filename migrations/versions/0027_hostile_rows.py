@@ -13,6 +13,9 @@
   pgqueue.jobs (the roles of `pgqueue migrate roles` had INSERT and a few SELECT columns,
   and were refused). It changes only what the table says it must: children of finished
   parents, as a worker's outcome write does.
+- `cancel_reason`: the reason given to `app.cancel` for a running job, kept until its
+  worker (or the rescue) ends it `cancelled`, and shown in its last_error then (it was
+  kept for a queued job only).
 - A job inserted by plain SQL with `depends_on` waits for its parents (the insert-defaults
   trigger gives it the waiting run_at, 9999-12-31, which pgqueue's own enqueue gives it):
   it ran at once, before them.
@@ -147,6 +150,7 @@ def _defaults_trigger(extra: str) -> str:
 
 
 def upgrade() -> None:
+    op.execute("ALTER TABLE pgqueue.jobs ADD COLUMN IF NOT EXISTS cancel_reason text")
     op.execute(CLAIM_AFTER)
     op.execute(SETTLE)
     op.execute(DEFAULTS_AFTER)
@@ -158,3 +162,4 @@ def downgrade() -> None:
     op.execute(DEFAULTS_BEFORE)
     op.execute("DROP FUNCTION IF EXISTS pgqueue.settle_children(bigint[])")
     op.execute(CLAIM_BEFORE)
+    op.execute("ALTER TABLE pgqueue.jobs DROP COLUMN IF EXISTS cancel_reason")

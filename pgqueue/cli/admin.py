@@ -123,12 +123,20 @@ def _current_revision(dsn: str | None) -> str | None:
     """The revision of the database `dsn` names (or the environment's); None when no
     database is named or it is not migrated."""
     from pgqueue import migrate as migrations
+    from pgqueue.app import probe
     from pgqueue.dsn import no_target, resolve_dsn
+    from pgqueue.errors import DatabaseUnavailable
 
     resolved = resolve_dsn(dsn)
     if no_target(resolved):
         return None
-    return _alembic(lambda: migrations.downgrade_plan(_check_db(resolved), "base")).current
+    try:
+        probe(resolved)
+    except DatabaseUnavailable as exc:
+        # Printing SQL needs no database: say whose revision it starts from.
+        typer.echo(f"pgqueue: {exc}: the SQL from an empty database follows", err=True)
+        return None
+    return _alembic(lambda: migrations.downgrade_plan(resolved, "base")).current
 
 
 def _revision_of(dsn: str | None) -> str:

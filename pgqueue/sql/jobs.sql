@@ -193,7 +193,8 @@ WITH target AS (
     RETURNING j.id
 ), requested AS (
     UPDATE pgqueue.jobs AS j
-    SET cancel_requested_at = coalesce(j.cancel_requested_at, now())
+    SET cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+        cancel_reason = coalesce(%(reason)s::text, j.cancel_reason)
     FROM target WHERE j.id = target.id AND target.state = 'running'
     RETURNING j.id
 )
@@ -221,6 +222,7 @@ SELECT pgqueue.release_unique_keys(
 WITH retried AS (
     UPDATE pgqueue.jobs
     SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+        cancel_reason = NULL,
         max_attempts = greatest(max_attempts, least(attempts, 2147483646) + 1)
     WHERE id = %(id)s::bigint AND state IN ('dead', 'cancelled')
       -- Another live job holding the same unique key keeps this one where it is.
@@ -259,6 +261,7 @@ WITH candidates AS MATERIALIZED (
 ), retried AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'queued', run_at = now(), finished_at = NULL, cancel_requested_at = NULL,
+        cancel_reason = NULL,
         max_attempts = greatest(j.max_attempts, least(j.attempts, 2147483646) + 1)
     FROM picked WHERE j.id = picked.id
     RETURNING j.id, j.queue

@@ -28,7 +28,8 @@ WITH lost AS (
         finished_at = CASE WHEN j.attempts >= j.max_attempts
                              OR j.cancel_requested_at IS NOT NULL THEN now() END,
         last_error = CASE WHEN j.cancel_requested_at IS NOT NULL
-                          THEN 'Cancelled: cancel requested, and its worker stopped heartbeating'
+                          THEN 'Cancelled: ' || coalesce(j.cancel_reason,
+                               'cancel requested, and its worker stopped heartbeating')
                           ELSE 'WorkerLost: the worker running this attempt stopped heartbeating'
                      END,
         errors = j.errors || jsonb_build_array(jsonb_build_object(

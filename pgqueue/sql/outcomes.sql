@@ -21,7 +21,10 @@ WITH o AS MATERIALIZED (
                       ELSE j.run_at END,
         result = o.result,
         last_error = CASE WHEN o.state = 'queued' AND j.cancel_requested_at IS NOT NULL
-                          THEN 'Cancelled: cancel requested while it ran'
+                          THEN 'Cancelled: '
+                               || coalesce(j.cancel_reason, 'cancel requested while it ran')
+                          WHEN o.state = 'cancelled' AND j.cancel_reason IS NOT NULL
+                          THEN 'Cancelled: ' || j.cancel_reason
                           ELSE coalesce(o.error ->> 'error', j.last_error) END,
         errors = CASE WHEN o.error IS NULL THEN j.errors
                       ELSE j.errors || jsonb_build_array(

@@ -47,11 +47,13 @@ def test_cancel_running_async_job(app, worker, db):
         while app.get_job(job_id).state != "running":
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        assert app.cancel(job_id)
+        assert app.cancel(job_id, reason="customer closed the account")
         with pytest.raises(pgqueue.JobCancelled):
             app.wait(job_id, timeout=5)
     job = app.get_job(job_id)
     assert job.state == "cancelled" and job.finished_at is not None
+    # The reason was kept for a queued job only.
+    assert job.last_error == "Cancelled: customer closed the account"
 
 
 def test_cancel_running_sync_job_sets_the_flag(app, worker, db):
