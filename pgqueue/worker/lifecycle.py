@@ -261,9 +261,7 @@ class Worker:
         )
         # ctx.transaction()'s connections
         connections = HandlerConnections(with_liveness(self.dsn), s.concurrency, self.pooled)
-        runner = self.runner = Runner(
-            self.app, threads, completer, connections, hold=self._hold
-        )
+        runner = self.runner = Runner(self.app, threads, completer, connections, hold=self._hold)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
             AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
