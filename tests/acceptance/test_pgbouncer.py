@@ -285,7 +285,8 @@ def listening(conn: psycopg.Connection[Any]) -> int:
     """Direct connections that LISTEN for jobs (the pooler's role never does)."""
     row = conn.execute(
         "SELECT count(*) FROM pg_stat_activity "
-        "WHERE usename <> %s AND query LIKE 'LISTEN pgqueue_jobs%%'",
+        "WHERE usename <> %s AND (query LIKE 'LISTEN pgqueue_jobs%%'"
+        "  OR query = 'SELECT 1 AS listener_check')",  # its check after a quiet spell
         (POOLED_ROLE,),
     ).fetchone()
     return int(row[0]) if row else 0
