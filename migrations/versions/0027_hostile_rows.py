@@ -13,6 +13,9 @@
   pgqueue.jobs (the roles of `pgqueue migrate roles` had INSERT and a few SELECT columns,
   and were refused). It changes only what the table says it must: children of finished
   parents, as a worker's outcome write does.
+- A unique_for window starts when a job ends, however it ends: the children this function
+  cancels get one, as jobs cancelled while queued and jobs ended by the rescue now do
+  (pgqueue/sql); only outcomes written by a worker had one.
 - `cancel_reason`: the reason given to `app.cancel` for a running job, kept until its
   worker (or the rescue) ends it `cancelled`, and shown in its last_error then (it was
   kept for a queued job only).
@@ -94,7 +97,10 @@ AS $$
     ), cancelled AS (
         UPDATE pgqueue.jobs AS j
         SET state = 'cancelled', finished_at = now(),
-            last_error = 'Cancelled: a job it depends on ended dead or cancelled, or was deleted'
+            last_error = 'Cancelled: a job it depends on ended dead or cancelled, or was deleted',
+            unique_until = CASE WHEN j.unique_for IS NOT NULL
+                THEN now() + make_interval(secs => least(greatest(j.unique_for, 0), 3153600000))
+                END
         FROM doomed
         WHERE j.id = doomed.id AND j.state = 'queued'
         RETURNING j.id

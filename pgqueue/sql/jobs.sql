@@ -188,7 +188,11 @@ WITH target AS (
 ), cancelled AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'cancelled', finished_at = now(),
-        last_error = coalesce(%(reason)s::text, 'cancelled')
+        last_error = coalesce(%(reason)s::text, 'cancelled'),
+        -- A unique_for window starts when a job ends, however it ends (job_finish_many).
+        unique_until = CASE WHEN j.unique_for IS NOT NULL
+                            THEN now() + make_interval(
+                                secs => least(greatest(j.unique_for, 0), 3153600000)) END
     FROM target WHERE j.id = target.id AND target.state = 'queued'
     RETURNING j.id
 ), requested AS (

@@ -27,6 +27,12 @@ WITH lost AS (
                  END,
         finished_at = CASE WHEN j.attempts >= j.max_attempts
                              OR j.cancel_requested_at IS NOT NULL THEN now() END,
+        -- A unique_for window starts when a job ends, however it ends (job_finish_many).
+        unique_until = CASE WHEN (j.attempts >= j.max_attempts
+                                  OR j.cancel_requested_at IS NOT NULL)
+                                 AND j.unique_for IS NOT NULL
+                            THEN now() + make_interval(
+                                secs => least(greatest(j.unique_for, 0), 3153600000)) END,
         last_error = CASE WHEN j.cancel_requested_at IS NOT NULL
                           THEN 'Cancelled: ' || coalesce(j.cancel_reason,
                                'cancel requested, and its worker stopped heartbeating')
@@ -112,7 +118,11 @@ WITH RECURSIVE waiting AS MATERIALIZED (
 ), cancelled AS (
     UPDATE pgqueue.jobs AS j
     SET state = 'cancelled', finished_at = now(),
-        last_error = 'Cancelled: a job it depends on ended dead or cancelled, or was deleted'
+        last_error = 'Cancelled: a job it depends on ended dead or cancelled, or was deleted',
+        -- A unique_for window starts when a job ends, however it ends (job_finish_many).
+        unique_until = CASE WHEN j.unique_for IS NOT NULL
+                            THEN now() + make_interval(
+                                secs => least(greatest(j.unique_for, 0), 3153600000)) END
     FROM doomed
     WHERE j.id = doomed.id AND j.state = 'queued'
     RETURNING j.id

@@ -10,6 +10,7 @@ import pytest
 
 import pgqueue
 from tests import jobs
+from tests.waiting import wait_for
 
 
 def test_twenty_threads_same_key_make_one_job(app, dsn, db):
@@ -78,3 +79,47 @@ def test_retry_takes_a_key_whose_window_has_passed(app, worker, db):
     assert jobs.app.store.job_retry_dead(queue=None)[0] == 1  # type: ignore[attr-defined]
     states = db.execute("SELECT state FROM pgqueue.jobs WHERE id = ANY(%s)", (dead,)).fetchall()
     assert states == [("queued",), ("queued",)]
+
+
+def test_a_unique_for_window_starts_however_the_job_ends(app, worker, db, dsn):
+    """Cancelled while queued, ended by the rescue, cancelled with its parent: each holds
+    its key for unique_for, as a job whose worker wrote its outcome does (those three freed
+    it at once)."""
+    import asyncio
+    import uuid
+
+    from pgqueue.maintenance import Rescuer
+    from tests.stores import with_store
+
+    def again(key: str) -> int:
+        return jobs.add.options(unique_key=key, unique_for=60).enqueue(1, 1)
+
+    queued = jobs.add.options(unique_key="queued", unique_for=60, delay=30).enqueue(1, 1)
+    assert app.cancel(queued)
+    lost = jobs.add.options(unique_key="lost", unique_for=60, max_attempts=1).enqueue(1, 1)
+    gone = uuid.uuid4()
+
+    async def rescue(store) -> None:
+        await store.worker_register(gone, "gone", 1, None, 1, 1.0)
+        db.execute(
+            "UPDATE pgqueue.jobs SET state = 'running', attempts = 1, worker_id = %s,"
+            " started_at = now() WHERE id = %s",
+            (gone, lost),
+        )
+        db.execute(
+            "UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s",
+            (gone,),
+        )
+        assert await Rescuer(store).run_once() == 1
+
+    asyncio.run(with_store(dsn, rescue))
+    parent = jobs.always_fails.options(max_attempts=1).enqueue()
+    child = jobs.add.options(unique_key="child", unique_for=60, depends_on=[parent]).enqueue(1, 1)
+    with worker():
+        wait_for(lambda: app.get_job(child).state == "cancelled", timeout=20)
+    assert [app.get_job(i).state for i in (queued, lost, child)] == [
+        "cancelled",
+        "dead",
+        "cancelled",
+    ]
+    assert [again("queued"), again("lost"), again("child")] == [queued, lost, child]
