@@ -54,6 +54,7 @@ class App(Operations):
         dsn: str | None = None,
         *,
         pool_size: int = 4,
+        pool_timeout: float = 30.0,
         default_queue: str = DEFAULT_QUEUE,
         default_max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         default_retry: RetryPolicy = DEFAULT_RETRY,
@@ -62,6 +63,11 @@ class App(Operations):
         self.dsn = resolve_dsn(dsn)
         self.pooler = resolve_pooler(pooler)
         self.pool_size = positive_int(pool_size, "pool_size", 1)
+        # How long a call waits for one of the pool's connections (the database down, or every
+        # connection busy) before DatabaseUnavailable.
+        self.pool_timeout = seconds(pool_timeout, "pool_timeout")
+        if not self.pool_timeout:
+            raise ConfigurationError("pool_timeout must be more than 0 seconds")
         self.default_queue = default_queue
         self.default_max_attempts = positive_int(default_max_attempts, "max_attempts", 1)
         self.default_retry = default_retry

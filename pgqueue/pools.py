@@ -24,6 +24,7 @@ class PoolSettings(Protocol):
     dsn: str
     pooler: bool
     pool_size: int
+    pool_timeout: float
 
 
 # Every Pools, for the fork hook below.
@@ -74,6 +75,7 @@ class Pools:
                 self._pool = ConnectionPool(
                     with_liveness(s.dsn), min_size=1, max_size=s.pool_size, open=True,
                     kwargs=self._kwargs(), name="pgqueue", configure=_read_jsonb,
+                    timeout=s.pool_timeout,
                 )  # fmt: skip
                 self._store = JobStore(self._pool)
             return self._store
@@ -105,6 +107,7 @@ class Pools:
             pool = AsyncConnectionPool(
                 with_liveness(s.dsn), min_size=1, max_size=s.pool_size, open=False,
                 kwargs=self._kwargs(), name="pgqueue-async", configure=keep,
+                timeout=s.pool_timeout,
             )  # fmt: skip
             await pool.open()
             store = self._async_stores[loop] = AsyncJobStore(pool)  # open: anyone may use it

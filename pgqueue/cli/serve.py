@@ -85,6 +85,10 @@ def serve(
     listening = _listen(host, port)
     try:
         app = _app(dsn)
+        # While the database is down, a request answers 503 within 5 s (inside Prometheus'
+        # 10 s scrape timeout) rather than after the pool's 30, and requests do not pile up
+        # behind one another for minutes after it is back.
+        app.pool_timeout = 5.0
         # A clear error now rather than on the first request; an empty version table is
         # what `pgqueue migrate downgrade base` leaves.
         if app.store.schema_version() is None:

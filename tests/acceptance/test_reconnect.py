@@ -62,3 +62,53 @@ def test_worker_waits_for_database_then_works(tmp_path):
         retries = [line for line in output.splitlines() if "retrying in" in line]
         assert len(retries) >= 2
         assert all(line.startswith("20") for line in output.splitlines()), output
+
+
+def test_the_dashboard_answers_503_soon_while_the_database_is_down(tmp_path):
+    """Each request waited the pool's 30 s for a connection (past Prometheus' 10 s scrape
+    timeout), and requests piled up behind one another after the database came back."""
+    import urllib.error
+    import urllib.request
+
+    import pgqueue
+
+    with own_server() as server:
+        log_path = tmp_path / "serve.log"
+        with open(log_path, "wb") as log:
+            serve = subprocess.Popen(
+                [sys.executable, "-m", "pgqueue.cli", "serve", "--port", "0"],
+                cwd=ROOT,
+                env={**os.environ, "PGQUEUE_DSN": server.dsn},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while "dashboard on" not in log_path.read_text():
+                    assert serve.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.05)
+                address = log_path.read_text().split(" on ", 1)[1].split()[0]
+                with urllib.request.urlopen(address + "api/stats", timeout=10) as answer:
+                    assert answer.status == 200
+                server.stop()
+                # The first request finds its connection broken; the next ones wait for a
+                # new connection, which cannot be had.
+                for _ in range(3):
+                    started = time.monotonic()
+                    try:
+                        urllib.request.urlopen(address + "api/stats", timeout=60)
+                        raise AssertionError("answered while the database is down")
+                    except urllib.error.HTTPError as refused:
+                        assert refused.code == 503
+                    assert time.monotonic() - started < 9, "within a scrape's 10 s"
+            finally:
+                serve.send_signal(signal.SIGTERM)
+                serve.wait(20)
+    # The App's own setting, for producers that would rather fail fast too.
+    assert pgqueue.App("postgresql://h/db", pool_timeout=2).pool_timeout == 2.0
+    try:
+        pgqueue.App("postgresql://h/db", pool_timeout=0)
+        raise AssertionError("a pool_timeout of 0 was taken")
+    except pgqueue.ConfigurationError:
+        pass
