@@ -7,6 +7,7 @@ The parts, each owning its state:
 - Claimer (claimer.py): claims jobs into Attempts.
 - Listener (listener.py): notifications, which are hints only.
 - Heartbeat and CancelWatcher (liveness.py).
+- Stopping (stopping.py): the grace period, releases, the last outcomes.
 - Maintenance services (pgqueue.maintenance): rescue, dependency sweep, pruning, scheduler.
 """
 
@@ -30,7 +31,6 @@ import pgqueue
 from pgqueue.app import App
 from pgqueue.dsn import with_liveness
 from pgqueue.errors import ConfigurationError, SchemaNotMigrated
-from pgqueue.job import Released
 from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, every
 from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line, is_unavailable
@@ -38,7 +38,7 @@ from pgqueue.store.errors import refused_reason
 from pgqueue.store.single import SingleConnection
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.claimer import Claimer
-from pgqueue.worker.completer import Completer, outcome_row
+from pgqueue.worker.completer import Completer
 from pgqueue.worker.connections import (
     POOLED_CLAIMS,
     configure,
@@ -50,10 +50,10 @@ from pgqueue.worker.listener import Listener
 from pgqueue.worker.liveness import CancelWatcher, Heartbeat
 from pgqueue.worker.queue_settings import QueueSettings
 from pgqueue.worker.runner import Runner
+from pgqueue.worker.stopping import release_hold, shut_down
 from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
-RELEASE_HOLD = 10.0  # seconds: see Worker._hold
 NEEDS_REVISION = "0015"  # the oldest schema this worker runs on (workers.version)
 
 
@@ -261,7 +261,8 @@ class Worker:
         )
         # ctx.transaction()'s connections
         connections = HandlerConnections(with_liveness(self.dsn), s.concurrency, self.pooled)
-        runner = self.runner = Runner(self.app, threads, completer, connections, hold=self._hold)
+        hold = release_hold(s.lease)
+        runner = self.runner = Runner(self.app, threads, completer, connections, hold=hold)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
             AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
@@ -345,7 +346,7 @@ class Worker:
             self._started.set()
             await claimer.run(stop)
         finally:
-            await self._shutdown(attempts, completer)
+            await shut_down(attempts, completer, s.shutdown_grace, hold)
             for part in await cancel_and_wait(helpers):
                 log.warning("worker part %s ignored its cancellation", part.get_name())
             with contextlib.suppress(Exception):
@@ -367,14 +368,6 @@ class Worker:
                     log.exception("scheduler: unexpected error")
             await wait_any(scheduler.delay(), self._stop)
 
-    @property
-    def _hold(self) -> float:
-        """How long a job released while its handler still runs here stays unclaimable:
-        `pgqueue work` leaves within a few seconds of writing the release (it waits 2 s for
-        idle threads, then exits past any that still run); never longer than the lease,
-        after which the rescue would take the job anyway."""
-        return min(RELEASE_HOLD, self.settings.lease)
-
     def _helper_died(self, task: asyncio.Task[Any]) -> None:
         """A part ended on its own (a bug, or a missing schema): say so in one line and
         stop, rather than go on half-working."""
@@ -384,35 +377,3 @@ class Worker:
         self._failure = exc or RuntimeError(f"worker part {task.get_name()} ended")
         log.error("worker part %s stopped: %s; shutting down", task.get_name(), exc)
         self.stop()
-
-    async def _shutdown(self, attempts: Attempts, completer: Completer) -> None:
-        """Claimed jobs that did not start go straight back; running ones get the grace
-        period, then go back too (their attempts given back); outcomes are flushed."""
-        grace = self.settings.shutdown_grace
-        attempts.accepting = False
-        for job in attempts.take_waiting():
-            completer.put(outcome_row(job, Released()))
-        if attempts.running():
-            log.info("stopping: waiting up to %gs for %d running job(s)", grace, attempts.running())
-        if not await attempts.wait_running(grace):
-            log.warning(
-                "grace period over: releasing %d job(s) back to the queue", attempts.running()
-            )
-            attempts.release_all()
-            if not await attempts.wait_running(5):
-                # Handlers that swallowed their cancellation: their jobs go back all the same
-                # (the process leaves without their tasks, see daemon.py), due again once
-                # it has surely left.
-                hold = self._hold
-                for attempt in list(attempts):
-                    log.warning(
-                        "job %d ignored its cancellation: released, due again in %gs",
-                        attempt.job.id,
-                        hold,
-                    )
-                    completer.put(outcome_row(attempt.job, Released(hold)))
-        if not await completer.flush(timeout=max(grace, 10)):
-            log.error(
-                "could not record %d outcome(s) before exiting; the rescue will handle those jobs",
-                completer.backlog,
-            )
