@@ -19,20 +19,29 @@ from pgqueue.maintenance.prune import Pruner
 from pgqueue.maintenance.rescue import Rescuer
 from pgqueue.maintenance.scheduler import Scheduler
 from pgqueue.store import first_line, is_unavailable
+from pgqueue.worker.outage import Outage
 
 log = logging.getLogger("pgqueue.maintenance")
 
 __all__ = ["DependencySweeper", "Pruner", "Rescuer", "Scheduler", "every"]
 
 
-async def every(interval: float, name: str, run_once: Callable[[], Awaitable[Any]]) -> None:
-    """Run `run_once` every `interval` seconds until cancelled."""
+async def every(
+    interval: float,
+    name: str,
+    run_once: Callable[[], Awaitable[Any]],
+    outage: Outage | None = None,
+) -> None:
+    """Run `run_once` every `interval` seconds until cancelled. A database error is logged
+    at the level the worker's `outage` says (quiet while an outage it told goes on)."""
+    outage = outage or Outage()
     while True:
         await asyncio.sleep(interval)
+        began = outage.now()
         try:
             await run_once()
         except Exception as exc:
             if is_unavailable(exc) or isinstance(exc, psycopg.Error):
-                log.warning("%s: %s", name, first_line(exc))
+                log.log(outage.level(exc, began), "%s: %s", name, first_line(exc))
             else:
                 log.exception("%s: unexpected error", name)

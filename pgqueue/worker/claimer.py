@@ -23,6 +23,7 @@ from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer
 from pgqueue.worker.events import Wakeup, wait_any
 from pgqueue.worker.listener import ANY_QUEUE
+from pgqueue.worker.outage import Outage
 from pgqueue.worker.queue_settings import QueueSettings
 
 log = logging.getLogger("pgqueue.worker")
@@ -55,8 +56,10 @@ class Claimer:
         completer: Completer,
         queue_settings: QueueSettings,
         tasks: list[str] | None = None,
+        outage: Outage | None = None,
     ) -> None:
         self.store = store
+        self.outage = outage or Outage()
         self.worker_id = worker_id
         self.settings = settings
         self.queues = list(settings.queues) if settings.queues else None
@@ -261,7 +264,9 @@ class Claimer:
                     except Exception as exc:
                         if not retryable(exc):
                             raise
-                        log.warning("%s; saying so again later", first_line(exc))
+                        log.log(
+                            self.outage.level(exc), "%s; saying so again later", first_line(exc)
+                        )
                 slot_freed.clear()
                 if self.free() <= 0:
                     await wait_any(s.poll_interval, stop, slot_freed)
@@ -284,6 +289,7 @@ class Claimer:
                 if self._unsure:
                     await self.release_strays()
                 jobs = await self.claim_once(limit)
+                self.outage.answered()
                 await self._say_waiting(len(jobs) < limit and not self._held_back())
                 if len(jobs) < limit:
                     if jobs:
@@ -299,6 +305,8 @@ class Claimer:
                 if not retryable(exc):
                     raise
                 self._unsure = True
+                self.outage.level(exc)
+                # Every try is told, during an outage too (the other parts keep quiet then).
                 log.warning("%s; claiming again in %.1fs", first_line(exc), backoff)
                 await wait_any(backoff, stop)
                 backoff = min(backoff * 2, 5.0)

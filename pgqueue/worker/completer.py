@@ -12,6 +12,7 @@ from uuid import UUID
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
 from pgqueue.store import Applied, AsyncJobStore, JobSpec, OutcomeRow, dumps, is_unavailable
 from pgqueue.store.errors import first_line
+from pgqueue.worker.outage import Outage
 
 log = logging.getLogger("pgqueue.worker")
 FINAL = frozenset({"succeeded", "dead", "cancelled"})
@@ -91,8 +92,10 @@ class Completer:
         batch: int = 500,
         on_written: Callable[[], None] = lambda: None,
         delete_now: Callable[[str, str], bool] = lambda state, queue: False,
+        outage: Outage | None = None,
     ) -> None:
         self.store = store
+        self.outage = outage or Outage()
         self.delete_now = delete_now
         self.on_written = on_written
         self.worker_id = worker_id
@@ -140,7 +143,8 @@ class Completer:
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
-                log.warning(
+                log.log(
+                    self.outage.level(exc),
                     "%s; %d outcome(s) kept, retrying in %.1fs",
                     first_line(exc),
                     len(self._pending),
@@ -150,6 +154,7 @@ class Completer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
+            self.outage.answered()
             del self._pending[: len(rows)]
             self.written += len(applied)
             self.on_written()

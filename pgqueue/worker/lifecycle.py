@@ -48,6 +48,7 @@ from pgqueue.worker.connections import (
 from pgqueue.worker.events import cancel_and_wait, wait_any
 from pgqueue.worker.listener import Listener
 from pgqueue.worker.liveness import CancelWatcher, Heartbeat
+from pgqueue.worker.outage import Outage, QuietWhileAway
 from pgqueue.worker.queue_settings import QueueSettings
 from pgqueue.worker.runner import Runner
 from pgqueue.worker.stopping import release_hold, shut_down
@@ -81,6 +82,7 @@ class Worker:
         self._on_stop: list[Callable[[], None]] = []  # parts to wake when told to stop
         self.runner: Runner | None = None
         self.attempts: Attempts | None = None  # for tests and embedding: what runs here
+        self.outage = Outage()
 
     # -- control ------------------------------------------------------------------------------
 
@@ -256,8 +258,13 @@ class Worker:
         s = self.settings
         store = AsyncJobStore(main)
         queue_settings = QueueSettings(s)
+        outage = self.outage
         completer = Completer(
-            AsyncJobStore(outcomes), self.id, s.outcome_batch, delete_now=queue_settings.delete_now
+            AsyncJobStore(outcomes),
+            self.id,
+            s.outcome_batch,
+            delete_now=queue_settings.delete_now,
+            outage=outage,
         )
         # ctx.transaction()'s connections
         connections = HandlerConnections(with_liveness(self.dsn), s.concurrency, self.pooled)
@@ -265,8 +272,9 @@ class Worker:
         runner = self.runner = Runner(self.app, threads, completer, connections, hold=hold)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(
-            AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks
-        )
+            AsyncJobStore(claims), self.id, s, attempts, completer, queue_settings, self.tasks,
+            outage,
+        )  # fmt: skip
 
         def written() -> None:
             attempts.slot_freed.set()
@@ -274,7 +282,7 @@ class Worker:
                 claimer.wake.set()  # a limited queue's budget may have come back
 
         completer.on_written = written
-        cancels = CancelWatcher(store, self.id, attempts)
+        cancels = CancelWatcher(store, self.id, attempts, outage)
         self._on_stop.append(claimer.wake.set)
 
         def lost() -> None:
@@ -293,13 +301,13 @@ class Worker:
             cancels.request()
 
         heartbeat = Heartbeat(
-            store, self.id, s, lambda: self._register(store), lost, cancels.request
+            store, self.id, s, lambda: self._register(store), lost, cancels.request, outage
         )
         listener = None
         if self.listen_dsn is not None:
             listener = Listener(
                 with_liveness(self.listen_dsn), self.queues, claimer.hint, cancels.request,
-                queue_changed, listener_connected,
+                queue_changed, listener_connected, outage,
             )  # fmt: skip
         else:
             log.warning(
@@ -320,12 +328,24 @@ class Worker:
             "completer": completer.run(),
             "heartbeat": heartbeat.run(),
             "cancels": cancels.run(),
-            "maintenance": every(s.heartbeat_interval, "maintenance", maintain),
+            "maintenance": every(s.heartbeat_interval, "maintenance", maintain, outage),
         }
         if listener is not None:
             parts["listener"] = listener.run()
         if s.scheduler and self.app.schedules:
             parts["scheduler"] = self._schedule(Scheduler(store, self.app.schedule_specs()))
+        quiet = QuietWhileAway(outage)
+        logging.getLogger("psycopg.pool").addFilter(quiet)
+        checks: set[asyncio.Task[None]] = set()
+
+        def check_pool() -> None:
+            # The pool's connections from before the outage are dead: find them now rather
+            # than at their next use, which would fail and tell of an outage that is over.
+            check = asyncio.get_running_loop().create_task(main.check())
+            checks.add(check)
+            check.add_done_callback(checks.discard)
+
+        outage.on_back.append(check_pool)
         helpers = [asyncio.create_task(c, name=f"pgqueue-{n}") for n, c in parts.items()]
         for helper in helpers:
             helper.add_done_callback(self._helper_died)
@@ -347,8 +367,9 @@ class Worker:
             await claimer.run(stop)
         finally:
             await shut_down(attempts, completer, s.shutdown_grace, hold)
-            for part in await cancel_and_wait(helpers):
+            for part in await cancel_and_wait(helpers + list(checks)):
                 log.warning("worker part %s ignored its cancellation", part.get_name())
+            logging.getLogger("psycopg.pool").removeFilter(quiet)
             with contextlib.suppress(Exception):
                 await connections.close()
             with contextlib.suppress(Exception):
@@ -359,11 +380,12 @@ class Worker:
     async def _schedule(self, scheduler: Scheduler) -> None:
         assert self._stop is not None
         while not self._stop.is_set():
+            began = self.outage.now()
             try:
                 await scheduler.run_once()
             except Exception as exc:
                 if is_unavailable(exc) or isinstance(exc, psycopg.Error):
-                    log.warning("scheduler: %s", first_line(exc))
+                    log.log(self.outage.level(exc, began), "scheduler: %s", first_line(exc))
                 else:
                     log.exception("scheduler: unexpected error")
             await wait_any(scheduler.delay(), self._stop)

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from pgqueue.store.errors import first_line
+from pgqueue.worker.outage import Outage
 
 JOBS_CHANNEL = "pgqueue_jobs"
 CANCEL_CHANNEL = "pgqueue_cancel"
@@ -40,7 +41,9 @@ class Listener:
         on_cancel: Callable[[], None],
         on_queue_change: Callable[[str], None],
         on_connected: Callable[[], None],
+        outage: Outage | None = None,
     ) -> None:
+        self.outage = outage or Outage()
         self.dsn = dsn
         self.queues = frozenset(queues) if queues else None
         self.on_jobs = on_jobs
@@ -56,8 +59,13 @@ class Listener:
             try:
                 conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
             except psycopg.OperationalError as exc:
-                log.warning(
-                    "listener: cannot connect (%s); retrying in %.1fs", first_line(exc), backoff
+                # A connection refused is the database away (it starts an outage); a lost
+                # one may be this connection alone (a terminated backend).
+                log.log(
+                    self.outage.level(exc),
+                    "listener: cannot connect (%s); retrying in %.1fs",
+                    first_line(exc),
+                    backoff,
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -67,7 +75,9 @@ class Listener:
                 await conn.execute("; ".join(f"LISTEN {c}" for c in channels))
                 self.connected.set()
                 if backoff > 0.1:
-                    log.info("listener: reconnected")
+                    log.log(logging.DEBUG if self.outage.known else logging.INFO,
+                            "listener: reconnected")  # fmt: skip
+                    self.outage.answered()
                 backoff = 0.1
                 self.on_connected()
                 while True:
@@ -75,14 +85,21 @@ class Listener:
                         self._dispatch(note.channel, note.payload)
                     await self._check(conn)
             except (psycopg.OperationalError, TimeoutError) as exc:
-                log.warning(
-                    "listener: connection lost (%s); polling until it is back", first_line(exc)
+                log.log(
+                    self._level(),
+                    "listener: connection lost (%s); polling until it is back",
+                    first_line(exc),
                 )
                 await asyncio.sleep(backoff)
                 backoff = 0.2
             finally:
                 self.connected.clear()
                 await conn.close()
+
+    def _level(self) -> int:
+        """The listener's troubles are news unless the database is known to be away. They
+        start no outage: this one connection may be all that went (a terminated backend)."""
+        return logging.DEBUG if self.outage.known else logging.WARNING
 
     @staticmethod
     async def _check(conn: psycopg.AsyncConnection[Any]) -> None:

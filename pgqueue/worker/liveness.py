@@ -14,6 +14,7 @@ from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.claimer import retryable
+from pgqueue.worker.outage import Outage
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -22,8 +23,15 @@ class CancelWatcher:
     """Reads this worker's cancel requests (pgqueue.jobs.cancel_requested_at) and tells the
     attempts. A notification on pgqueue_cancel only asks for a look: it carries nothing."""
 
-    def __init__(self, store: AsyncJobStore, worker_id: UUID, attempts: Attempts) -> None:
+    def __init__(
+        self,
+        store: AsyncJobStore,
+        worker_id: UUID,
+        attempts: Attempts,
+        outage: Outage | None = None,
+    ) -> None:
         self.store = store
+        self.outage = outage or Outage()
         self.worker_id = worker_id
         self.attempts = attempts
         self._asked = asyncio.Event()
@@ -46,12 +54,17 @@ class CancelWatcher:
         while True:
             await self._asked.wait()
             self._asked.clear()
+            began = self.outage.now()
             try:
                 await self.check_once()
             except Exception as exc:
                 if not retryable(exc):
                     raise
-                log.warning("could not read cancel requests (%s); trying again", first_line(exc))
+                log.log(
+                    self.outage.level(exc, began),
+                    "could not read cancel requests (%s); trying again",
+                    first_line(exc),
+                )
                 await asyncio.sleep(1.0)
                 self._asked.set()
 
@@ -72,8 +85,10 @@ class Heartbeat:
         register: Callable[[], Awaitable[None]],
         on_lost: Callable[[], None],
         on_beat: Callable[[], None],
+        outage: Outage | None = None,
     ) -> None:
         self.store = store
+        self.outage = outage or Outage()
         self.worker_id = worker_id
         self.settings = settings
         self.register = register
@@ -98,14 +113,16 @@ class Heartbeat:
         if now - self._last_ok > self.settings.heartbeat_interval * 2:
             self._healthy_since = now  # a gap: an outage, or this process was paused
         self._last_ok = now
+        self.outage.answered()
         self.on_beat()
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
+            began = self.outage.now()
             try:
                 await self.beat_once()
             except Exception as exc:
                 if not retryable(exc):
                     raise
-                log.warning("heartbeat failed: %s", first_line(exc))
+                log.log(self.outage.level(exc, began), "heartbeat failed: %s", first_line(exc))

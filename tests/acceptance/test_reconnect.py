@@ -8,11 +8,22 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
 from tests.acceptance.chaos import own_server
 from tests.acceptance.conftest import ROOT
+
+
+def run_one_job(dsn: str, log_path: Path) -> None:
+    """A job inserted by SQL runs (its worker's log is shown if it does not)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[2, 2]')")
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT state FROM pgqueue.jobs").fetchone()[0] != "succeeded":
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
 
 
 def test_worker_waits_for_database_then_works(tmp_path):
@@ -44,14 +55,7 @@ def test_worker_waits_for_database_then_works(tmp_path):
                     assert time.monotonic() < deadline, log_path.read_text()
                     time.sleep(0.05)
                 server.restart_stopped()
-                with psycopg.connect(server.dsn, autocommit=True) as conn:
-                    conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('add', '[2, 2]')")
-                    deadline = time.monotonic() + 30
-                    while (
-                        conn.execute("SELECT state FROM pgqueue.jobs").fetchone()[0] != "succeeded"
-                    ):
-                        assert time.monotonic() < deadline, log_path.read_text()
-                        time.sleep(0.05)
+                run_one_job(server.dsn, log_path)
                 worker.send_signal(signal.SIGTERM)
                 assert worker.wait(20) == 0
             finally:
@@ -112,3 +116,49 @@ def test_the_dashboard_answers_503_soon_while_the_database_is_down(tmp_path):
         raise AssertionError("a pool_timeout of 0 was taken")
     except pgqueue.ConfigurationError:
         pass
+
+
+def test_an_outage_is_told_once_with_a_line_per_claim_try(tmp_path):
+    """Stopped under a running worker, the database's absence is told by the first part to
+    meet it, then one line per claim try, then when it is back: not once per part per try
+    (the pool, the heartbeat, the listener, maintenance each said so: ~25 lines in 10 s)."""
+    with own_server() as server:
+        log_path = tmp_path / "worker.log"
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "pgqueue.cli", "work", "tests.jobs:app",
+                 "--heartbeat-interval", "0.5", "--poll-interval", "1"],
+                cwd=ROOT, env={**os.environ, "PGQUEUE_DSN": server.dsn},
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 60
+                while "started" not in log_path.read_text():
+                    assert worker.poll() is None, log_path.read_text()
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.05)
+                server.stop()
+                stopped_at = len(log_path.read_text().splitlines())
+                # Long enough for every part to try several times (heartbeat and
+                # maintenance every 0.5 s, the pool's reconnections, the listener's).
+                time.sleep(8)
+                server.restart_stopped()
+                run_one_job(server.dsn, log_path)
+                time.sleep(3)  # parts whose waits ran into the return have had their say
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(20) == 0
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        lines = log_path.read_text().splitlines()[stopped_at:]
+        output = "\n".join(lines)
+        assert "Traceback" not in output
+        warnings = [line for line in lines if " WARNING " in line]
+        tries = [line for line in warnings if "claiming again in" in line]
+        assert tries, output
+        # The claimer's tries, plus the news told by whichever parts met the outage first
+        # (the listener's lost connection, and the first failure of another part).
+        assert len(warnings) - len(tries) <= 3, output
+        assert "psycopg.pool" not in output, output
+        assert "heartbeat failed" not in output.split("database back after")[-1], output
+        assert output.count("database back after") == 1, output
