@@ -23,7 +23,7 @@ def postgres_server(dsn: str | None = None) -> Iterator[str]:
     """Yield the DSN of a server where tests may create databases.
 
     `dsn` if given, else `PGQUEUE_TEST_DSN`, else an embedded PostgreSQL from the `pgserver`
-    package (`pip install "pgqueue[embedded]"`), started in a temporary directory and stopped
+    package (pgqueue's `embedded` extra), started in a temporary directory and stopped
     afterwards.
     """
     dsn = dsn or os.environ.get("PGQUEUE_TEST_DSN")
@@ -35,7 +35,8 @@ def postgres_server(dsn: str | None = None) -> Iterator[str]:
     except ImportError:
         raise ConfigurationError(
             "no database for the tests: set PGQUEUE_TEST_DSN to a PostgreSQL server where "
-            'databases may be created, or pip install "pgqueue[embedded]"'
+            "databases may be created, or install pgserver (pgqueue's embedded extra) for an "
+            "embedded PostgreSQL"
         ) from None
     with tempfile.TemporaryDirectory(prefix="pgqueue-test-") as tmp:
         server = pgserver.get_server(tmp, cleanup_mode="stop")  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ app in the pytest configuration:
 Fixtures:
 
 - `pgqueue_server` (session): the DSN of a server where tests may create databases:
-  `PGQUEUE_TEST_DSN`, else an embedded PostgreSQL (`pip install "pgqueue[embedded]"`).
+  `PGQUEUE_TEST_DSN`, else an embedded PostgreSQL (pgqueue's `embedded` extra: pgserver).
 - `pgqueue_database` (session): the DSN of a database created there for the test run (one
   per xdist worker), migrated once, dropped at the end.
 - `pgqueue_dsn`: that database, with every pgqueue table emptied before the test.

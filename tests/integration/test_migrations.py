@@ -49,3 +49,34 @@ def test_sql_is_printed_offline():
     assert result.returncode == 0, result.stderr
     assert "CREATE TABLE pgqueue.jobs" in result.stdout
     assert "CREATE TRIGGER jobs_notify_insert" in result.stdout
+
+
+def test_a_worker_on_the_oldest_schema_it_accepts_records_every_outcome(server_dsn):
+    """NEEDS_REVISION is a promise: a worker starts on that schema only if everything it
+    does works there. (It said 0015 while outcomes wrote 0027's cancel_reason: on 0026 a
+    worker started, claimed, and left every job `running` for as long as it lived.)"""
+    import pgqueue
+    from pgqueue.worker import NEEDS_REVISION
+    from tests.conftest import running_worker
+    from tests.waiting import wait_for
+
+    with scratch_database(server_dsn, "pgqueue_test_oldest_schema") as dsn:
+        migrate.upgrade(dsn)
+        migrate.downgrade(dsn, NEEDS_REVISION)
+        with pgqueue.App(dsn) as app, running_worker(dsn, poll_interval=0.2):
+            expected = {
+                app.enqueue("add", args=[1, 2]): "succeeded",
+                app.enqueue("flaky", args=[1]): "succeeded",  # after one failure
+                app.enqueue("snooze", args=[1]): "succeeded",
+                app.enqueue("always_fails"): "dead",
+                app.enqueue("discard"): "dead",
+            }
+            running = app.enqueue("async_sleep", args=[60])
+            wait_for(lambda: app.get_job(running).state == "running")
+            assert app.cancel(running)
+            expected[running] = "cancelled"
+
+            def states() -> dict[int, str]:
+                return {job_id: app.get_job(job_id).state for job_id in expected}
+
+            wait_for(lambda: states() == expected, timeout=30)
