@@ -99,7 +99,12 @@ def serve(
     web = create_app(
         app, token=token, allowed_hosts=hosts, max_body=max_body_size, root_path=root_path
     )
-    shown = f"[{host}]" if ":" in host else host
+    # Listening on every address: the link to open here is the loopback one (the wildcard
+    # address is no name a browser may use, and its Host would be refused).
+    local = (
+        {"::": "::1", "[::]": "::1"}.get(host, "127.0.0.1") if host in WILDCARD_ADDRESSES else host
+    )
+    shown = f"[{local}]" if ":" in local else local
     port = listening.getsockname()[1]  # the one given, or the one picked for --port 0
     # The address to open once: the page keeps the token and takes it out of the address bar.
     typer.echo(

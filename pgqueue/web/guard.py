@@ -78,6 +78,9 @@ class GuardConfig:
     max_body: int = MAX_BODY
     public_prefixes: tuple[str, ...] = ("/static/", "/api/docs")
     public_paths: frozenset[str] = field(default_factory=lambda: frozenset({"/", "/openapi.json"}))
+    # Answered whatever the Host header (a probe sends the pod's address) and without a
+    # token: it says only whether the database answers, which no rebinding page can use.
+    probe_paths: frozenset[str] = frozenset({"/healthz"})
 
     def host_allowed(self, header: str) -> bool:
         name = host_name(header)
@@ -149,6 +152,8 @@ class Guard:
     def refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         """(status, detail) when the request is refused on its headers alone."""
         config = self.config
+        if scope["path"] in config.probe_paths and scope["method"] in ("GET", "HEAD"):
+            return None
         if not config.host_allowed(headers.get("host", "")):
             return 400, "invalid Host header: add it with `pgqueue serve --allowed-host`"
         authorization = headers.get("authorization")

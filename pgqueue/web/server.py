@@ -121,6 +121,13 @@ def create_app(
     def dashboard() -> str:
         return (STATIC / "index.html").read_text()
 
+    @web.get("/healthz", include_in_schema=False)  # 200 when the database answers, else 503
+    def healthz() -> JSONResponse:
+        # For load balancers and orchestrators' probes: no token, any Host (see guard.py).
+        if app.store.schema_version() is None:
+            return JSONResponse({"detail": "the pgqueue schema is not migrated"}, 503)
+        return JSONResponse({"status": "ok"})
+
     @web.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> str:
         return (STATIC / "docs.html").read_text()

@@ -146,11 +146,14 @@ def test_work_module_without_one_app_is_one_line(dsn, tmp_path, source, spec, fr
     assert_clean_error(result, fragment)
 
 
-def test_serve_prints_the_address_with_the_token(dsn, tmp_path):
+@pytest.mark.parametrize("where", [[], ["--host", "0.0.0.0"]], ids=["default", "every-address"])
+def test_serve_prints_the_address_with_the_token(dsn, tmp_path, where):
+    # Listening on every address, the link is still one this machine's browser may open
+    # (http://0.0.0.0:P/ was printed, and its Host was refused).
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pgqueue.cli", "serve", "--port", "0"],
+            [sys.executable, "-m", "pgqueue.cli", "serve", "--port", "0", *where],
             cwd=ROOT,
             # As a secret mounted from a file: with a newline at its end (which locked
             # every client out: they send the token without it).
@@ -164,7 +167,7 @@ def test_serve_prints_the_address_with_the_token(dsn, tmp_path):
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
-            line = log.read_text().splitlines()[0]
+            line = next(s for s in log.read_text().splitlines() if "dashboard on" in s)
             address = line.split(" on ", 1)[1].split("#", 1)[0]
             request = urllib.request.Request(
                 address + "api/stats", headers={"Authorization": "Bearer a+b/c"}

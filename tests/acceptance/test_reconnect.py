@@ -93,15 +93,16 @@ def test_the_dashboard_answers_503_soon_while_the_database_is_down(tmp_path):
                     assert time.monotonic() < deadline, log_path.read_text()
                     time.sleep(0.05)
                 address = log_path.read_text().split(" on ", 1)[1].split()[0]
-                with urllib.request.urlopen(address + "api/stats", timeout=10) as answer:
-                    assert answer.status == 200
+                for path in ("api/stats", "healthz"):
+                    with urllib.request.urlopen(address + path, timeout=10) as answer:
+                        assert answer.status == 200
                 server.stop()
                 # The first request finds its connection broken; the next ones wait for a
                 # new connection, which cannot be had.
-                for _ in range(3):
+                for path in ("api/stats", "api/stats", "healthz"):
                     started = time.monotonic()
                     try:
-                        urllib.request.urlopen(address + "api/stats", timeout=60)
+                        urllib.request.urlopen(address + path, timeout=60)
                         raise AssertionError("answered while the database is down")
                     except urllib.error.HTTPError as refused:
                         assert refused.code == 503

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from fastapi.testclient import TestClient
@@ -75,6 +76,18 @@ def test_allowed_hosts_are_added_to_loopback(dsn):
         assert web.get("/api/stats", headers={**AUTH, "Host": host}).status_code == 400, host
     anything = client(allowed_hosts=("*",))
     assert anything.get("/api/stats", headers={**AUTH, "Host": "x.y"}).status_code == 200
+
+
+def test_healthz_answers_any_probe_and_tells_nothing_else(dsn):
+    """An orchestrator's probe sends the pod's address as Host and no token: /healthz
+    answers it, with nothing but whether the database answers."""
+    for token in (TOKEN, None):
+        for host in ("10.1.2.3:8000", "evil.example", "localhost"):
+            answer = client(token).get("/healthz", headers={"Host": host})
+            assert answer.status_code == 200, (token, host)
+            assert answer.json() == {"status": "ok"}
+    assert client().post("/healthz", headers={"Host": "evil.example"}).status_code == 400
+    assert client().get("/healthz/x", headers={"Host": "evil.example"}).status_code == 400
 
 
 def test_two_host_headers_make_no_host():
@@ -173,14 +186,20 @@ def test_api_docs_work_offline():
     web = client()
     html = web.get("/api/docs").text
     urls = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    # From this server (no CDN), and relative: behind a proxy that serves the dashboard
+    # under a prefix, the page's assets are asked for under that prefix too.
+    assert urls and all(":" not in u and not u.startswith("/") for u in urls), urls
     for url in urls:
-        response = web.get(url)
+        assert urljoin("https://proxy.example/ops/queue/api/docs", url).startswith(
+            "https://proxy.example/ops/queue/"
+        ), url
+        response = web.get(urljoin("http://localhost/api/docs", url))
         assert response.status_code == 200, url
         assert len(response.content) > 50, url
     bundle = web.get("/api/docs/assets/swagger-ui-bundle.js")
     assert "javascript" in bundle.headers["content-type"]
     assert "SwaggerUIBundle" in bundle.text
+    assert 'url: "../openapi.json"' in web.get("/static/docs.js").text
 
 
 # -- the CLI's start-up checks ----------------------------------------------------------------
