@@ -343,6 +343,10 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, default=str, indent=2))
 
 
+def _widest(texts: list[str]) -> int:
+    return max(len(line) for text in texts for line in text.splitlines() or [""])
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -351,9 +355,14 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = N
     for column in columns:
         numeric = bool(rows) and isinstance(rows[0].get(column), int | float)
         table.add_column(column, justify="right" if numeric else "left")
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console(width=max(100, len(columns) * 14)).print(table)
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    for line in cells:
+        table.add_row(*line)
+    # Wide enough for every cell: piped to grep or a file, a value cut short ("reports.he…")
+    # is a value lost. A terminal narrower than that folds long cells instead.
+    needed = 4 + sum(3 + _widest([c, *(line[i] for line in cells)]) for i, c in enumerate(columns))
+    width = needed if not sys.stdout.isatty() else None
+    Console(width=width).print(table)
 
 
 # -- migrate --------------------------------------------------------------------------------

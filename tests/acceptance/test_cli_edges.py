@@ -256,3 +256,17 @@ def test_the_database_given_on_the_command_line_is_the_one_used(server_dsn, tmp_
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     assert proc.wait(30) == 0, log.read_text()
+
+
+def test_tables_piped_keep_every_value_whole(dsn, db):
+    """Piped to grep or a file, a table is as wide as its widest values: a task name cut
+    short ("reports.he…") could not be found or copied."""
+    name = "reports.hourly_revenue_by_region_and_currency_for_the_finance_team"
+    db.execute(
+        "INSERT INTO pgqueue.jobs (task, queue) VALUES (%s, 'a_rather_long_queue_name')", (name,)
+    )
+    listed = run_cli("jobs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert name in listed.stdout and "…" not in listed.stdout
+    stats = run_cli("stats")
+    assert "a_rather_long_queue_name" in stats.stdout and "…" not in stats.stdout
