@@ -7,7 +7,7 @@ import re
 from pgqueue.errors import ConfigurationError
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_PATTERN = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([smhdw]?)\s*$")
 
 
 def parse_duration(text: str) -> float:

@@ -144,6 +144,21 @@ def _number(
     return check
 
 
+def _delay(high: float) -> Callable[[str | None], float | None]:
+    """A typer callback for a delay: seconds (`90`, `1.5`) or a duration (`10m`, `2h`, `7d`),
+    as --since and --older-than take them, up to `high` seconds."""
+
+    def check(value: str | None) -> float | None:
+        if value is None:
+            return None
+        try:
+            return duration(value, "delay", high)
+        except ConfigurationError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return check
+
+
 def _dsn(value: str | None) -> str | None:
     """Refuse a DSN that libpq cannot parse, before anything tries to connect with it."""
     if value is None:

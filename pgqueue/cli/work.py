@@ -18,6 +18,7 @@ from pgqueue.cli.base import (
     Dsn,
     Json,
     _app,
+    _delay,
     _json_arg,
     _number,
     _print_json,
@@ -173,7 +174,12 @@ def enqueue(
         int | None, typer.Option(help="Higher runs first.", min=-INT4 - 1, max=INT4)
     ] = None,
     delay: Annotated[
-        float | None, typer.Option(help="Seconds from now.", callback=_number(0, MAX_DELAY))
+        str | None,
+        typer.Option(
+            help="From now: seconds, or 90s, 10m, 2h, 7d.",
+            metavar="<duration>",
+            callback=_delay(MAX_DELAY),
+        ),
     ] = None,
     unique_key: Annotated[
         str | None,
@@ -208,7 +214,7 @@ def enqueue(
             kwargs_value,
             queue=queue,
             priority=priority,
-            delay=delay,
+            delay=None if delay is None else float(delay),  # seconds, from _delay
             unique_key=unique_key,
             max_attempts=max_attempts,
         )

@@ -52,7 +52,7 @@ def test_enqueue_checks_task_against_app(dsn, db):
         (["enqueue", "add", "--args", "[1,"], "--args is not valid JSON"),
         (["enqueue", "add", "--args", "{}"], "--args must be a JSON array"),
         (["enqueue", "add", "--kwargs", "[]"], "--kwargs must be a JSON object"),
-        (["enqueue", "add", "--delay", "-5"], "'--delay': -5 is out of range"),
+        (["enqueue", "add", "--delay", "-5"], "'--delay': invalid duration '-5'"),
         (["work", "no_such_module:app"], "cannot import 'no_such_module'"),
         (["work", "tests.jobs:nothing"], "is not a pgqueue.App"),
         (["jobs", "show", "999999"], "no job with id 999999"),
@@ -195,3 +195,16 @@ def test_help_names_every_option_in_full_at_80_columns():
     ):
         assert option in shown.stdout
     assert "…" not in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("typed", "seconds"), [("90", 90), ("1.5", 1.5), ("10m", 600), ("2h", 7200)]
+)
+def test_enqueue_delay_takes_seconds_or_a_duration(dsn, db, typed, seconds):
+    """As --since and --older-than do: `--delay 10m` is ten minutes."""
+    job_id = int(run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", typed).stdout)
+    (waits,) = db.execute(
+        "SELECT extract(epoch FROM run_at - created_at)::float8 FROM pgqueue.jobs WHERE id = %s",
+        (job_id,),
+    ).fetchone()
+    assert abs(waits - seconds) < 1
