@@ -127,13 +127,14 @@ def jobs_show(job_id: JobId, dsn: Dsn = None, as_json: Json = False) -> None:
     if as_json:
         _print_json(data)
         return
+    width = max(map(len, data))
     for key, value in data.items():
         if key in ("errors", "progress_message"):
             continue
         if key == "progress" and value is not None:
             # One line: "40% resizing images".
             value = f"{value:.0%} {job.progress_message or ''}".rstrip()
-        typer.echo(f"{key:>13}: {value}")
+        typer.echo(f"{key:>{width}}: {value}")
     for err in job.errors:
         typer.echo(f"  attempt {err.get('attempt')} at {err.get('at')}: {err.get('error')}")
 
