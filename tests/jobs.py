@@ -132,6 +132,12 @@ def system_exit() -> None:
     raise SystemExit(3)
 
 
+@app.task(name="sync_raises", max_attempts=2, retry=fast)
+def sync_raises(name: str) -> None:
+    # Exceptions with a meaning to generators and futures, raised by a plain sync handler.
+    raise {"StopIteration": StopIteration, "GeneratorExit": GeneratorExit}[name]("from a handler")
+
+
 @app.task(name="keyboard_interrupt", max_attempts=1)
 async def keyboard_interrupt() -> None:
     raise KeyboardInterrupt

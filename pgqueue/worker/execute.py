@@ -64,6 +64,25 @@ def dead(attempt: int, exc: BaseException | None, message: str | None = None) ->
     return Failed(error_record(attempt, exc, message), retry_in=None)
 
 
+class Raised:
+    """What a sync handler raised, returned from its thread rather than raised into the
+    thread's future: asyncio cannot take a StopIteration into a future (the attempt's future
+    never completed and its slot stayed taken), and a GeneratorExit left the job running."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _returning(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call `fn` in a job thread: its result, or what it raised as a Raised."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:
+        return Raised(exc)
+
+
 class _Call:
     """Call arguments already known to fit (what Signature.bind would return)."""
 
@@ -126,6 +145,10 @@ class Runner:
                 result = await self._run_async(task, bound, ctx, timeout)
             else:
                 result = await self._run_sync(job, task, bound, ctx, timeout)
+                if type(result) is Raised:
+                    # Raised here, in this frame: a StopIteration that left a coroutine
+                    # would come out as a RuntimeError.
+                    raise result.exc
         except Retry as exc:
             return Snoozed(exc.delay)
         except Discard as exc:
@@ -189,7 +212,7 @@ class Runner:
     ) -> Any:
         context = contextvars.copy_context()
         context.run(_current.set, ctx)
-        call = functools.partial(context.run, task.fn, *bound.args, **bound.kwargs)
+        call = functools.partial(context.run, _returning, task.fn, *bound.args, **bound.kwargs)
         # Kept on the attempt's context: a thread that timed out or was cancelled goes on
         # after its attempt ended (see transactions.discard).
         ctx._thread = self.threads.submit(call)

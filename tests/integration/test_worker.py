@@ -114,6 +114,10 @@ def test_discard_goes_straight_to_dead(app, worker):
         ("base_exception", [], "Exploding: kaboom"),
         ("system_exit", [], "SystemExit: 3"),
         ("keyboard_interrupt", [], "KeyboardInterrupt"),
+        # asyncio cannot put a StopIteration into a future: the slot stayed taken for good;
+        # a GeneratorExit left its job running.
+        ("sync_raises", ["StopIteration"], "StopIteration: from a handler"),
+        ("sync_raises", ["GeneratorExit"], "GeneratorExit: from a handler"),
         ("bad_result", [], "SerializationError: result of bad_result is not JSON-serialisable"),
         ("deep_result", [], "SerializationError: result of deep_result is not JSON-serial"),
         # CancelledError raised by the handler itself (nobody cancelled the attempt) was
@@ -147,7 +151,7 @@ def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args
     assert job.last_error.startswith(error)
     if task in ("no.such.task", "add", "bad_result", "deep_result", "nul_result"):
         assert job.attempts == 1, "a job that can never work is not retried"
-    if task in ("own_cancelled", "cancelled_future", "unprintable", "nul_error"):
+    if task in ("own_cancelled", "cancelled_future", "unprintable", "nul_error", "sync_raises"):
         assert job.attempts == 3 and len(job.errors) == 3, "failures like any other"
 
 
