@@ -11,7 +11,13 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from pgqueue.errors import ConfigurationError, JobCancelled, JobFailed, JobNotFound
+from pgqueue.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+)
 from pgqueue.integrations.sqlalchemy import async_connection, sync_connection
 from pgqueue.job import Job
 from pgqueue.spec import INT8, name, positive_int, seconds
@@ -157,7 +163,9 @@ class Operations:
 
         `on_progress(fraction, message)` is called whenever the job's stored progress
         changes (once at first if it already has some), in this thread, before returning.
-        Raises JobFailed (dead), JobCancelled, TimeoutError, or JobNotFound.
+        Raises JobFailed (dead), JobCancelled, TimeoutError, or JobNotFound. The database
+        away for a while (a restart, a failover) is waited out within the timeout; past it,
+        the TimeoutError says so.
         """
         timeout, poll = _wait_times(timeout, poll)
         if not _possible_id(job_id):
@@ -166,7 +174,13 @@ class Operations:
         delay = poll
         seen: tuple[float, str | None] | None = None
         while True:
-            row = self.store.job_outcome(job_id)
+            try:
+                row = self.store.job_outcome(job_id, _left(deadline))
+            except DatabaseUnavailable as exc:
+                _still_waiting(job_id, timeout, deadline, exc)
+                time.sleep(_pause(delay, deadline))
+                delay = min(delay * 1.5, 0.5)
+                continue
             if on_progress is not None and (news := _progress_news(row, seen)) is not None:
                 seen = news
                 on_progress(*news)
@@ -175,8 +189,7 @@ class Operations:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
-            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
+            time.sleep(_pause(delay, deadline))
             delay = min(delay * 1.5, 0.5)
 
     async def wait_async(
@@ -196,7 +209,13 @@ class Operations:
         delay = poll
         seen: tuple[float, str | None] | None = None
         while True:
-            row = await store.job_outcome(job_id)
+            try:
+                row = await store.job_outcome(job_id, _left(deadline))
+            except DatabaseUnavailable as exc:
+                _still_waiting(job_id, timeout, deadline, exc)
+                await asyncio.sleep(_pause(delay, deadline))
+                delay = min(delay * 1.5, 0.5)
+                continue
             if on_progress is not None and (news := _progress_news(row, seen)) is not None:
                 seen = news
                 called = on_progress(*news)
@@ -207,8 +226,28 @@ class Operations:
                 return result
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
-            await asyncio.sleep(delay)
+            await asyncio.sleep(_pause(delay, deadline))
             delay = min(delay * 1.5, 0.5)
+
+
+def _left(deadline: float | None) -> float | None:
+    """How long a call may wait for a connection: what is left of the timeout (at least a
+    moment, for the last look)."""
+    return None if deadline is None else max(0.1, deadline - time.monotonic())
+
+
+def _pause(delay: float, deadline: float | None) -> float:
+    return delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+
+
+def _still_waiting(
+    job_id: int, timeout: float | None, deadline: float | None, exc: DatabaseUnavailable
+) -> None:
+    """Raise TimeoutError, saying why, if the time to wait is over."""
+    if deadline is not None and time.monotonic() >= deadline:
+        raise TimeoutError(
+            f"job {job_id} did not finish within {timeout}s (the database: {exc})"
+        ) from exc
 
 
 def _possible_id(job_id: Any) -> bool:

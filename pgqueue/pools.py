@@ -14,7 +14,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgqueue.dsn import probe, session_kwargs, with_liveness
-from pgqueue.store import AsyncJobStore, JobStore, tolerant_loads
+from pgqueue.store import AsyncJobStore, JobStore, idle, tolerant_loads
 
 
 class PoolSettings(Protocol):
@@ -181,3 +181,5 @@ def _read_jsonb(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) ->
     # A job's values are whatever its producer inserted: one that Python cannot read back
     # (nested too deep) comes as text saying so instead of failing the query that read it.
     set_json_loads(tolerant_loads, conn)
+    # A connection the server closed while it sat in the pool is not handed out (idle.py).
+    idle.watch(conn)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, LiteralString
 from uuid import UUID
@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
-from pgqueue.store import plans
+from pgqueue.store import idle, plans
 from pgqueue.store.errors import producer_rights, translate_errors
 from pgqueue.store.params import (
     Applied,
@@ -65,11 +65,17 @@ class AsyncJobStore:
     def __init__(self, pool: AsyncConnectionPool | SingleConnection) -> None:
         self.pool = pool
 
+    def _connection(self, timeout: float | None = None) -> AbstractAsyncContextManager[Any]:
+        # A SingleConnection sees for itself that its server closed it.
+        if isinstance(self.pool, SingleConnection):
+            return self.pool.connection()
+        return idle.live_async(self.pool, timeout)
+
     @asynccontextmanager
-    async def _cursor(self, conn: Any = None) -> AsyncIterator[Any]:
+    async def _cursor(self, conn: Any = None, timeout: float | None = None) -> AsyncIterator[Any]:
         with translate_errors():
             if conn is None:
-                async with self.pool.connection() as own, own.cursor() as cur:
+                async with self._connection(timeout) as own, own.cursor() as cur:
                     yield cur
             else:
                 async with conn.cursor() as cur:
@@ -79,11 +85,13 @@ class AsyncJobStore:
     async def _transaction(self) -> AsyncIterator[Any]:
         """A cursor in a transaction of its own on a pooled connection."""
         with translate_errors():
-            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
 
-    async def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
-        async with self._cursor(conn) as cur:
+    async def _run(
+        self, name: str, params: dict[str, Any], conn: Any = None, timeout: float | None = None
+    ) -> list[Row]:
+        async with self._cursor(conn, timeout) as cur:
             await cur.execute(QUERIES[name], params)
             return as_dicts(cur.description, await cur.fetchall() if cur.description else [])
 
@@ -149,8 +157,8 @@ class AsyncJobStore:
         rows = await self._run("job_get", {"id": job_id}, conn)
         return Job.from_row(rows[0]) if rows else None
 
-    async def job_outcome(self, job_id: int) -> Row | None:
-        rows = await self._run("job_outcome", {"id": job_id})
+    async def job_outcome(self, job_id: int, timeout: float | None = None) -> Row | None:
+        rows = await self._run("job_outcome", {"id": job_id}, timeout=timeout)
         return rows[0] if rows else None
 
     async def job_retry(self, job_id: int, conn: Any = None) -> bool:

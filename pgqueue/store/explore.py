@@ -11,6 +11,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from pgqueue.sql import QUERIES
+from pgqueue.store import idle
 from pgqueue.store.errors import translate_errors
 from pgqueue.store.sync import Row, as_dicts
 
@@ -39,7 +40,7 @@ class ExploreStore:
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
-        with translate_errors(), self.pool.connection() as conn, conn.cursor() as cur:
+        with translate_errors(), idle.live(self.pool) as conn, conn.cursor() as cur:
             yield cur
 
     def _run(self, cur: Any, name: str, params: dict[str, Any]) -> list[Row]:

@@ -16,35 +16,9 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import pq
 
+from pgqueue.store.idle import closed_by_server, watch
+
 Configure = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
-
-
-def closed_by_server(conn: psycopg.AsyncConnection[Any], told: list[bool]) -> bool:
-    """Whether the server closed this idle connection (it restarted, or the backend was
-    terminated), seen without a round trip: by reading what waits on the socket, its last
-    word (a FATAL message, which `told` records: see fatal_notices) or the end of the
-    stream. Else the next statement would fail on it, and the worker would report an outage
-    that was already over."""
-    try:
-        conn.pgconn.consume_input()
-        conn.pgconn.is_busy()  # parses what came: a FATAL message from the idle server
-        if told[0]:
-            return True
-        conn.pgconn.consume_input()
-    except psycopg.OperationalError:
-        return True
-    return conn.closed
-
-
-def fatal_notices(told: list[bool]) -> Callable[[Any], None]:
-    """A notice handler: a FATAL message that arrives while no statement runs is passed to
-    notice handlers by libpq; it means the server is closing this connection."""
-
-    def handle(diag: Any) -> None:
-        if diag.severity_nonlocalized in ("FATAL", "PANIC"):
-            told[0] = True
-
-    return handle
 
 
 class SingleConnection:
@@ -65,7 +39,6 @@ class SingleConnection:
         self._configure = configure
         self._each_use = each_use
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._told = [False]  # the server said it closes self._conn
         self._lock = asyncio.Lock()
         self.closed = False
 
@@ -77,9 +50,7 @@ class SingleConnection:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self._lock:
             conn = self._conn
-            if conn is not None and (
-                conn.closed or conn.broken or closed_by_server(conn, self._told)
-            ):
+            if conn is not None and (closed_by_server(conn)):
                 await conn.close()
                 conn = self._conn = None
             if conn is None:
@@ -88,8 +59,7 @@ class SingleConnection:
                 )
                 if self._configure is not None:
                     await self._configure(conn)
-                self._told = [False]
-                conn.add_notice_handler(fatal_notices(self._told))
+                watch(conn)
                 self._conn = conn
             try:
                 if self._each_use is None:

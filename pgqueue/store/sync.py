@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 from pgqueue import stats
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
-from pgqueue.store import plans
+from pgqueue.store import idle, plans
 from pgqueue.store.errors import producer_rights, translate_errors
 from pgqueue.store.params import JobSpec
 
@@ -115,10 +115,12 @@ class JobStore:
         self.pool = pool
 
     @contextmanager
-    def _cursor(self, conn: Any = None) -> Iterator[Any]:
+    def _cursor(self, conn: Any = None, timeout: float | None = None) -> Iterator[Any]:
+        """A cursor on `conn`, else on a pooled connection (waiting `timeout` at most for
+        one; None: the pool's own timeout)."""
         with translate_errors():
             if conn is None:
-                with self.pool.connection() as own, own.cursor() as cur:
+                with idle.live(self.pool, timeout) as own, own.cursor() as cur:
                     yield cur
             else:
                 cur = conn.cursor()
@@ -127,8 +129,10 @@ class JobStore:
                 finally:
                     cur.close()
 
-    def _run(self, name: str, params: dict[str, Any], conn: Any = None) -> list[Row]:
-        with self._cursor(conn) as cur:
+    def _run(
+        self, name: str, params: dict[str, Any], conn: Any = None, timeout: float | None = None
+    ) -> list[Row]:
+        with self._cursor(conn, timeout) as cur:
             cur.execute(QUERIES[name], params)
             return as_dicts(cur.description, cur.fetchall() if cur.description else [])
 
@@ -151,8 +155,8 @@ class JobStore:
         rows = self._run("job_get", {"id": job_id}, conn)
         return Job.from_row(rows[0]) if rows else None
 
-    def job_outcome(self, job_id: int) -> Row | None:
-        rows = self._run("job_outcome", {"id": job_id})
+    def job_outcome(self, job_id: int, timeout: float | None = None) -> Row | None:
+        rows = self._run("job_outcome", {"id": job_id}, timeout=timeout)
         return rows[0] if rows else None
 
     def job_retry(self, job_id: int, conn: Any = None) -> bool:

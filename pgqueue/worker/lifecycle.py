@@ -33,7 +33,7 @@ from pgqueue.dsn import with_liveness
 from pgqueue.errors import ConfigurationError, SchemaNotMigrated
 from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, every
 from pgqueue.settings import WorkerSettings
-from pgqueue.store import AsyncJobStore, first_line, is_unavailable
+from pgqueue.store import AsyncJobStore, first_line, idle, is_unavailable
 from pgqueue.store.errors import refused_reason
 from pgqueue.store.single import SingleConnection
 from pgqueue.worker.attempts import Attempts
@@ -160,6 +160,10 @@ class Worker:
         return configure_pooled if self.pooled else configure
 
     def _pool(self, name: str, size: int, configure: Any) -> AsyncConnectionPool:
+        async def configured(conn: psycopg.AsyncConnection[Any]) -> None:
+            await configure(conn)
+            idle.watch(conn)
+
         return AsyncConnectionPool(
             with_liveness(self.dsn),
             min_size=1,
@@ -168,7 +172,7 @@ class Worker:
             name=name,
             kwargs={"autocommit": True},
             timeout=5.0,
-            configure=configure,
+            configure=configured,
         )
 
     @property

@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pgqueue.dsn import session_kwargs
 from pgqueue.errors import ConfigurationError, PgQueueError
 from pgqueue.sql import QUERIES
-from pgqueue.store import plans
+from pgqueue.store import idle, plans
 from pgqueue.store.aio import AsyncJobStore
 from pgqueue.store.params import Applied, OutcomeRow, finish_params
 from pgqueue.store.sync import drive_on
@@ -64,6 +64,7 @@ class HandlerConnections:
                     open=True,
                     name="pgqueue-tx",
                     kwargs=self.kwargs,
+                    configure=idle.watch,
                 )
             return self._sync
 
@@ -77,6 +78,7 @@ class HandlerConnections:
                     open=False,
                     name="pgqueue-tx-async",
                     kwargs=self.kwargs,
+                    configure=idle.watch_async,
                 )
                 await pool.open()
                 self._async = pool
@@ -127,7 +129,7 @@ class TransactionScope:
         pending = self.ctx._tx
         if pending is None:
             pool = self._source().sync_pool()
-            pending = self.ctx._tx = Pending(pool.getconn(), pool, is_async=False)
+            pending = self.ctx._tx = Pending(idle.getconn(pool), pool, is_async=False)
             if self.ctx._ended:  # ended while this thread waited for the connection
                 discard_sync(self.ctx)
                 self._source()  # raises
@@ -143,7 +145,7 @@ class TransactionScope:
         pending = self.ctx._tx
         if pending is None:
             pool = await self._source().async_pool()
-            pending = self.ctx._tx = Pending(await pool.getconn(), pool, is_async=True)
+            pending = self.ctx._tx = Pending(await idle.getconn_async(pool), pool, is_async=True)
         if not pending.is_async:
             raise ConfigurationError("this attempt's transaction is a sync one")
         return pending.conn  # type: ignore[no-any-return]

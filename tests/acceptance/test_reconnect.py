@@ -163,3 +163,50 @@ def test_an_outage_is_told_once_with_a_line_per_claim_try(tmp_path):
         assert "psycopg.pool" not in output, output
         assert "heartbeat failed" not in output.split("database back after")[-1], output
         assert output.count("database back after") == 1, output
+
+
+def test_an_app_rides_through_a_restart(tmp_path):
+    """After a restart, every connection in an App's pool is dead: each failed one call
+    although the database was back. And `app.wait` raised at the first failure instead of
+    waiting the outage out within its timeout."""
+    import threading
+
+    import pgqueue
+
+    with own_server() as server, pgqueue.App(server.dsn) as app:
+        done = [app.enqueue("add", args=[i, i]) for i in range(8)]  # warms the pool
+        threads = [threading.Thread(target=app.get_job, args=(i,)) for i in done]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        server.restart()
+        for i in range(8):  # as many calls as the pool has connections, and more
+            assert app.get_job(done[i]).state == "queued"
+        app.enqueue("add", args=[1, 1])
+
+        waiting = app.enqueue("add", args=[2, 3])
+        answer: list[object] = []
+        waiter = threading.Thread(target=lambda: answer.append(app.wait(waiting, timeout=60)))
+        server.stop()
+        waiter.start()
+        time.sleep(2)  # waiting, while the database is away
+        server.restart_stopped()
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE pgqueue.jobs SET state = 'succeeded', result = '5', attempts = 1, "
+                "started_at = now(), finished_at = now() WHERE id = %s",
+                (waiting,),
+            )
+        waiter.join(60)
+        assert answer == [5]
+
+        server.stop()
+        started = time.monotonic()
+        try:
+            app.wait(waiting + 1000, timeout=2)
+            raise AssertionError("waited without a database")
+        except TimeoutError as exc:
+            assert "database" in str(exc)
+        assert time.monotonic() - started < 30
+        server.restart_stopped()
