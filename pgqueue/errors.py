@@ -53,9 +53,11 @@ class JobFailed(PgQueueError):
 class JobCancelled(PgQueueError):
     """The awaited job ended `cancelled`."""
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"job {job_id} was cancelled")
+    def __init__(self, job_id: int, reason: str | None = None) -> None:
+        # `reason`: the job's last_error, which says why (the reason given to cancel).
+        super().__init__(f"job {job_id} was cancelled" + (f": {reason}" if reason else ""))
         self.job_id = job_id
+        self.reason = reason
 
 
 class Retry(Exception):

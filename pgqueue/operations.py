@@ -291,7 +291,7 @@ def _final_result(job_id: int, row: Mapping[str, Any] | None) -> Any:
     if state == "dead":
         raise JobFailed(job_id, row["last_error"])
     if state == "cancelled":
-        raise JobCancelled(job_id)
+        raise JobCancelled(job_id, row["last_error"])
     return _UNSET
 
 

@@ -48,8 +48,9 @@ def test_cancel_running_async_job(app, worker, db):
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert app.cancel(job_id, reason="customer closed the account")
-        with pytest.raises(pgqueue.JobCancelled):
+        with pytest.raises(pgqueue.JobCancelled, match="customer closed the account") as e:
             app.wait(job_id, timeout=5)
+        assert e.value.reason == "Cancelled: customer closed the account"
     job = app.get_job(job_id)
     assert job.state == "cancelled" and job.finished_at is not None
     # The reason was kept for a queued job only.
