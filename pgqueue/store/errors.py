@@ -74,10 +74,17 @@ def wrap_error(exc: Exception) -> PgQueueError | None:
             # own: not a unique key at all.
             return InvalidJobState(f"a job already has the id drawn for this one: {detail}")
         return InvalidJobState(f"another live job holds the same unique key: {detail}")
-    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName) or (
+    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
+        return SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
+    if isinstance(exc, pg_errors.UndefinedColumn) or (
         isinstance(exc, pg_errors.UndefinedFunction) and "pgqueue." in str(exc)
     ):
-        return SchemaNotMigrated("the pgqueue schema is not migrated: run `pgqueue migrate`")
+        # pgqueue's own statements name only what its migrations make: a schema from an
+        # older release (migrated down, or this release deployed before `pgqueue migrate`).
+        return SchemaNotMigrated(
+            f"the pgqueue schema is older than this release of pgqueue needs "
+            f"({first_line(exc)}): run `pgqueue migrate`"
+        )
     if isinstance(exc, psycopg.Error):
         if reason := refused_reason(exc) if exc.sqlstate is None else None:
             return ConfigurationError(reason)

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from pgqueue.app import App
-from pgqueue.errors import DatabaseUnavailable, PgQueueError
+from pgqueue.errors import DatabaseUnavailable, PgQueueError, SchemaNotMigrated
 from pgqueue.web import api, explore_api, metrics
 from pgqueue.web.guard import MAX_BODY, Guard, GuardConfig
 
@@ -112,6 +112,10 @@ def create_app(
     @web.exception_handler(DatabaseUnavailable)
     async def unavailable(_: Request, exc: DatabaseUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @web.exception_handler(SchemaNotMigrated)
+    async def not_migrated(_: Request, exc: SchemaNotMigrated) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)  # the server's state
 
     @web.exception_handler(PgQueueError)
     async def pgqueue_error(_: Request, exc: PgQueueError) -> JSONResponse:

@@ -58,6 +58,7 @@ log = logging.getLogger("pgqueue.worker")
 # The oldest schema this worker runs on: raise it with any migration whose columns or
 # functions the worker's statements use (test_migrations runs a worker on it).
 NEEDS_REVISION = "0027"
+UNREGISTER_WAIT = 3.0  # seconds a stopping worker gives the removal of its row
 
 
 class Worker:
@@ -372,14 +373,15 @@ class Worker:
             self._started.set()
             await claimer.run(stop)
         finally:
-            await shut_down(attempts, completer, s.shutdown_grace, hold)
+            await shut_down(attempts, completer, s.shutdown_grace, hold, outage)
             for part in await cancel_and_wait(helpers + list(checks)):
                 log.warning("worker part %s ignored its cancellation", part.get_name())
-            logging.getLogger("psycopg.pool").removeFilter(quiet)
             with contextlib.suppress(Exception):
                 await connections.close()
-            with contextlib.suppress(Exception):
-                await store.worker_unregister(self.id)
+            if not outage.known:  # else its row goes once its lease has passed
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(store.worker_unregister(self.id), UNREGISTER_WAIT)
+            logging.getLogger("psycopg.pool").removeFilter(quiet)
             if started:
                 log.info("worker %s stopped after %d job(s)", self.id, runner.processed)
 

@@ -8,9 +8,14 @@ import logging
 from pgqueue.job import Released
 from pgqueue.worker.attempts import Attempts
 from pgqueue.worker.completer import Completer, outcome_row
+from pgqueue.worker.outage import Outage
 
 log = logging.getLogger("pgqueue.worker")
 RELEASE_HOLD = 10.0  # seconds: see release_hold
+# Seconds the last outcomes get to be written, after the grace: the whole stop stays within
+# the grace plus some 15 s (the margin deploy/ gives), the database up or not.
+FLUSH = 10.0
+FLUSH_WHILE_AWAY = 2.0  # the database known to be away: the rescue will see to those jobs
 
 
 def release_hold(lease: float) -> float:
@@ -21,7 +26,9 @@ def release_hold(lease: float) -> float:
     return min(RELEASE_HOLD, lease)
 
 
-async def shut_down(attempts: Attempts, completer: Completer, grace: float, hold: float) -> None:
+async def shut_down(
+    attempts: Attempts, completer: Completer, grace: float, hold: float, outage: Outage
+) -> None:
     """Stop taking jobs, give running ones `grace` seconds, release the rest (due again
     after `hold` seconds for handlers that go on running here), flush the outcomes."""
     attempts.accepting = False
@@ -43,7 +50,7 @@ async def shut_down(attempts: Attempts, completer: Completer, grace: float, hold
                     hold,
                 )
                 completer.put(outcome_row(attempt.job, Released(hold)))
-    if not await completer.flush(timeout=max(grace, 10)):
+    if not await completer.flush(timeout=FLUSH_WHILE_AWAY if outage.known else FLUSH):
         log.error(
             "could not record %d outcome(s) before exiting; the rescue will handle those jobs",
             completer.backlog,

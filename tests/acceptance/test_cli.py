@@ -208,3 +208,28 @@ def test_enqueue_delay_takes_seconds_or_a_duration(dsn, db, typed, seconds):
         (job_id,),
     ).fetchone()
     assert abs(waits - seconds) < 1
+
+
+def test_commands_on_an_older_schema_say_to_migrate(server_dsn):
+    """Not the bare `column "cancel_reason" does not exist` of a statement of this release."""
+    from fastapi.testclient import TestClient
+
+    import pgqueue
+    from pgqueue.web import create_app
+
+    with scratch_database(server_dsn, "pgqueue_test_older_schema") as old:
+        env = {"PGQUEUE_DSN": old}
+        assert run_cli("migrate", env=env).returncode == 0
+        assert run_cli("migrate", "downgrade", "0026", env=env).returncode == 0
+        for args in (["jobs", "cancel", "1"], ["jobs", "retry", "1"]):
+            result = run_cli(*args, env=env, timeout=30)
+            assert_clean_error(result, "older than this release of pgqueue needs")
+            assert "run `pgqueue migrate`" in result.stderr
+        assert run_cli("migrate", "downgrade", "0010", env=env).returncode == 0
+        for args in (["enqueue", "add"], ["queues", "list"]):
+            assert_clean_error(run_cli(*args, env=env, timeout=30), "run `pgqueue migrate`")
+        with pgqueue.App(old) as app:
+            web = TestClient(create_app(app), base_url="http://localhost")
+            answer = web.get("/api/queues")
+            assert answer.status_code == 503, answer.text
+            assert "pgqueue migrate" in answer.json()["detail"]

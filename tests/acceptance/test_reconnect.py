@@ -210,3 +210,37 @@ def test_an_app_rides_through_a_restart(tmp_path):
             assert "database" in str(exc)
         assert time.monotonic() - started < 30
         server.restart_stopped()
+
+
+def test_a_stop_while_the_database_is_down_stays_within_the_grace_and_a_margin(tmp_path):
+    """SIGTERM with the database away: the last outcomes cannot be written, and waiting for
+    them (as long as the grace, 10 s at least) then for the worker's row to go (the pool's
+    5 s) took a 3 s grace to 15-18 s, past the margin an orchestrator gives before SIGKILL."""
+    with own_server() as server:
+        log_path = tmp_path / "worker.log"
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "pgqueue.cli", "work", "tests.jobs:app",
+                 "--shutdown-grace", "2"],
+                cwd=ROOT, env={**os.environ, "PGQUEUE_DSN": server.dsn},
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                with psycopg.connect(server.dsn, autocommit=True) as conn:
+                    conn.execute("INSERT INTO pgqueue.jobs (task, args) VALUES ('sleep', '[60]')")
+                    deadline = time.monotonic() + 30
+                    while conn.execute("SELECT state FROM pgqueue.jobs").fetchone()[0] != "running":
+                        assert time.monotonic() < deadline, log_path.read_text()
+                        time.sleep(0.05)
+                server.stop()
+                time.sleep(1)
+                stopped = time.monotonic()
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(60) == 0, log_path.read_text()
+                took = time.monotonic() - stopped
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        # The grace (2 s), the release, a short try at the outcomes, the thread's 2 s.
+        assert took < 2 + 8, (took, log_path.read_text())
+        assert "Traceback" not in log_path.read_text()
