@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Annotated
@@ -225,7 +224,9 @@ def jobs_retry(
     as_json: Json = False,
 ) -> None:
     """Queue a dead or cancelled job again, or every dead job (in batches)."""
-    if (job_id is None) == (not all_dead):
+    if job_id is not None and all_dead:
+        fail("give a job id or --all-dead, not both")
+    if job_id is None and not all_dead:
         fail("give a job id or --all-dead")
     with _app(dsn) as app:
         if job_id is not None:
@@ -234,7 +235,10 @@ def jobs_retry(
 
                 job = app.get_job(job_id)
                 fail(f"no job {job_id}" if job is None else f"job {job_id} {retry_refusal(job)}")
-            typer.echo(json.dumps({"retried": 1}) if as_json else f"job {job_id} queued again")
+            if as_json:
+                _print_json({"retried": 1})
+            else:
+                typer.echo(f"job {job_id} queued again")
             return
         total = 0
         after: int | None = 0
