@@ -67,6 +67,8 @@ def name(value: Any, what: str) -> str:
         raise ConfigurationError(f"{what} must be valid text (it has a lone surrogate)") from None
     if size > MAX_NAME_BYTES[what]:
         raise ConfigurationError(f"{what} must be at most {MAX_NAME_BYTES[what]} bytes")
+    if what == "task" and not value.strip():
+        raise ConfigurationError(f"task {value!r}: a task name is not blank")
     if what == "queue" and (
         "," in value or value != value.strip() or not value.isprintable() or value == "*"
     ):

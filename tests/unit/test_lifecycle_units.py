@@ -172,3 +172,11 @@ def test_a_claim_that_took_nothing_forgets_the_claim_position():
     state = SimpleNamespace(_after={"q": (0, None, 1)})
     Claimer._note_end(state, ["q"], [], 0)  # type: ignore[arg-type]
     assert state._after == {}
+
+
+@pytest.mark.parametrize("task", ["   ", "\t"])
+def test_a_blank_task_name_is_refused(task):
+    """No worker can declare such a task: its job would wait for none."""
+    app = pgqueue.App("postgresql://localhost/unused")
+    with pytest.raises(ConfigurationError, match="not blank"):
+        app._spec(task, [], {}, {})
