@@ -343,16 +343,6 @@ class Worker:
             parts["scheduler"] = self._schedule(Scheduler(store, self.app.schedule_specs()))
         quiet = QuietWhileAway(outage)
         logging.getLogger("psycopg.pool").addFilter(quiet)
-        checks: set[asyncio.Task[None]] = set()
-
-        def check_pool() -> None:
-            # The pool's connections from before the outage are dead: find them now rather
-            # than at their next use, which would fail and tell of an outage that is over.
-            check = asyncio.get_running_loop().create_task(main.check())
-            checks.add(check)
-            check.add_done_callback(checks.discard)
-
-        outage.on_back.append(check_pool)
         helpers = [asyncio.create_task(c, name=f"pgqueue-{n}") for n, c in parts.items()]
         for helper in helpers:
             helper.add_done_callback(self._helper_died)
@@ -374,7 +364,7 @@ class Worker:
             await claimer.run(stop)
         finally:
             await shut_down(attempts, completer, s.shutdown_grace, hold, outage)
-            for part in await cancel_and_wait(helpers + list(checks)):
+            for part in await cancel_and_wait(helpers):
                 log.warning("worker part %s ignored its cancellation", part.get_name())
             with contextlib.suppress(Exception):
                 await connections.close()

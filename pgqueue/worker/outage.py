@@ -26,7 +26,6 @@ class Outage:
         self.clock = clock
         self.since: float | None = None
         self.ended = float("-inf")  # when the last outage was over
-        self.on_back: list[Callable[[], None]] = []  # run when the database answers again
 
     @property
     def known(self) -> bool:
@@ -57,8 +56,6 @@ class Outage:
         self.ended = self.clock()
         log.info("database back after %.1fs", self.ended - self.since)
         self.since = None
-        for hook in self.on_back:
-            hook()
 
 
 class QuietWhileAway(logging.Filter):
