@@ -16,6 +16,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -355,7 +356,16 @@ def _app(dsn: str | None) -> App:
 
 
 def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, default=str, indent=2))
+    typer.echo(json.dumps(data, default=_json_value, indent=2))
+
+
+def _json_value(value: Any) -> Any:
+    """Timestamps as the REST API writes them (ISO 8601, `T`, `Z` for UTC), so that a script
+    reads `--json` and `/api` output with the same parser; anything else as its text."""
+    if isinstance(value, datetime):
+        text = (value.astimezone(UTC) if value.tzinfo else value).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return str(value)
 
 
 def _widest(texts: list[str]) -> int:

@@ -233,3 +233,24 @@ def test_commands_on_an_older_schema_say_to_migrate(server_dsn):
             answer = web.get("/api/queues")
             assert answer.status_code == 503, answer.text
             assert "pgqueue migrate" in answer.json()["detail"]
+
+
+def test_json_timestamps_are_written_as_the_api_writes_them(dsn, db):
+    # A script reads `jobs show --json` and `/api/jobs/ID` with one parser: the CLI wrote
+    # `2026-12-04 04:16:19.3+00:00`, the API `2026-12-04T04:16:19.3Z`.
+    from fastapi.testclient import TestClient
+
+    from pgqueue.web import create_app
+    from tests import jobs
+
+    job_id = int(run_cli("enqueue", "add", "--args", "[1, 2]", "--delay", "60").stdout)
+    db.execute("SET TIME ZONE 'Asia/Kolkata'")  # the CLI's session zone must not show through
+    shown = json.loads(
+        run_cli("jobs", "show", str(job_id), "--json", env={"PGTZ": "Asia/Kolkata"}).stdout
+    )
+    listed = json.loads(run_cli("jobs", "list", "--json").stdout)
+    web = TestClient(create_app(jobs.app, token=None, allowed_hosts=("testserver",)))
+    api = web.get(f"/api/jobs/{job_id}").json()
+    for field in ("run_at", "created_at"):
+        assert shown[field] == api[field] == listed[0][field], field
+        assert shown[field].endswith("Z") and "T" in shown[field]
