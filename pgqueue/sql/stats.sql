@@ -250,6 +250,20 @@ GROUP BY 1, 2, 3, 4, 5
 HAVING sum(n) <> 0
 ORDER BY 1, 2, 3, 4, 5;
 
+-- name: metrics_lifetime
+-- What ever finished, for the counters and histograms of /metrics (which never go down):
+-- stats_lifetime plus the increases not yet folded in, per queue, task, final state, measure
+-- and bucket. A job taken back out of a final state (a retry) is not taken off.
+SELECT queue, task, state, measure, le, sum(n)::bigint AS n, sum(total)::float8 AS total
+FROM (SELECT l.queue, l.task, l.state, l.measure, l.le, l.n, l.total
+      FROM pgqueue.stats_lifetime AS l
+      UNION ALL
+      SELECT c.queue, c.task, c.state, c.measure, c.le, c.n, c.total
+      FROM pgqueue.stats_changes AS c
+      WHERE c.n > 0 AND c.state IN ('succeeded', 'dead', 'cancelled')) AS ever
+GROUP BY 1, 2, 3, 4, 5
+ORDER BY 1, 2, 3, 4, 5;
+
 -- name: task_unserved
 -- Tasks declared by workers that no live worker serves now, with their due jobs (they wait
 -- for a worker that has the task). Jobs are counted for such tasks only: nothing is read
@@ -271,9 +285,9 @@ WHERE d.due > 0
 ORDER BY u.name;
 
 -- name: stats_compact
--- Fold the changes counted by the triggers of pgqueue.jobs into the rollups, and forget the
--- minutes that no figure reads any more (stats_minutes: past 70 minutes; stats_series: past
--- a day and 10 minutes). One caller at a time: another one finds the lock taken and does
+-- Fold the changes counted by the triggers of pgqueue.jobs into the rollups (stats_lifetime
+-- takes the increases only), and forget the minutes that no figure reads any more
+-- (stats_minutes: past 70 minutes; stats_series: past a day and 10 minutes). One caller at a time: another one finds the lock taken and does
 -- nothing. Readers see each change either still pending or folded in, never both.
 WITH turn AS MATERIALIZED (
     SELECT pg_try_advisory_xact_lock(hashtext('pgqueue.stats_compact')) AS mine
@@ -295,6 +309,15 @@ WITH turn AS MATERIALIZED (
     GROUP BY 1, 2, 3, 4, 5, 6
     ON CONFLICT (minute, queue, task, state, measure, le)
     DO UPDATE SET n = s.n + EXCLUDED.n, total = s.total + EXCLUDED.total
+    RETURNING 1
+), lifetime AS (
+    -- The increases only, as metrics_lifetime reads them (counters never go down).
+    INSERT INTO pgqueue.stats_lifetime AS l (queue, task, state, measure, le, n, total)
+    SELECT queue, task, state, measure, le, sum(n), sum(total) FROM moved
+    WHERE n > 0 AND state IN ('succeeded', 'dead', 'cancelled')
+    GROUP BY 1, 2, 3, 4, 5
+    ON CONFLICT (queue, task, state, measure, le)
+    DO UPDATE SET n = l.n + EXCLUDED.n, total = l.total + EXCLUDED.total
     RETURNING 1
 ), series_changes AS (
     SELECT minute, CASE WHEN measure = 'jobs' THEN state ELSE measure END AS measure, le,
@@ -355,7 +378,7 @@ WITH turn AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM moved) AS moved,
        (SELECT count(*) FROM totals) + (SELECT count(*) FROM minutes)
-           + (SELECT count(*) FROM series) + (SELECT count(*) FROM queued) AS folded,
+           + (SELECT count(*) FROM lifetime) + (SELECT count(*) FROM series) + (SELECT count(*) FROM queued) AS folded,
        (SELECT count(*) FROM old_minutes) + (SELECT count(*) FROM old_series)
            + (SELECT count(*) FROM due_now) AS expired;
 

@@ -182,6 +182,9 @@ class JobStore:
     def metrics_recent(self) -> list[Row]:
         return self._run("metrics_recent", {})
 
+    def metrics_lifetime(self) -> list[Row]:
+        return self._run("metrics_lifetime", {})
+
     def job_list(self, **filters: Any) -> list[Row]:
         params = {k: filters.get(k) for k in ("queue", "state", "task", "since", "before_id")}
         params["limit"] = filters.get("limit", 50)

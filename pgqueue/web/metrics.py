@@ -4,6 +4,7 @@ number of worker processes and nodes)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from pgqueue.app import App
 
@@ -51,11 +52,10 @@ def server_health(app: App) -> tuple[float, float]:
 
 
 def render(app: App) -> str:
-    """The metrics page. Histograms and outcome counts cover jobs finished in the last hour,
-    to the minute (rollups kept in the database as jobs finish, not counters in one
-    process)."""
+    """The metrics page, from rollups kept in the database as jobs finish (not counters in
+    one process): gauges of the table and of the last hour, counters and histograms of
+    everything that ever finished."""
     jobs = app.store.metrics_jobs()
-    recent = app.store.metrics_recent()
     workers = app.store.worker_list()
     notify_usage, oldest_xact = server_health(app)
     out: list[str] = []
@@ -101,49 +101,82 @@ def render(app: App) -> str:
     for unserved in app.store.task_unserved():
         labels = _labels(task=unserved["name"])
         out.append(f"pgqueue_jobs_without_worker{labels} {unserved['due']}")
-    latency: dict[str, dict[float, tuple[int, float]]] = defaultdict(dict)
-    duration: dict[str, dict[float, tuple[int, float]]] = defaultdict(dict)
-    outcomes: dict[tuple[str, str], int] = defaultdict(int)
-    retries: dict[str, int] = defaultdict(int)
-    rescues: dict[str, int] = defaultdict(int)
-    for r in recent:
-        queue, measure, n = r["queue"], r["measure"], int(r["n"])
-        if measure == "jobs":
-            outcomes[(r["task"], r["state"])] += n
-            retries[queue] += 0  # every queue with finished jobs has a line, 0 included
-            rescues[queue] += 0
-        elif measure == "retries":
-            retries[queue] += n
-        elif measure == "rescued":
-            rescues[queue] += n
-        elif measure in ("latency", "duration"):
-            buckets = latency[queue] if measure == "latency" else duration[queue]
-            count, total = buckets.get(r["le"], (0, 0.0))
-            buckets[r["le"]] = (count + n, total + r["total"])
+    _finished(out, app.store.metrics_recent(), app.store.metrics_lifetime())
+    return "\n".join(out) + "\n"
+
+
+class _Finished:
+    """Rollup rows (queue, task, state, measure, le, n, total) sorted by what they count."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self.latency: dict[str, dict[float, tuple[int, float]]] = defaultdict(dict)
+        self.duration: dict[str, dict[float, tuple[int, float]]] = defaultdict(dict)
+        self.jobs: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.retries: dict[str, int] = defaultdict(int)
+        self.rescues: dict[str, int] = defaultdict(int)
+        for r in rows:
+            queue, measure, n = r["queue"], r["measure"], int(r["n"])
+            if measure == "jobs":
+                self.jobs[(queue, r["task"], r["state"])] += n
+                self.retries[queue] += 0  # every queue with finished jobs has a line, 0 too
+                self.rescues[queue] += 0
+            elif measure == "retries":
+                self.retries[queue] += n
+            elif measure == "rescued":
+                self.rescues[queue] += n
+            elif measure in ("latency", "duration"):
+                buckets = self.latency[queue] if measure == "latency" else self.duration[queue]
+                count, total = buckets.get(r["le"], (0, 0.0))
+                buckets[r["le"]] = (count + n, total + r["total"])
+
+    def outcomes(self) -> dict[tuple[str, str], int]:
+        by_task: dict[tuple[str, str], int] = defaultdict(int)
+        for (_, task, state), n in self.jobs.items():
+            by_task[(task, state)] += n
+        return by_task
+
+
+def _finished(out: list[str], recent_rows: list[Any], lifetime_rows: list[Any]) -> None:
+    """Finished jobs: the last hour as gauges (what a glance at the page wants), and since
+    the schema was made as counters and histograms (what rate() and histogram_quantile()
+    need: they never go down; a job a retry takes back out of a final state stays counted)."""
+    recent, ever = _Finished(recent_rows), _Finished(lifetime_rows)
     _histogram(
         out,
         "pgqueue_job_latency_seconds",
-        "Enqueue (or due time) to start, jobs finished in the last hour.",
+        "Enqueue (or due time) to start of the last attempt, jobs ever finished.",
         LATENCY_BUCKETS,
-        latency,
+        ever.latency,
     )
     _histogram(
         out,
         "pgqueue_job_duration_seconds",
-        "Run time of the last attempt, jobs finished in the last hour.",
+        "Run time of the last attempt, jobs ever finished.",
         DURATION_BUCKETS,
-        duration,
+        ever.duration,
     )
+    out.append("# HELP pgqueue_jobs_finished_total Jobs that reached a final state.")
+    out.append("# TYPE pgqueue_jobs_finished_total counter")
+    for (queue, task, state), n in sorted(ever.jobs.items()):
+        labels = _labels(queue=queue, task=task, state=state)
+        out.append(f"pgqueue_jobs_finished_total{labels} {n}")
+    out.append("# HELP pgqueue_job_retries_total Extra attempts of the jobs ever finished.")
+    out.append("# TYPE pgqueue_job_retries_total counter")
+    for queue, n in sorted(ever.retries.items()):
+        out.append(f"pgqueue_job_retries_total{_labels(queue=queue)} {n}")
+    out.append("# HELP pgqueue_job_rescues_total Jobs ever finished after a rescue.")
+    out.append("# TYPE pgqueue_job_rescues_total counter")
+    for queue, n in sorted(ever.rescues.items()):
+        out.append(f"pgqueue_job_rescues_total{_labels(queue=queue)} {n}")
     out.append("# HELP pgqueue_job_outcomes Jobs finished in the last hour, by task and state.")
     out.append("# TYPE pgqueue_job_outcomes gauge")
-    for (task, state), n in sorted(outcomes.items()):
+    for (task, state), n in sorted(recent.outcomes().items()):
         out.append(f"pgqueue_job_outcomes{_labels(task=task, state=state)} {n}")
     out.append("# HELP pgqueue_job_retries Extra attempts of jobs finished in the last hour.")
     out.append("# TYPE pgqueue_job_retries gauge")
-    for queue, n in sorted(retries.items()):
+    for queue, n in sorted(recent.retries.items()):
         out.append(f"pgqueue_job_retries{_labels(queue=queue)} {n}")
     out.append("# HELP pgqueue_job_rescues Jobs finished in the last hour after a rescue.")
     out.append("# TYPE pgqueue_job_rescues gauge")
-    for queue, n in sorted(rescues.items()):
+    for queue, n in sorted(recent.rescues.items()):
         out.append(f"pgqueue_job_rescues{_labels(queue=queue)} {n}")
-    return "\n".join(out) + "\n"

@@ -57,7 +57,7 @@ from pgqueue.worker.transactions import HandlerConnections
 log = logging.getLogger("pgqueue.worker")
 # The oldest schema this worker runs on: raise it with any migration whose columns or
 # functions the worker's statements use (test_migrations runs a worker on it).
-NEEDS_REVISION = "0027"
+NEEDS_REVISION = "0028"
 UNREGISTER_WAIT = 3.0  # seconds a stopping worker gives the removal of its row
 
 

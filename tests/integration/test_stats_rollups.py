@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import pgqueue
 from pgqueue import migrate
 from pgqueue.maintenance import Pruner, Rescuer
 from pgqueue.stats import BUCKETS, bucket_of
@@ -39,6 +40,12 @@ FINISHED_ROWS = (
     "(SELECT * FROM pgqueue.jobs UNION ALL SELECT * FROM public.jobs_deleted) AS j"
     " WHERE state IN ('succeeded', 'dead', 'cancelled')"
 )
+# The counters of /metrics: every increase counted for a final state, since the schema
+# was made (a retry that takes a job back out of one takes nothing off).
+EVER = (
+    "(SELECT * FROM public.changes_log"
+    " WHERE n > 0 AND state IN ('succeeded', 'dead', 'cancelled')) AS c"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +64,25 @@ def deleted_rows(db: psycopg.Connection) -> Iterator[None]:
         "CREATE TRIGGER keep_deleted AFTER DELETE ON pgqueue.jobs"
         " FOR EACH ROW EXECUTE FUNCTION public.keep_deleted_job()"
     )
+    # And of every change counted, for the counters of /metrics: each increase, once.
+    db.execute("DROP TABLE IF EXISTS public.changes_log")
+    db.execute("CREATE TABLE public.changes_log (LIKE pgqueue.stats_changes)")
+    db.execute(
+        """
+        CREATE OR REPLACE FUNCTION public.log_change() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN INSERT INTO public.changes_log SELECT NEW.*; RETURN NULL; END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER log_change AFTER INSERT ON pgqueue.stats_changes"
+        " FOR EACH ROW EXECUTE FUNCTION public.log_change()"
+    )
     yield
     db.execute("DROP TRIGGER keep_deleted ON pgqueue.jobs")
+    db.execute("DROP TRIGGER log_change ON pgqueue.stats_changes")
     db.execute("DROP TABLE public.jobs_deleted")
+    db.execute("DROP TABLE public.changes_log")
 
 
 def truth(db: psycopg.Connection) -> dict[Key, tuple[int, float]]:
@@ -196,20 +219,28 @@ def assert_surfaces(app: object, db: psycopg.Connection) -> None:
         "   AND finished_at >= date_trunc('minute', now() - interval '1 hour') GROUP BY 1, 2"
     ).fetchall()
     assert outcomes == {(t, s): n for t, s, n in hour}
+    # Counters and histograms: every increase counted, once, whatever raced.
+    finished = {
+        (s.labels["queue"], s.labels["task"], s.labels["state"]): s.value
+        for s in families["pgqueue_jobs_finished"].samples
+        if s.name.endswith("_total")
+    }
+    ever = db.execute(
+        f"SELECT queue, task, state, sum(n) FROM {EVER} WHERE measure = 'jobs' GROUP BY 1, 2, 3"
+    )
+    assert finished == {(q, t, s): n for q, t, s, n in ever.fetchall()}
     latency = {
         (s.labels["queue"], s.labels["le"]): s.value
         for s in families["pgqueue_job_latency_seconds"].samples
         if s.name.endswith("_bucket")
     }
-    values = db.execute(
-        "SELECT queue, greatest(extract(epoch FROM started_at - run_at), 0)::float8"
-        f" FROM {FINISHED_ROWS}"
-        "   AND started_at IS NOT NULL"
-        "   AND finished_at >= date_trunc('minute', now() - interval '1 hour')"
+    buckets = db.execute(
+        f"SELECT queue, le, sum(n) FROM {EVER} WHERE measure = 'latency' GROUP BY 1, 2"
     ).fetchall()
+    assert {q for q, _ in latency} == {q for q, _, _ in buckets}
     for (queue, le), n in latency.items():
         bound = float("inf") if le == "+Inf" else float(le)
-        assert n == sum(1 for q, v in values if q == queue and v <= bound), (queue, le)
+        assert n == sum(c for q, b, c in buckets if q == queue and b <= bound), (queue, le)
 
 
 def compact(dsn: str) -> None:
@@ -589,3 +620,48 @@ def test_deleted_jobs_keep_the_work_they_did_in_the_figures(app, db, dsn, worker
         assert sum(m["dead"] for m in minutes) == len(dead)
         assert_agree(db)
         assert_surfaces(app, db)
+
+
+def test_metrics_counters_never_go_down(app, db, dsn, worker):
+    """Prometheus reads a counter or histogram that goes down as a restart: `rate()` and
+    `histogram_quantile(rate(...))` then give nonsense. The histograms of /metrics counted
+    the last hour's jobs, so they went down as minutes passed; they now count every job
+    that finished, and so do the `_total` counters, through a retry, a purge and the hour."""
+    web = TestClient(create_app(jobs.app, token=None, allowed_hosts=("testserver",)))
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        families = text_string_to_metric_families(web.get("/metrics").text)
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in families
+            if f.type in ("counter", "histogram")
+            for s in f.samples
+        }
+
+    done = [jobs.add.enqueue(i, i) for i in range(5)]
+    dead = jobs.always_fails.options(max_attempts=1).enqueue()
+    with worker(concurrency=4):
+        for job_id in done:
+            app.wait(job_id, timeout=30)
+        with pytest.raises(pgqueue.JobFailed):
+            app.wait(dead, timeout=30)
+        first = scrape()
+        finished = ("pgqueue_jobs_finished_total", (("queue", "default"), ("state", "succeeded"),
+                    ("task", "add")))  # fmt: skip
+        assert first[finished] == 5
+        count = ("pgqueue_job_latency_seconds_count", (("queue", "default"),))
+        assert first[count] == 6
+        app.retry(dead)  # dead -> queued -> dead again: counted twice, never taken off
+        with pytest.raises(pgqueue.JobFailed):
+            app.wait(dead, timeout=30)
+    compact(dsn)
+    assert jobs.app.store.job_purge("succeeded", datetime.now(UTC) + timedelta(seconds=1)) == 5  # type: ignore[attr-defined]
+    # The hour passes: every minute's figures move back by two hours, out of its window.
+    db.execute("UPDATE pgqueue.stats_minutes SET minute = minute - interval '2 hours'")
+    later = scrape()
+    assert later[count] == 7
+    dead_total = ("pgqueue_jobs_finished_total", (("queue", "default"), ("state", "dead"),
+                  ("task", "always_fails")))  # fmt: skip
+    assert later[dead_total] == 2
+    gone = {k: (v, later.get(k)) for k, v in first.items() if later.get(k, 0) < v}
+    assert not gone, gone
