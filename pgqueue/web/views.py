@@ -53,7 +53,8 @@ def _recent(row: Row | None, window: float) -> Row:
 
 
 def _serves_queue(worker: Row, queue: str) -> bool:
-    return queue in (worker.get("queues") or ())
+    queues = worker.get("queues") or ()
+    return "*" in queues or queue in queues  # a worker without --queues is registered as "*"
 
 
 def _serves_task(worker: Row, task: str) -> bool:

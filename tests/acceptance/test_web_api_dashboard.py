@@ -4,6 +4,7 @@ rules (token, read-only without one, same origin, size limits) and lose nothing.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from pgqueue.web import create_app
 from tests import jobs
+from tests.stores import with_store
 
 TOKEN = "bulk-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,6 +79,18 @@ def test_overview_counts_match_sql_and_name_tasks_without_worker(app, db):
     body = web.get("/api/overview?window=300", headers=AUTH).json()
     assert body["warnings"] == []
     assert {q["queue"]: q["workers"] for q in body["queues"]}["emails"] != []
+
+
+def test_a_worker_without_queues_serves_every_queue(app, db, dsn):
+    # Registered as `pgqueue work` without --queues registers it: every queue showed no
+    # worker, and each queue's page said none served it, while it ran their jobs.
+    app.enqueue_many([{"task": "add", "args": [1, 1], "queue": q} for q in ("web", "emails")])
+    everything, emails = uuid.uuid4(), uuid.uuid4()
+    asyncio.run(with_store(dsn, lambda s: s.worker_register(everything, "box", 1, None, 4, 30)))
+    asyncio.run(with_store(dsn, lambda s: s.worker_register(emails, "box", 2, ["emails"], 4, 30)))
+    body = client().get("/api/overview?series=none", headers=AUTH).json()
+    serving = {q["queue"]: set(q["workers"]) for q in body["queues"]}
+    assert serving == {"web": {str(everything)}, "emails": {str(everything), str(emails)}}
 
 
 def test_overview_series_have_every_bucket_and_a_readable_step(app, db):
