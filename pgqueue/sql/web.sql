@@ -70,7 +70,8 @@ LIMIT 1000;
 -- name: web_series
 -- Jobs finished in the last `window` seconds, in buckets of `step` seconds, by queue, task
 -- or neither (`by` = 'queue', 'task', 'all'), optionally of one queue or task: outcomes and
--- p50/p95 latency and run time. The eight busiest keys are kept; the rest add up as '(other)'.
+-- p50/p95 latency and run time. The eight busiest keys are kept; the rest add up in one row
+-- a bucket with `other` true (and a NULL key: a queue may be named '(other)').
 WITH done AS MATERIALIZED (
     SELECT CASE %(by)s::text WHEN 'queue' THEN queue WHEN 'task' THEN task ELSE 'all' END
                AS key,
@@ -87,7 +88,8 @@ WITH done AS MATERIALIZED (
 ), top AS (
     SELECT key FROM done GROUP BY key ORDER BY count(*) DESC, key LIMIT 8
 )
-SELECT CASE WHEN d.key IN (SELECT key FROM top) THEN d.key ELSE '(other)' END AS key,
+SELECT CASE WHEN d.key IN (SELECT key FROM top) THEN d.key END AS key,
+       d.key NOT IN (SELECT key FROM top) AS other,
        d.bucket,
        count(*) FILTER (WHERE d.state = 'succeeded') AS succeeded,
        count(*) FILTER (WHERE d.state = 'dead') AS dead,
@@ -97,8 +99,8 @@ SELECT CASE WHEN d.key IN (SELECT key FROM top) THEN d.key ELSE '(other)' END AS
        percentile_cont(0.5) WITHIN GROUP (ORDER BY d.duration) AS duration_p50,
        percentile_cont(0.95) WITHIN GROUP (ORDER BY d.duration) AS duration_p95
 FROM done AS d
-GROUP BY 1, 2
-ORDER BY 1, 2;
+GROUP BY 1, 2, 3
+ORDER BY 2, 1, 3;
 
 -- name: web_workers
 -- Registered workers with the tasks they serve, heartbeat age and jobs running now.

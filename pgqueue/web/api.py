@@ -47,6 +47,15 @@ class Enqueued(BaseModel):
     id: int
 
 
+QueueName = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+class NamedQueue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="The queue's name.")
+
+
 class Done(BaseModel):
     ok: bool
     detail: str
@@ -156,15 +165,33 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
     def queues(app: AppDep) -> list[dict[str, Any]]:
         return app.queues()
 
-    @api.post("/queues/{name}/pause", dependencies=[Depends(require_write)])
-    def pause(app: AppDep, name: Annotated[str, Path(min_length=1, max_length=200)]) -> Done:
+    # A queue's name may hold "/" (`{name:path}` takes it whole), and "." or ".." (which a
+    # browser folds away as path segments: the body form takes any name).
+    @api.post("/queues/{name:path}/pause", dependencies=[Depends(require_write)])
+    def pause(app: AppDep, name: QueueName) -> Done:
         app.pause_queue(name)
         return Done(ok=True, detail=f"queue {name} paused")
 
-    @api.post("/queues/{name}/resume", dependencies=[Depends(require_write)])
-    def resume(app: AppDep, name: Annotated[str, Path(min_length=1, max_length=200)]) -> Done:
+    @api.post("/queues/{name:path}/resume", dependencies=[Depends(require_write)])
+    def resume(app: AppDep, name: QueueName) -> Done:
         app.resume_queue(name)
         return Done(ok=True, detail=f"queue {name} resumed")
+
+    @api.post(
+        "/queues/pause",
+        dependencies=[Depends(require_write)],
+        summary="Pause a queue named in the body (any name)",
+    )
+    def pause_named(app: AppDep, body: NamedQueue) -> Done:
+        return pause(app, body.name)
+
+    @api.post(
+        "/queues/resume",
+        dependencies=[Depends(require_write)],
+        summary="Resume a queue named in the body (any name)",
+    )
+    def resume_named(app: AppDep, body: NamedQueue) -> Done:
+        return resume(app, body.name)
 
     @api.get("/workers", summary="Worker processes and their heartbeats")
     def workers(app: AppDep) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ timeline, and bulk retry, cancel and delete. Every read is bounded; see pgqueue/
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -129,21 +129,31 @@ def router(require_read: Any, require_write: Any) -> APIRouter:
         }
 
     @api.get("/jobs/{job_id}/detail", summary="One job with its timeline and family")
-    def detail(app: AppDep, store: StoreDep, job_id: JobId) -> dict[str, Any]:
+    def detail(
+        app: AppDep,
+        store: StoreDep,
+        job_id: JobId,
+        data: Annotated[
+            bool, Query(description="false: leave out args, kwargs and result (as null)")
+        ] = True,
+    ) -> dict[str, Any]:
         """The job, its progress, every attempt as a timeline, its parents and children
-        with their states, and the actions that fit its state."""
+        with their states, and the actions that fit its state. An open job page polls it
+        every second: it asks for the job's data (of any size) only when the job changed."""
         job = app.get_job(job_id)
         if job is None:
             raise HTTPException(status_code=404, detail=f"no job with id {job_id}")
         extra = store.job_extra(job_id)
-        data = asdict(job)
-        data["state"] = str(job.state)
+        if not data:
+            job = replace(job, args=None, kwargs=None, result=None)  # type: ignore[arg-type]
+        row = asdict(job)
+        row["state"] = str(job.state)
         family = store.job_family(job_id)
-        progress = data.get("progress", (extra or {}).get("progress"))
+        progress = row.get("progress", (extra or {}).get("progress"))
         return {
-            "job": data,
+            "job": row,
             "progress": progress,
-            "progress_message": data.get("progress_message", (extra or {}).get("progress_message")),
+            "progress_message": row.get("progress_message", (extra or {}).get("progress_message")),
             "cancel_requested_at": (extra or {}).get("cancel_requested_at"),
             "timeline": views.timeline(job, extra),
             "parents": [r for r in family if r["relation"] == "parent"],

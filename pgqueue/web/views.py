@@ -150,7 +150,13 @@ def series(rows: list[Row], now: float, window: float, step: int) -> dict[str, A
     first = math.floor((now - window) / step) * step
     buckets = list(range(first, math.floor(now / step) * step + 1, step))
     index = {b: i for i, b in enumerate(buckets)}
-    keys = sorted({r["key"] for r in rows}, key=lambda k: (k == "(other)", k))
+    kept = sorted({r["key"] for r in rows if not r["other"]})
+    # The rest of the keys, under a name none of the kept ones has.
+    other = "(other)"
+    while other in kept:
+        other += "*"
+    keys = kept + ([other] if any(r["other"] for r in rows) else [])
+    rows = [{**r, "key": other} if r["other"] else r for r in rows]
     figures: dict[str, dict[str, list[float | None]]] = defaultdict(dict)
     for figure in SERIES_FIGURES:
         empty: float | None = 0 if figure in ("succeeded", "dead", "cancelled") else None

@@ -350,3 +350,77 @@ def test_one_combined_poll_a_second_and_none_while_hidden(app, db, browser):
         )
         page.wait_for_timeout(1500)
         assert calls, "polling resumes when the tab is shown"
+
+
+def test_what_an_operator_does_by_hand_works(app, db, browser):
+    """Found by using it: a token pasted into a tab already open, keyboard focus and the
+    pause of queues named ".", ".." or with a "/", across polls; a long error; a job page's
+    polls; the notice of a delete; addresses typed wrong."""
+    from playwright.sync_api import expect
+
+    seeded = seed(app, db)
+    for queue in (".", "..", "eu/emails"):
+        app.enqueue("add", args=[1, 1], queue=queue)
+    long_error = "HTTPError: 404 for url: https://api.example.com/v1/" + "x" * 3000
+    dead = app.enqueue("add", args=[1, 1], queue="emails")
+    db.execute(
+        "UPDATE pgqueue.jobs SET state = 'dead', attempts = 3, started_at = now(),"
+        " finished_at = now(), last_error = %s,"
+        " errors = jsonb_build_array(jsonb_build_object('attempt', 3, 'at', now(),"
+        "                                               'error', %s::text))"
+        " WHERE id = %s",
+        (long_error, long_error, dead),
+    )
+    with serving() as url:
+        page = open_page(browser, url)
+        expect(page.locator("#status")).to_contain_text("token is needed", timeout=10_000)
+        # The printed link, pasted into the same tab: kept, and out of the address bar.
+        page.evaluate(f"location.hash = '#token={TOKEN}'")
+        expect(page.locator("#status")).to_contain_text("live", timeout=10_000)
+        assert TOKEN not in page.url
+        assert page.evaluate("localStorage.getItem('pgqueue-token')") == TOKEN
+        # Focus on a button stays there across polls (the row was detached at each one).
+        pause = page.get_by_role("button", name="pause queue emails")
+        pause.focus()
+        page.wait_for_timeout(2500)
+        assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+            "pause queue emails"
+        )
+        # Any queue name pauses from the page.
+        for queue in (".", "..", "eu/emails"):
+            page.get_by_role("button", name=f"pause queue {queue}", exact=True).click()
+            expect(page.locator("#notice")).to_contain_text(f"queue {queue} paused")
+        paused = "SELECT name FROM pgqueue.queues WHERE paused"
+        assert {r[0] for r in db.execute(paused)} == {".", "..", "eu/emails"}
+        # A long error keeps the page inside the window, and its row to a few lines.
+        row = page.locator(f'#failures tr[data-job="{dead}"]')
+        expect(row).to_be_visible()
+        assert row.bounding_box()["height"] < 120
+        page.goto(url + f"#/jobs/{dead}")
+        expect(page.locator("#job-timeline")).to_contain_text("HTTPError")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400 + 2
+        # A job page asks for the job's data once, then polls without it.
+        waiting = app.enqueue("add", args=["y" * 10_000, 1], queue=".")
+        page.goto(url + f"#/jobs/{waiting}")
+        expect(page.locator("#job-data pre").first).to_contain_text("yyyy")
+        calls: list[str] = []
+        page.on("request", lambda r: calls.append(r.url) if "/detail" in r.url else None)
+        page.wait_for_timeout(2500)
+        assert calls and all(c.endswith("?data=false") for c in calls), calls
+        # Deleting says so on the page it moves to.
+        page.goto(url + f"#/jobs/{seeded['dead'][1]}")
+        page.get_by_role("button", name=f"delete job {seeded['dead'][1]}").click()
+        page.locator("dialog#confirm").get_by_role("button", name="delete").click()
+        expect(page.locator("#notice")).to_contain_text("deleted")
+        assert page.url.endswith("#/jobs")
+        # Addresses typed wrong say so.
+        page.goto(url + "#/jobs/abc")
+        expect(page.locator("#notice")).to_contain_text('"abc" is not a job id')
+        page.goto(url + "#/jobs/999999")
+        expect(page.locator("#job")).to_contain_text("No job 999999")
+        page.goto(url + "#/queues/100%")
+        expect(page.locator("#facts")).to_contain_text("no queue named 100%")
+        # No script error (a stray "%" threw "URI malformed"), only the 401 before the token
+        # and the 404s asked for.
+        errors = page.errors  # type: ignore[attr-defined]
+        assert all("status of 401" in e or "status of 404" in e for e in errors), errors

@@ -115,6 +115,56 @@ def test_overview_series_have_every_bucket_and_a_readable_step(app, db):
         assert web.get(f"/api/overview?{bad}", headers=AUTH).status_code == 422, bad
 
 
+def test_a_queue_named_other_keeps_its_own_line(app, db):
+    # The busiest eight keys are kept and the rest add up as "(other)": a queue of that
+    # name was added into the sum.
+    queues = ["(other)"] + [f"q{i}" for i in range(1, 10)]
+    ids = app.enqueue_many(
+        [
+            {"task": "add", "args": [1, 1], "queue": q}
+            for n, q in enumerate(queues)
+            for _ in range(20 - n)
+        ]
+    )
+    db.execute(
+        "UPDATE pgqueue.jobs SET state = 'succeeded', attempts = 1, started_at = now(),"
+        " finished_at = now() WHERE id = ANY(%s)",
+        (ids,),
+    )
+    series = client().get("/api/overview?window=300&series=queue", headers=AUTH).json()["series"]
+    totals = {k: sum(series["succeeded"][k]) for k in series["keys"]}
+    kept = {"(other)": 20, **{f"q{i}": 20 - i for i in range(1, 8)}}
+    assert totals == {**kept, "(other)*": (20 - 8) + (20 - 9)}  # q8 and q9
+
+
+def test_queue_actions_take_any_name(app, db):
+    # "." and ".." are folded away by a browser as path segments, and "/" split the path:
+    # the body form takes any name, and the path form takes "/".
+    web = client()
+    for name in (".", "..", "eu/emails", "ünï/cødé", "pause"):
+        done = web.post("/api/queues/pause", json={"name": name}, headers=AUTH)
+        assert done.status_code == 200, (name, done.text)
+        assert {q["name"]: q["paused"] for q in app.queues()}[name] is True
+        assert web.post("/api/queues/resume", json={"name": name}, headers=AUTH).status_code == 200
+        assert {q["name"]: q["paused"] for q in app.queues()}[name] is False
+    path = client().post("/api/queues/eu/emails/pause", headers=AUTH)
+    assert path.status_code == 200 and path.json()["detail"] == "queue eu/emails paused"
+    for bad in ({}, {"name": ""}, {"name": "x", "other": 1}):
+        assert web.post("/api/queues/pause", json=bad, headers=AUTH).status_code == 422
+    assert web.post("/api/queues/pause", json={"name": "x"}).status_code in (401, 403)
+
+
+def test_detail_without_data_leaves_out_args_and_result(app, db):
+    job_id = app.enqueue("add", args=["x" * 100_000, 1])
+    web = client()
+    full = web.get(f"/api/jobs/{job_id}/detail", headers=AUTH).json()
+    light = web.get(f"/api/jobs/{job_id}/detail?data=false", headers=AUTH)
+    assert full["job"]["args"] == ["x" * 100_000, 1] and len(light.content) < 5_000
+    body = light.json()
+    assert (body["job"]["args"], body["job"]["kwargs"], body["job"]["result"]) == (None,) * 3
+    assert body["job"]["state"] == "queued" and body["timeline"] == full["timeline"]
+
+
 # -- the explorer ----------------------------------------------------------------------------
 
 

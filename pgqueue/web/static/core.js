@@ -2,12 +2,20 @@
 // works), DOM helpers, number and time formats, and the one poller.
 "use strict";
 
-const params = new URLSearchParams(location.hash.startsWith("#token=") ? location.hash.slice(1) : "");
-if (params.get("token")) {
+// The token comes in a #token= address: kept, and taken out of the address bar, the history
+// and screenshots. Pasted into a tab already open, it reloads the page, whose buttons and
+// calls were made without it.
+function takeToken() {
+  const params = new URLSearchParams(location.hash.startsWith("#token=") ? location.hash.slice(1) : "");
+  if (!params.get("token")) { return false; }
   localStorage.setItem("pgqueue-token", params.get("token"));
-  // Keep the token out of the address bar, the history and screenshots.
   history.replaceState(null, "", location.pathname + location.search + "#/");
+  return true;
 }
+takeToken();
+window.addEventListener("hashchange", event => {
+  if (takeToken()) { event.stopImmediatePropagation(); location.reload(); }
+});
 export const token = localStorage.getItem("pgqueue-token");
 export const readOnly = !token;
 export const READ_ONLY_HINT = "read-only: start `pgqueue serve --token` and open its #token= address";
@@ -23,7 +31,7 @@ export async function call(path, { method = "GET", body } = {}) {
     let detail = data.detail;
     if (Array.isArray(detail)) { detail = detail.map(d => d.msg).join("; "); }
     if (res.status === 401) { detail = "a token is needed: open the #token= address `pgqueue serve` printed"; }
-    throw new Error(detail || res.statusText);
+    throw Object.assign(new Error(detail || res.statusText), { status: res.status });
   }
   return data;
 }
@@ -97,7 +105,13 @@ export function progressEl(progress, message) {
 
 export function notice(text) { document.getElementById("notice").textContent = text || ""; }
 
-export function status(text) { document.getElementById("status").textContent = text; }
+// The state line, rewritten only when it changes (a screen reader reads it then); `time`
+// beside it, outside the announced region.
+export function status(text, time = "") {
+  const node = document.getElementById("status");
+  if (node.textContent !== text) { node.textContent = text; }
+  document.getElementById("status-time").textContent = time;
+}
 
 // One confirmation dialog for every destructive action; resolves true on "Confirm".
 export function confirmAction(text, verb) {

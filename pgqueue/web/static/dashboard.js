@@ -18,23 +18,53 @@ const windowLabel = () => windowSelect.options[windowSelect.selectedIndex].textC
 const overviewInterval = () => Math.min(30, Math.max(1, Number(windowSelect.value) / 3600));
 
 function live(extra = "") {
-  status("live, updated " + new Date().toLocaleTimeString() + (readOnly ? " (read-only: no token)" : "") + extra);
+  status("live" + (readOnly ? " (read-only: no token)" : "") + extra, "updated " + new Date().toLocaleTimeString());
+}
+
+// A block of text that scrolls past its height: focusable, so a keyboard can scroll it.
+function scrollPre(text, label) {
+  return el("pre", { tabindex: "0", "aria-label": label }, text);
+}
+
+// An error in a list: a few lines of it (the whole text on hover, and on the job's page).
+function errTd(text, cls = "") {
+  return el("td", { class: ("err " + cls).trim() }, text ? el("span", { class: "clamp", title: text }, text) : "");
 }
 
 // Rows keyed by `key`: a row is rebuilt only when its data changed, so focus and selection
-// in unchanged rows survive the next poll.
+// in unchanged rows survive the next poll. A changed row that holds the keyboard focus hands
+// it to the same control of its new self; one that holds a text selection waits until the
+// selection is gone (its figures would move under the mouse).
+const FOCUSABLE = "a, button, input, select, [tabindex]";
+
 function fillRows(tbody, items, key, render, empty) {
   const old = new Map([...tbody.children].filter(tr => tr.dataset.key).map(tr => [tr.dataset.key, tr]));
+  const selection = window.getSelection();
+  const selecting = selection && !selection.isCollapsed ? selection.anchorNode : null;
+  const active = document.activeElement;
+  let refocus = null;
   const rows = items.map(item => {
     const k = String(key(item)), sig = JSON.stringify(item);
     const prev = old.get(k);
-    if (prev && prev.dataset.sig === sig) { return prev; }
+    if (prev && (prev.dataset.sig === sig || (selecting && prev.contains(selecting)))) { return prev; }
     const tr = render(item);
     tr.dataset.key = k; tr.dataset.sig = sig;
+    if (prev && active && prev.contains(active)) {
+      refocus = [tr, [...prev.querySelectorAll(FOCUSABLE)].indexOf(active)];
+    }
     return tr;
   });
   if (!rows.length && empty) { rows.push(el("tr", {}, el("td", { class: "muted", colspan: "20" }, empty))); }
-  tbody.replaceChildren(...rows);
+  // Rows kept stay where they are in the document (detaching one drops its focus and the
+  // selection in it): the others go, then each row is put in its place, moving only those
+  // whose order changed.
+  const keep = new Set(rows);
+  for (const tr of [...tbody.children]) { if (!keep.has(tr)) { tr.remove(); } }
+  let cursor = tbody.firstChild;
+  for (const tr of rows) {
+    if (tr === cursor) { cursor = cursor.nextSibling; } else { tbody.insertBefore(tr, cursor); }
+  }
+  if (refocus) { refocus[0].querySelectorAll(FOCUSABLE)[refocus[1]]?.focus({ preventScroll: true }); }
 }
 
 function table(caption, headers, id) {
@@ -43,10 +73,12 @@ function table(caption, headers, id) {
     caption ? el("caption", { class: "sr-only" }, caption) : null,
     el("thead", {}, el("tr", {}, headers.map(h => {
       const [text, cls] = Array.isArray(h) ? h : [h, ""];
-      return el("th", { scope: "col", class: cls || null }, text);
+      // A column of buttons has a name for screen readers all the same.
+      return el("th", { scope: "col", class: cls || null }, text || el("span", { class: "sr-only" }, "actions"));
     }))), tbody);
   // Focusable, so a keyboard can scroll a wide table on a narrow screen.
-  const node = el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": caption || "table" }, t);
+  // Named apart from the section around it (two landmarks of one name confuse a reader).
+  const node = el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": `${caption || "the"} table` }, t);
   return { node, tbody };
 }
 
@@ -57,10 +89,10 @@ function actionButton(label, cls, onClick, described) {
   }, label);
 }
 
-async function act(path, what, method = "POST") {
+async function act(path, what, method = "POST", body = undefined) {
   let ok = false;
   try {
-    const r = await call(path, { method });
+    const r = await call(path, { method, body });
     notice(r.detail || what + " done");
     ok = true;
   } catch (e) {
@@ -68,6 +100,11 @@ async function act(path, what, method = "POST") {
   }
   poller.now();
   return ok;
+}
+
+// The queue's name goes in the body: in the path, "." and ".." are folded away by the browser.
+function queueAct(queue, what) {
+  return act(`queues/${what}`, what, "POST", { name: queue });
 }
 
 function bulkText(r) {
@@ -101,8 +138,8 @@ function queueRow(q) {
     td(fmtSecs(q.oldest_waiting_age), "num"),
     td(fmtSecs(q.latency_p50) + " / " + fmtSecs(q.latency_p95), "num hide-narrow"),
     el("td", {}, q.paused
-      ? actionButton("resume", "resume", () => act(`queues/${name}/resume`, "resume"), `resume queue ${q.queue}`)
-      : actionButton("pause", "pause", () => act(`queues/${name}/pause`, "pause"), `pause queue ${q.queue}`)));
+      ? actionButton("resume", "resume", () => queueAct(q.queue, "resume"), `resume queue ${q.queue}`)
+      : actionButton("pause", "pause", () => queueAct(q.queue, "pause"), `pause queue ${q.queue}`)));
 }
 
 const QUEUE_HEADERS = () => ["queue", ["queued", "num"], ["scheduled", "num"], ["running", "num"],
@@ -132,7 +169,7 @@ function runningRow(j) {
 function failureRow(j) {
   return el("tr", { dataset: { job: j.id } }, el("td", {}, jobLink(j.id)), td(j.queue, "hide-narrow"),
     td(j.task), td(`${j.attempts} of ${j.max_attempts}`, "num hide-narrow"), el("td", {}, timeEl(j.finished_at)),
-    td(j.last_error, "err"),
+    errTd(j.last_error),
     el("td", {}, actionButton("retry", "retry", () => act(`jobs/${j.id}/retry`, "retry"), `retry job ${j.id}`)));
 }
 
@@ -256,10 +293,9 @@ function oneView(kind, name) {
     if (!item) {
       facts.replaceChildren(el("p", { class: "muted" }, `no ${kind} named ${name} has jobs or settings`));
     } else if (kind === "queue") {
-      const q = encodeURIComponent(name);
       actions.replaceChildren(item.paused
-        ? actionButton("resume", "resume", () => act(`queues/${q}/resume`, "resume"))
-        : actionButton("pause", "pause", () => act(`queues/${q}/pause`, "pause")));
+        ? actionButton("resume", "resume", () => queueAct(name, "resume"))
+        : actionButton("pause", "pause", () => queueAct(name, "pause")));
       facts.replaceChildren(figures(item, [
         ["state", item.paused ? "paused" : "active"], ["queued (due)", fmtNum(item.queued)],
         ["scheduled", fmtNum(item.scheduled)], ["running", fmtNum(item.running)],
@@ -290,7 +326,7 @@ function taskRow(t) {
     td(fmtNum(t.succeeded), "num"), td(fmtNum(t.dead), "num"), td(fmtPct(t.failure_ratio), "num"),
     td(fmtSecs(t.duration_p50) + " / " + fmtSecs(t.duration_p95), "num hide-narrow"),
     td(fmtSecs(t.latency_p50) + " / " + fmtSecs(t.latency_p95), "num hide-narrow"),
-    td(t.workers.length, "num"), td(t.last_error || "", "err hide-narrow"));
+    td(t.workers.length, "num"), errTd(t.last_error, "hide-narrow"));
 }
 
 function tasksView() {
@@ -417,7 +453,7 @@ function jobsView(query) {
       td(j.queue, "hide-narrow"), td(j.task), td(`${j.attempts} of ${j.max_attempts}`, "num"),
       el("td", { class: "hide-narrow" }, timeEl(j.created_at)), el("td", { class: "hide-narrow" }, timeEl(j.finished_at)),
       j.state === "running" && j.progress !== null && j.progress !== undefined
-        ? el("td", {}, progressEl(j.progress, j.progress_message)) : td(j.last_error, "err")),
+        ? el("td", {}, progressEl(j.progress, j.progress_message)) : errTd(j.last_error)),
       r.more ? "no match among the newest rows read: try Older" : "no jobs match");
     updateCount();
     newer.disabled = !stack.length;
@@ -448,8 +484,24 @@ function jobView(id) {
     el("div", { class: "grid2" }, section("job-parents", "Depends on", parents.node),
       section("job-children", "Jobs waiting on it", children.node)));
   let lastActions = "";
+  // The job's args, kwargs and result (of any size) are asked for again only when its state
+  // or attempts changed: a result comes with a final state.
+  let dataFor = "";
   return async () => {
-    const d = await call(`jobs/${id}/detail`);
+    let d, full = !dataFor;
+    try {
+      d = await call(`jobs/${id}/detail${full ? "" : "?data=false"}`);
+      if (!full && `${d.job.state}/${d.job.attempts}` !== dataFor) {
+        d = await call(`jobs/${id}/detail`);
+        full = true;
+      }
+    } catch (e) {
+      if (e.status !== 404) { throw e; }
+      view.replaceChildren(el("section", { id: "job", "aria-labelledby": "job-title" }, title,
+        el("p", { class: "muted" }, `No job ${id}: it was deleted (retention, a purge) or never existed.`)));
+      live();
+      return null;
+    }
     const j = d.job;
     title.replaceChildren(`Job ${j.id}: ${j.task} `, el("span", { class: "chip state-" + j.state }, j.state));
     if (d.actions.join() !== lastActions) {
@@ -457,7 +509,10 @@ function jobView(id) {
       actions.replaceChildren(...d.actions.map(a => actionButton(a, a === "delete" ? "danger" : a, async () => {
         if (a !== "retry" && !(await confirmAction(`${a[0].toUpperCase() + a.slice(1)} job ${j.id}?`, a))) { return; }
         if (a === "delete") {
-          if (await act(`jobs/${j.id}`, "delete", "DELETE")) { location.hash = "#/jobs"; }
+          if (await act(`jobs/${j.id}`, "delete", "DELETE")) {
+            carried = document.getElementById("notice").textContent;
+            location.hash = "#/jobs";
+          }
         } else {
           await act(`jobs/${j.id}/${a}`, a);
         }
@@ -473,19 +528,20 @@ function jobView(id) {
       ["unique key", j.unique_key || "–"], ["timeout", j.timeout ? fmtSecs(j.timeout) : "–"],
       ["cancel requested", d.cancel_requested_at ? timeEl(d.cancel_requested_at) : "no"]];
     facts.replaceChildren(el("dl", { class: "facts" }, rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
-    const sig = JSON.stringify([j.args, j.kwargs, j.result]);
+    if (full) { dataFor = `${j.state}/${j.attempts}`; }
+    const sig = full ? JSON.stringify([j.args, j.kwargs, j.result]) : data.dataset.sig;
     if (data.dataset.sig !== sig) {
       data.dataset.sig = sig;
-      data.replaceChildren(el("h3", {}, "args"), el("pre", {}, JSON.stringify(j.args, null, 2)),
-        el("h3", {}, "kwargs"), el("pre", {}, JSON.stringify(j.kwargs, null, 2)),
-        el("h3", {}, "result"), el("pre", {}, JSON.stringify(j.result, null, 2)));
+      data.replaceChildren(el("h3", {}, "args"), scrollPre(JSON.stringify(j.args, null, 2), "args"),
+        el("h3", {}, "kwargs"), scrollPre(JSON.stringify(j.kwargs, null, 2), "kwargs"),
+        el("h3", {}, "result"), scrollPre(JSON.stringify(j.result, null, 2), "result"));
     }
     const tsig = JSON.stringify(d.timeline);
     if (timeline.dataset.sig !== tsig) {
       timeline.dataset.sig = tsig;
       timeline.replaceChildren(...d.timeline.map(e => el("li", { class: e.kind },
         timeEl(e.at), e.text,
-        e.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", {}, e.traceback)) : "")));
+        e.traceback ? el("details", {}, el("summary", {}, "traceback"), scrollPre(e.traceback, "traceback")) : "")));
     }
     const fam = r => el("tr", {}, el("td", {}, jobLink(r.id)), td(r.task), el("td", { class: "state-" + r.state }, r.state));
     fillRows(parents.tbody, d.parents, r => r.id, fam, "none");
@@ -497,18 +553,30 @@ function jobView(id) {
 
 // -- router ----------------------------------------------------------------------------------
 
+// A notice that outlives the next route (the result of an action that moved to another view).
+let carried = "";
+
+// A name from the address: a stray "%" (typed, or pasted half) is taken as it stands.
+function decoded(text) {
+  try { return decodeURIComponent(text); } catch { return text; }
+}
+
 function route() {
   const hash = location.hash.replace(/^#\/?/, "");
   const [path, query = ""] = hash.split("?");
   const parts = path.split("/").filter(Boolean);
   let name = parts[0] || "overview";
   let job;
-  notice("");
-  if (name === "jobs" && parts[1]) { job = jobView(Number(parts[1])); }
-  else if (name === "jobs") { job = jobsView(query); }
-  else if (name === "queues" && parts[1]) { job = oneView("queue", decodeURIComponent(parts.slice(1).join("/"))); }
+  notice(carried);
+  carried = "";
+  if (name === "jobs" && /^[1-9][0-9]{0,18}$/.test(parts[1] || "")) { job = jobView(Number(parts[1])); }
+  else if (name === "jobs") {
+    if (parts[1]) { notice(`"${decoded(parts[1])}" is not a job id`); }
+    job = jobsView(query);
+  }
+  else if (name === "queues" && parts[1]) { job = oneView("queue", decoded(parts.slice(1).join("/"))); }
   else if (name === "queues") { job = queuesView(); }
-  else if (name === "tasks" && parts[1]) { job = oneView("task", decodeURIComponent(parts.slice(1).join("/"))); }
+  else if (name === "tasks" && parts[1]) { job = oneView("task", decoded(parts.slice(1).join("/"))); }
   else if (name === "tasks") { job = tasksView(); }
   else if (name === "workers") { job = workersView(); }
   else { name = "overview"; job = overviewView(); }
