@@ -236,7 +236,10 @@ def test_every_view_reads_well_light_dark_and_narrow(app, db, browser):
             for name, (address, ready) in VIEWS.items():
                 page.goto(url + address.format(dead=seeded["dead"][0]))
                 expect(page.locator(ready).first).to_be_visible(timeout=10_000)
-                expect(page.locator("#status")).to_contain_text("live")
+                # The explorer's page of results is read once; every other view polls.
+                expect(page.locator("#status")).to_contain_text(
+                    "results" if name == "jobs" else "live"
+                )
                 page.wait_for_timeout(300)  # the charts' first draw
                 shot(page, f"dashboard-{name}-{scheme}")
                 assert axe_violations(page) == [], (name, scheme)
@@ -416,11 +419,23 @@ def test_what_an_operator_does_by_hand_works(app, db, browser):
         # Addresses typed wrong say so.
         page.goto(url + "#/jobs/abc")
         expect(page.locator("#notice")).to_contain_text('"abc" is not a job id')
+        # The explorer does not poll: it says when its page was read (it said "live").
+        expect(page.locator("#status-time")).to_contain_text("Search to refresh")
+        # Polls that fail leave the last figures on the page, dimmed, and say since when.
+        page.goto(url + "#/")
+        expect(page.locator("#status")).to_contain_text("live", timeout=10_000)
+        down = '{"detail": "database unavailable: connection refused"}'
+        page.route("**/api/overview*", lambda r: r.fulfill(status=503, body=down))
+        expect(page.locator("body")).to_have_class("stale", timeout=10_000)
+        expect(page.locator("#status")).to_contain_text("database unavailable")
+        expect(page.locator("#status-time")).to_contain_text("figures as of")
+        page.unroute("**/api/overview*")
+        expect(page.locator("body")).not_to_have_class("stale", timeout=15_000)
         page.goto(url + "#/jobs/999999")
         expect(page.locator("#job")).to_contain_text("No job 999999")
         page.goto(url + "#/queues/100%")
         expect(page.locator("#facts")).to_contain_text("no queue named 100%")
         # No script error (a stray "%" threw "URI malformed"), only the 401 before the token
-        # and the 404s asked for.
+        # and the 404s and 503s asked for.
         errors = page.errors  # type: ignore[attr-defined]
-        assert all("status of 401" in e or "status of 404" in e for e in errors), errors
+        assert all(any(f"status of {n}" in e for n in (401, 404, 503)) for e in errors), errors

@@ -131,6 +131,7 @@ export function confirmAction(text, verb) {
 export class Poller {
   constructor() {
     this.timer = null; this.job = null; this.failures = 0; this.generation = 0; this.busy = false;
+    this.lastOk = null;
   }
 
   // job(): one request and its rendering; returns the seconds until the next poll (or null).
@@ -148,9 +149,13 @@ export class Poller {
     try {
       next = await this.job();
       this.failures = 0;
+      this.lastOk = new Date();
+      document.body.classList.remove("stale");
     } catch (e) {
       this.failures += 1;
-      status("error: " + e.message);
+      // The figures on the page are the last ones read: dimmed, and the line says since when.
+      document.body.classList.add("stale");
+      status("error: " + e.message, this.lastOk ? "figures as of " + this.lastOk.toLocaleTimeString() : "");
       next = Math.min(30, 2 ** this.failures);
     } finally {
       this.busy = false;

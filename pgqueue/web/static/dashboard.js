@@ -459,8 +459,11 @@ function jobsView(query) {
     newer.disabled = !stack.length;
     older.disabled = !r.more;
     pageInfo.textContent = `${r.jobs.length} shown; ${fmtNum(r.scanned)} rows read` + (r.more ? "; older rows remain" : "; that is all");
-    live();
-    return null; // a page of results does not move under the reader: reload on demand
+    // A page of results does not move under the reader: it says when it was read, and
+    // Search reads it again.
+    status("results" + (readOnly ? " (read-only: no token)" : ""),
+      "as of " + new Date().toLocaleTimeString() + ": Search to refresh");
+    return null;
   }
   older.addEventListener("click", () => { stack.push(pageStart); load(next); });
   newer.addEventListener("click", () => { load(stack.pop() ?? null); });
