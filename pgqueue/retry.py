@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -36,11 +37,21 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        raw = min(self.base * self.factor ** max(attempt - 1, 0), self.max_delay)
+        raw = min(self._grown(max(attempt - 1, 0)), self.max_delay)
         if not self.jitter:
             return raw
         spread = (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, raw * (1 + spread))
+
+    def _grown(self, steps: int) -> float:
+        """base * factor ** steps, which a float cannot hold past a thousand or so steps
+        (attempts counted that far: the delay is max_delay by then)."""
+        if self.base == 0 or self.factor == 1:
+            return self.base
+        try:
+            return self.base * self.factor**steps
+        except OverflowError:
+            return math.inf
 
     def next_run_in(self, attempt: int, max_attempts: int) -> float | None:
         """Seconds until the next attempt, or None when `attempt` was the last one allowed."""

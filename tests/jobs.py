@@ -178,6 +178,18 @@ def nul_error(text: str) -> None:
     raise ValueError(text.replace("NUL", "\x00").replace("SURROGATE", "\ud800"))
 
 
+class BrokenRetry(pgqueue.RetryPolicy):
+    """An application's retry policy with a bug in it."""
+
+    def delay(self, attempt: int, rng: Any = None) -> float:
+        raise RuntimeError("broken policy")
+
+
+@app.task(name="broken_retry", max_attempts=3, retry=BrokenRetry())
+def broken_retry() -> None:
+    raise ValueError("fails, and its policy too")
+
+
 @app.task(name="bad_snooze", max_attempts=1)
 def bad_snooze(delay: str) -> None:
     raise pgqueue.Retry(delay=float(delay))

@@ -23,7 +23,9 @@ WITH lost AS (
                      WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
         run_at = CASE WHEN j.attempts >= j.max_attempts OR j.cancel_requested_at IS NOT NULL
                       THEN j.run_at
-                      ELSE now() + make_interval(secs => least(power(2, j.attempts - 1), 3600))
+                      -- 2 ** 12 is past the hour's cap: a larger power overflows float8.
+                      ELSE now() + make_interval(
+                          secs => least(power(2, least(greatest(j.attempts - 1, 0), 12)), 3600))
                  END,
         finished_at = CASE WHEN j.attempts >= j.max_attempts
                              OR j.cancel_requested_at IS NOT NULL THEN now() END,

@@ -109,6 +109,15 @@ class Runner:
                 outcome = await self.executor.run(job, ctx, timeout, task)
             except asyncio.CancelledError:
                 pass  # interrupted by a mark (or by the loop shutting down)
+            except Exception as exc:
+                # Deciding the outcome failed (a retry policy of the application's, or a
+                # fault of pgqueue's): without an outcome the job stayed running for as long
+                # as this worker lived. It ends dead, with why.
+                log.exception(
+                    "job %d attempt %d: no outcome could be decided", job.id, job.attempts
+                )
+                message = f"OutcomeError: {type(exc).__name__}: {exc}"
+                outcome = Failed(error_record(job.attempts, exc, message), None)
         return self._decide(attempt, outcome)
 
     async def _commit(

@@ -74,3 +74,26 @@ def test_live_worker_jobs_are_not_rescued(dsn, app):
 
     asyncio.run(with_store(dsn, scenario))
     assert app.get_job(job_id).state == "running"
+
+
+def test_a_job_with_a_thousand_attempts_is_rescued_and_does_not_stop_the_rescue(dsn, app, db):
+    # The backoff 2 ** (attempts - 1) overflowed float8 before it was capped: the whole
+    # rescue statement failed, at every round of every worker, so no job was rescued.
+    many = jobs.add.options(max_attempts=5000).enqueue(1, 2)
+    plain = jobs.add.enqueue(3, 4)
+    lost = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.worker_register(lost, "host", 1, None, 2, 2.0)
+        assert {j.id for j in await store.job_claim(lost, None, 10)} == {many, plain}
+        db.execute("UPDATE pgqueue.jobs SET attempts = 1100 WHERE id = %s", (many,))
+        db.execute("DELETE FROM pgqueue.workers WHERE id = %s", (lost,))
+        assert await Rescuer(store).run_once() == 2
+
+    asyncio.run(with_store(dsn, scenario))
+    row = db.execute(
+        "SELECT state, run_at - now() <= interval '1 hour' FROM pgqueue.jobs WHERE id = %s",
+        (many,),
+    ).fetchone()
+    assert row == ("queued", True)
+    assert app.get_job(plain).state == "queued"

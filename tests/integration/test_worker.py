@@ -137,6 +137,8 @@ def test_discard_goes_straight_to_dead(app, worker):
         ("bad_snooze", ["1e12"], "ConfigurationError: Retry delay must be at most"),
         # An async handler that caught its timeout's cancellation ended succeeded.
         ("late_async", [], "TimeoutError: the attempt ran over its 0.2s timeout"),
+        # A retry policy that raises: no outcome was decided, the job stayed running.
+        ("broken_retry", [], "OutcomeError: RuntimeError: broken policy"),
     ],
 )
 def test_poison_jobs_end_dead_and_the_worker_keeps_going(app, worker, task, args, error):
@@ -266,3 +268,23 @@ def test_cancel_and_retry_have_asyncio_twins(app):
     assert asyncio.run(main()) == (True, False, True, False)
     job = app.get_job(job_id)
     assert job is not None and job.state == "queued"
+
+
+def test_a_failure_after_a_thousand_attempts_is_retried_with_the_longest_delay(app, worker, db):
+    # factor ** attempts overflowed a float past attempt 1024: the outcome was never
+    # decided, and the job stayed running for as long as its worker lived, with no log line.
+    job_id = app.enqueue("always_fails", max_attempts=5000)
+    db.execute("UPDATE pgqueue.jobs SET attempts = 1100 WHERE id = %s", (job_id,))
+    with worker():
+        wait_for(lambda: app.get_job(job_id).attempts == 1101, timeout=10)
+        wait_for(lambda: app.get_job(job_id).state == "queued", timeout=10)
+    job = app.get_job(job_id)
+    assert job.last_error.startswith("ValueError")
+    assert job.run_at > datetime.now(UTC) + timedelta(minutes=59), job.run_at
+
+
+def test_retry_delays_stay_finite_at_any_attempt():
+    assert pgqueue.RetryPolicy().delay(5000) <= 3600 * 1.1
+    assert pgqueue.RetryPolicy(jitter=0).delay(10**9) == 3600
+    assert pgqueue.RetryPolicy(base=0, jitter=0).delay(5000) == 0
+    assert pgqueue.RetryPolicy(factor=1, jitter=0).delay(5000) == 1
