@@ -51,7 +51,7 @@ from pgqueue.worker.liveness import CancelWatcher, Heartbeat
 from pgqueue.worker.outage import Outage, QuietWhileAway
 from pgqueue.worker.queue_settings import QueueSettings
 from pgqueue.worker.runner import Runner
-from pgqueue.worker.stopping import release_hold, shut_down
+from pgqueue.worker.stopping import RELEASE_HOLD, shut_down
 from pgqueue.worker.transactions import HandlerConnections
 
 log = logging.getLogger("pgqueue.worker")
@@ -275,7 +275,7 @@ class Worker:
         )
         # ctx.transaction()'s connections
         connections = HandlerConnections(with_liveness(self.dsn), s.concurrency, self.pooled)
-        hold = release_hold(s.lease)
+        hold = RELEASE_HOLD
         runner = self.runner = Runner(self.app, threads, completer, connections, hold=hold)
         attempts = self.attempts = Attempts(s.concurrency, runner.make, runner.execute)
         claimer = Claimer(

@@ -45,7 +45,7 @@ class Runner:
     ) -> None:
         self.app = app
         # How long a job released while its handler still runs here stays unclaimable (see
-        # Released and stopping.release_hold).
+        # Released and stopping.RELEASE_HOLD).
         self.hold = hold
         self.connections = connections  # for ctx.transaction()
         self.executor = Executor(threads)

@@ -11,19 +11,14 @@ from pgqueue.worker.completer import Completer, outcome_row
 from pgqueue.worker.outage import Outage
 
 log = logging.getLogger("pgqueue.worker")
-RELEASE_HOLD = 10.0  # seconds: see release_hold
+# Seconds a job released while its handler still runs here stays unclaimable: `pgqueue work`
+# leaves within a few seconds of writing the release (it waits 2 s for idle threads, then
+# exits past any that still run). Whatever the lease: the job is queued, not the rescue's.
+RELEASE_HOLD = 10.0
 # Seconds the last outcomes get to be written, after the grace: the whole stop stays within
 # the grace plus some 15 s (the margin deploy/ gives), the database up or not.
 FLUSH = 10.0
 FLUSH_WHILE_AWAY = 2.0  # the database known to be away: the rescue will see to those jobs
-
-
-def release_hold(lease: float) -> float:
-    """How long a job released while its handler still runs here stays unclaimable:
-    `pgqueue work` leaves within a few seconds of writing the release (it waits 2 s for
-    idle threads, then exits past any that still run); never longer than the lease, after
-    which the rescue would take the job anyway."""
-    return min(RELEASE_HOLD, lease)
 
 
 async def shut_down(

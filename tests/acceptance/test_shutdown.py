@@ -57,12 +57,15 @@ def test_grace_over_releases_unfinished_jobs_without_counting_an_attempt(app, db
     assert "releasing 3 job(s)" in worker.output()
 
 
+@pytest.mark.parametrize("lease", ["20", "2"])
 def test_a_job_whose_thread_outlives_the_grace_is_claimable_only_once_the_process_left(
-    app, db, spawn_worker
+    app, db, spawn_worker, lease
 ):
     # Released at once, the job was claimed by another worker while this one's thread
-    # still ran it (until the process left): the same attempt twice at the same time.
-    args = ("--concurrency", "2", "--shutdown-grace", "0.5", "--lease", "20")
+    # still ran it (until the process left): the same attempt twice at the same time. The
+    # hold was capped at the lease, so with a short lease it ended before the process did.
+    args = ("--concurrency", "2", "--shutdown-grace", "0.5", "--lease", lease)
+    args += ("--heartbeat-interval", "0.5")
     worker = spawn_worker(*args)
     worker.wait_started()
     stuck = jobs.sleep.enqueue(30)  # sync: its thread cannot be stopped
