@@ -185,13 +185,20 @@ class Attempts:
             return True
         return False
 
-    def abandon_all(self) -> list[Job]:
-        """This worker was declared lost and its jobs rescued: stop every running copy
-        (their outcomes will not be written) and give up the waiting jobs, which are
-        returned (they are not ours any more either)."""
+    def abandon_all(self, still_ours: set[tuple[int, int]]) -> list[Job]:
+        """This worker was declared lost, and the attempts that the table no longer says
+        run here were rescued: stop their running copies (their outcomes will not be
+        written) and give up their waiting jobs, which are returned. The attempts the table
+        still gives this worker (claimed after the rescue that missed them, or after a
+        rescue that did not happen) carry on: given up, they stayed `running` for good."""
         for attempt in self:
-            attempt.ask(Mark.ABANDON)
-        return self.take_waiting()
+            if attempt.key not in still_ours:
+                attempt.ask(Mark.ABANDON)
+        kept = [job for job in self._waiting if (job.id, job.attempts) in still_ours]
+        gone = [job for job in self._waiting if (job.id, job.attempts) not in still_ours]
+        self._waiting = collections.deque(kept)
+        self._cancel_on_start &= {(job.id, job.attempts) for job in kept}
+        return gone
 
     def release_all(self) -> None:
         """Shutdown, grace over: interrupt every running attempt and give its job back. A

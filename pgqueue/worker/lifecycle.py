@@ -292,8 +292,8 @@ class Worker:
         cancels = CancelWatcher(store, self.id, attempts, outage)
         self._on_stop.append(claimer.wake.set)
 
-        def lost() -> None:
-            for job in attempts.abandon_all():
+        def lost(still_ours: set[tuple[int, int]]) -> None:
+            for job in attempts.abandon_all(still_ours):
                 log.info("job %d: given up (rescued from this worker)", job.id)
 
         def queue_changed(queue: str) -> None:

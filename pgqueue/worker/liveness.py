@@ -71,7 +71,8 @@ class CancelWatcher:
 
 class Heartbeat:
     """Beats every `heartbeat_interval`. When the beat finds this worker's row gone (it was
-    silent past its lease and declared lost), `on_lost` runs and the worker registers again.
+    silent past its lease and declared lost), the worker registers again and `on_lost` gets
+    the attempts the table still says run here (id, attempt).
 
     `healthy_for()` is how long beats have succeeded without missing one:
     the rescuer waits for a full lease of it, so after an outage every live worker has had
@@ -83,7 +84,7 @@ class Heartbeat:
         worker_id: UUID,
         settings: WorkerSettings,
         register: Callable[[], Awaitable[None]],
-        on_lost: Callable[[], None],
+        on_lost: Callable[[set[tuple[int, int]]], None],
         on_beat: Callable[[], None],
         outage: Outage | None = None,
     ) -> None:
@@ -107,8 +108,11 @@ class Heartbeat:
     async def beat_once(self) -> None:
         if not await self.store.worker_heartbeat(self.worker_id):
             log.warning("worker %s was declared lost; registering again", self.worker_id)
-            self.on_lost()
+            # Registered first: a rescue that starts after it sees this worker alive, so
+            # what the table says runs here after it stays here.
             await self.register()
+            rows = await self.store.job_running_here(self.worker_id)
+            self.on_lost({(job_id, attempt) for job_id, attempt, _ in rows})
         now = time.monotonic()
         if now - self._last_ok > self.settings.heartbeat_interval * 2:
             self._healthy_since = now  # a gap: an outage, or this process was paused

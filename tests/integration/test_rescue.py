@@ -9,6 +9,7 @@ from pgqueue.maintenance import Rescuer
 from pgqueue.store import AsyncJobStore, OutcomeRow
 from tests import jobs
 from tests.stores import with_store
+from tests.waiting import wait_for
 
 
 def test_stale_worker_outcome_does_not_override_rescue(dsn, app, db):
@@ -97,3 +98,26 @@ def test_a_job_with_a_thousand_attempts_is_rescued_and_does_not_stop_the_rescue(
     ).fetchone()
     assert row == ("queued", True)
     assert app.get_job(plain).state == "queued"
+
+
+def test_a_worker_declared_lost_keeps_the_jobs_the_table_still_gives_it(dsn, app, db, worker):
+    # Its row was deleted (another node's prune, after a pause past the lease) while no
+    # rescue took its jobs: the table still said they ran here. It gave them all up at its
+    # next beat, so they stayed `running` for as long as it lived, and nothing rescued them.
+    with worker(concurrency=4, heartbeat_interval=0.3, lease=3.0) as w:
+        kept = jobs.async_sleep.enqueue(2.0)
+        rescued = jobs.async_sleep.enqueue(2.0)
+        wait_for(lambda: app.get_job(kept).state == app.get_job(rescued).state == "running")
+        with db.transaction():
+            db.execute("DELETE FROM pgqueue.workers WHERE id = %s", (w.id,))
+            # As a rescue would have: back to the queue, attempt kept, later.
+            db.execute(
+                "UPDATE pgqueue.jobs SET state = 'queued', worker_id = NULL,"
+                " run_at = now() + interval '1 hour' WHERE id = %s",
+                (rescued,),
+            )
+        assert app.wait(kept, timeout=15) == "slept"
+        registered = "SELECT count(*) FROM pgqueue.workers WHERE id = %s"
+        wait_for(lambda: db.execute(registered, (w.id,)).fetchone() == (1,))
+    job = app.get_job(rescued)
+    assert job.state == "queued" and job.attempts == 1, "the rescued copy wrote nothing"
