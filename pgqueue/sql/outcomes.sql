@@ -3,12 +3,14 @@
 
 -- name: job_finish_many
 -- Record a batch of attempt outcomes. Each row is applied only if the job is still running
--- the same attempt for the same worker, so a late outcome never overwrites a rescue or a
--- cancel. `refund` gives the attempt back (Retry, shutdown). Re-queued jobs wake workers.
+-- the same attempt, started by the same claim (`started`), for the same worker, so a late
+-- outcome never overwrites a rescue or a cancel, nor a later claim of the job at the same
+-- attempt number (given back by a Retry or a release, then claimed again). `refund` gives
+-- the attempt back (Retry, shutdown). Re-queued jobs wake workers.
 WITH o AS MATERIALIZED (
     SELECT * FROM jsonb_to_recordset(%(outcomes)s::jsonb)
         AS o(id bigint, attempt int, state text, result jsonb, error jsonb, delay float8,
-             refund int)
+             refund int, started timestamptz)
 ), updated AS (
     UPDATE pgqueue.jobs AS j
     -- A job asked to cancel is not queued again: the request is on the row, whether or not
@@ -44,7 +46,8 @@ WITH o AS MATERIALIZED (
     -- with every job it ran since the last vacuum (dead index entries), batch after batch.
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.id = o.id
       AND (j.state = 'running' AND j.attempts = o.attempt
-           AND j.worker_id = %(worker_id)s::uuid) IS TRUE
+           AND j.worker_id = %(worker_id)s::uuid
+           AND (o.started IS NULL OR j.started_at = o.started)) IS TRUE
     RETURNING j.id, j.state, j.queue
 )
 SELECT u.id, u.state,
@@ -61,9 +64,9 @@ SELECT u.id, u.state,
 FROM updated AS u;
 
 -- name: job_running_here
--- Attempts running for this worker, by the table: (id, attempt, queue). Read after a claim
--- whose answer may have been lost, to find jobs claimed but never received.
-SELECT id, attempts, queue FROM pgqueue.jobs
+-- Attempts running for this worker, by the table: (id, attempt, queue, started_at). Read
+-- after a claim whose answer may have been lost, to find jobs claimed but never received.
+SELECT id, attempts, queue, started_at FROM pgqueue.jobs
 WHERE state = 'running' AND worker_id = %(worker_id)s::uuid;
 
 -- name: job_cancel_requests

@@ -230,10 +230,13 @@ class AsyncJobStore:
                 await self._drive_on(plans.job_insert_many(specs), cur)
             return applied
 
-    async def job_running_here(self, worker_id: UUID) -> list[tuple[int, int, str]]:
-        """(job id, attempt, queue) of the attempts the table says run for this worker."""
+    async def job_running_here(
+        self, worker_id: UUID
+    ) -> list[tuple[int, int, str, datetime | None]]:
+        """(job id, attempt, queue, started_at) of the attempts the table says run for this
+        worker."""
         rows = await self._tuples("job_running_here", {"worker_id": worker_id})
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def job_cancel_requests(self, worker_id: UUID) -> list[tuple[int, int]]:
         """(job id, attempt) of this worker's running attempts that were asked to cancel."""

@@ -107,6 +107,11 @@ class OutcomeRow:
     refund: int = 0
     followups: tuple[JobSpec, ...] = ()
     queue: str = ""  # not written: for retention decisions after the write
+    # When the claim started the attempt (the row's started_at): with the attempt number
+    # and the worker, what names one claim. A job given back (Retry, a release) and claimed
+    # again has its attempt number again, but not its start: a batch sent again after its
+    # answer was lost must not land on that later claim. None: not checked.
+    started: datetime | None = None
 
     @property
     def size(self) -> int:
@@ -271,6 +276,7 @@ def finish_params(worker_id: UUID, rows: Sequence[OutcomeRow]) -> dict[str, Any]
             "error": None if r.error_json is None else fragment(r.error_json),
             "delay": r.delay,
             "refund": r.refund,
+            "started": None if r.started is None else r.started.isoformat(),
         }
         for r in rows
     ]

@@ -121,13 +121,13 @@ class Claimer:
         outcome was written in between gets a release that changes nothing."""
         rows = await self.store.job_running_here(self.worker_id)
         known = self.attempts.known() | self.completer.pending()
-        strays = [
-            (job_id, attempt, q) for job_id, attempt, q in rows if (job_id, attempt) not in known
-        ]
-        for job_id, attempt, queue in strays:
+        strays = [row for row in rows if (row[0], row[1]) not in known]
+        for job_id, attempt, queue, started in strays:
             log.warning("job %d: claimed, but the claim's answer was lost; released", job_id)
             self.completer.put(
-                OutcomeRow(job_id, attempt, "queued", delay=0.0, refund=1, queue=queue)
+                OutcomeRow(
+                    job_id, attempt, "queued", delay=0.0, refund=1, queue=queue, started=started
+                )
             )
         self._unsure = False
         return len(strays)

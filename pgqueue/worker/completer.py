@@ -25,7 +25,12 @@ def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -
     if type(outcome) is Succeeded and outcome.result_json is None:
         # The common case first, without the pattern matching below.
         return OutcomeRow(
-            job.id, job.attempts, "succeeded", followups=tuple(followups), queue=job.queue
+            job.id,
+            job.attempts,
+            "succeeded",
+            followups=tuple(followups),
+            queue=job.queue,
+            started=job.started_at,
         )
     match outcome:
         case Succeeded(result_json) if (
@@ -37,7 +42,12 @@ def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -
                 f"at most {MAX_RESULT_BYTES:,} are stored (keep big data elsewhere)",
             }
             return OutcomeRow(
-                job.id, job.attempts, "dead", error_json=dumps(error), queue=job.queue
+                job.id,
+                job.attempts,
+                "dead",
+                error_json=dumps(error),
+                queue=job.queue,
+                started=job.started_at,
             )
         case Succeeded(result_json):
             return OutcomeRow(
@@ -47,10 +57,16 @@ def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -
                 result_json=result_json,
                 followups=tuple(followups),
                 queue=job.queue,
+                started=job.started_at,
             )
         case Failed(error, None):
             return OutcomeRow(
-                job.id, job.attempts, "dead", error_json=dumps(error), queue=job.queue
+                job.id,
+                job.attempts,
+                "dead",
+                error_json=dumps(error),
+                queue=job.queue,
+                started=job.started_at,
             )
         case Failed(error, retry_in):
             return OutcomeRow(
@@ -60,19 +76,37 @@ def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -
                 error_json=dumps(error),
                 delay=retry_in,
                 queue=job.queue,
+                started=job.started_at,
             )
         case Snoozed(delay):
             return OutcomeRow(
-                job.id, job.attempts, "queued", delay=delay, refund=1, queue=job.queue
+                job.id,
+                job.attempts,
+                "queued",
+                delay=delay,
+                refund=1,
+                queue=job.queue,
+                started=job.started_at,
             )
         case Released(delay):
             return OutcomeRow(
-                job.id, job.attempts, "queued", delay=delay, refund=1, queue=job.queue
+                job.id,
+                job.attempts,
+                "queued",
+                delay=delay,
+                refund=1,
+                queue=job.queue,
+                started=job.started_at,
             )
         case Cancelled(reason):
             error = {"attempt": job.attempts, "error": f"Cancelled: {reason}"}
             return OutcomeRow(
-                job.id, job.attempts, "cancelled", error_json=dumps(error), queue=job.queue
+                job.id,
+                job.attempts,
+                "cancelled",
+                error_json=dumps(error),
+                queue=job.queue,
+                started=job.started_at,
             )
     raise TypeError(f"not an outcome: {outcome!r}")
 
@@ -227,7 +261,9 @@ class Completer:
                     "error": f"StorageError: the outcome could not be stored: {first_line(exc)}",
                 }
                 log.error("job %d: %s", row.id, error["error"])
-                fallback = OutcomeRow(row.id, row.attempt, "dead", error_json=dumps(error))
+                fallback = OutcomeRow(
+                    row.id, row.attempt, "dead", error_json=dumps(error), started=row.started
+                )
                 try:
                     applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
                 except Exception as again:

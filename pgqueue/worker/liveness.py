@@ -112,7 +112,7 @@ class Heartbeat:
             # what the table says runs here after it stays here.
             await self.register()
             rows = await self.store.job_running_here(self.worker_id)
-            self.on_lost({(job_id, attempt) for job_id, attempt, _ in rows})
+            self.on_lost({(row[0], row[1]) for row in rows})
         now = time.monotonic()
         if now - self._last_ok > self.settings.heartbeat_interval * 2:
             self._healthy_since = now  # a gap: an outage, or this process was paused

@@ -121,3 +121,29 @@ def test_a_worker_declared_lost_keeps_the_jobs_the_table_still_gives_it(dsn, app
         wait_for(lambda: db.execute(registered, (w.id,)).fetchone() == (1,))
     job = app.get_job(rescued)
     assert job.state == "queued" and job.attempts == 1, "the rescued copy wrote nothing"
+
+
+def test_an_outcome_sent_again_never_lands_on_a_later_claim_of_the_same_attempt(dsn, app, db):
+    # A Retry (or a release) gives the attempt back, so the job's next claim has the same
+    # attempt number, for the same worker. The completer sends a batch again when its answer
+    # was lost: the first write had landed, and the second then wrote over the new claim (it
+    # went back to the queue and another worker ran attempt 1 beside this one's).
+    from pgqueue.job import Snoozed, Succeeded
+    from pgqueue.worker.completer import outcome_row
+
+    job_id = jobs.add.enqueue(1, 2)
+    me = uuid.uuid4()
+
+    async def scenario(store: AsyncJobStore) -> None:
+        await store.worker_register(me, "host", 1, None, 1, 30.0)
+        (first,) = await store.job_claim(me, None, 10)
+        snoozed = outcome_row(first, Snoozed(0.0))
+        assert await store.job_finish_many(me, [snoozed]) == {job_id: "queued"}
+        (again,) = await store.job_claim(me, None, 10)
+        assert (again.id, again.attempts) == (first.id, first.attempts) == (job_id, 1)
+        assert await store.job_finish_many(me, [snoozed]) == {}, "the answer-lost resend"
+        done = outcome_row(again, Succeeded("3"))
+        assert await store.job_finish_many(me, [done]) == {job_id: "succeeded"}
+
+    asyncio.run(with_store(dsn, scenario))
+    assert app.get_job(job_id).state == "succeeded"
