@@ -29,6 +29,7 @@ from pgqueue.worker.queue_settings import QueueSettings
 log = logging.getLogger("pgqueue.worker")
 LIMITED_POLL = 0.05  # seconds between claims while a queue with limits is waiting
 GATHER = 0.002  # seconds a claim for a few slots waits for more to free
+UNSURE_FOR = 60.0  # seconds after a failed claim that strays are looked for (see _unsure_until)
 DISCOVER_EVERY = 1.0  # seconds: an every-queue worker looks for queues it has not heard of
 FULL_WALK_EVERY = 1.0  # seconds: a claim of one queue starts from the start (see _after)
 MAX_KNOWN = 64  # queue names kept from notifications; past that, every claim looks everywhere
@@ -90,11 +91,13 @@ class Claimer:
         # committed late) waits a second at most.
         self._after: dict[str, ClaimPosition] = {}
         self._full_walk_at = 0.0
-        # Whether a claim may have been lost: its statement failed, perhaps after the
-        # database committed it (the connection broke before the answer came back). The
-        # jobs it took would run for this worker by the table and nowhere here, and no
-        # rescue takes them while this worker lives: release_strays gives them back.
-        self._unsure = False
+        # Until when a claim may have been lost: its statement failed, perhaps after the
+        # database committed it (the connection broke before the answer came back), or
+        # before it did (its backend, cut off from this worker, may still be waiting for a
+        # lock, and commit later). The jobs it took would run for this worker by the table
+        # and nowhere here, and no rescue takes them while this worker lives: until then,
+        # release_strays gives them back before each claim.
+        self._unsure_until = 0.0
         self._limited_dry = 2  # limited claims in a row that took nothing (see _held_back)
 
     def hint(self, queue: str) -> None:
@@ -116,7 +119,7 @@ class Claimer:
 
     async def release_strays(self) -> int:
         """Give back the jobs the table says run here that this worker never received (see
-        _unsure): as releases, which count no attempt, written by the completer and
+        _unsure_until): as releases, which count no attempt, written by the completer and
         guarded like any outcome. What is known is read after the table: a job whose
         outcome was written in between gets a release that changes nothing."""
         rows = await self.store.job_running_here(self.worker_id)
@@ -129,7 +132,6 @@ class Claimer:
                     job_id, attempt, "queued", delay=0.0, refund=1, queue=queue, started=started
                 )
             )
-        self._unsure = False
         return len(strays)
 
     def _claim_queues(self) -> list[str] | None:
@@ -286,7 +288,7 @@ class Claimer:
             # Cleared before the claim: a notification that lands during it is not lost.
             self.wake.clear()
             try:
-                if self._unsure:
+                if self._unsure_until > loop.time():
                     await self.release_strays()
                 jobs = await self.claim_once(limit)
                 self.outage.answered()
@@ -304,7 +306,7 @@ class Claimer:
             except Exception as exc:
                 if not retryable(exc):
                     raise
-                self._unsure = True
+                self._unsure_until = loop.time() + UNSURE_FOR
                 self.outage.level(exc)
                 # Every try is told, during an outage too (the other parts keep quiet then).
                 log.warning("%s; claiming again in %.1fs", first_line(exc), backoff)
@@ -312,7 +314,7 @@ class Claimer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-        if self._unsure:
+        if self._unsure_until > loop.time():
             # Stopping with a claim in doubt: give its jobs back now rather than to the
             # rescue after the lease (which would count an attempt that never started).
             with contextlib.suppress(Exception):

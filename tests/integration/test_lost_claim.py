@@ -48,6 +48,42 @@ def test_jobs_of_a_claim_whose_answer_was_lost_are_given_back(worker, db, dsn):
         assert (state, attempts, result) == ("succeeded", 1, 42), "its lost attempt is not counted"
 
 
+def test_a_claim_that_commits_after_its_connection_broke_is_given_back(worker, db, dsn):
+    # The claim's backend, cut off from the worker (a network partition) while a lock held
+    # it up, carries on and commits later: after the worker reconnected and looked for
+    # strays once. Its jobs stayed running for this worker, which never received them.
+    import time
+
+    def claimer_pid() -> int | None:
+        row = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND (query LIKE %s OR query LIKE %s)",
+            ("WITH RECURSIVE known_queues%", "%min(run_at) - coalesce%"),
+        ).fetchone()
+        return row[0] if row else None
+
+    with worker(poll_interval=0.5) as w:
+        with psycopg.connect(dsn) as locker:
+            locker.execute("LOCK TABLE pgqueue.jobs IN ACCESS EXCLUSIVE MODE")
+            db.execute("SELECT pg_terminate_backend(%s)", (wait_for(claimer_pid),))
+            locker.rollback()
+        time.sleep(2.0)  # the worker claims again, finds nothing astray
+        # Then the cut-off claim commits: running here, its attempt counted.
+        (job_id,) = db.execute(
+            "INSERT INTO pgqueue.jobs (task, args, state, worker_id, attempts, started_at) "
+            "VALUES ('add', '[20, 22]', 'running', %s, 1, now()) RETURNING id",
+            (w.id,),
+        ).fetchone()
+
+        def finished() -> tuple[str, int, int] | None:
+            row = db.execute(
+                "SELECT state, attempts, result FROM pgqueue.jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+            return row if row[0] == "succeeded" else None
+
+        assert wait_for(finished, timeout=20) == ("succeeded", 1, 42)
+
+
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_its_next_use(db, dsn):
     """The claimer's and the completer's connections: one whose server process went while
     it sat idle (a restart, a terminated backend) would fail its next statement, and the
