@@ -312,9 +312,11 @@ class Worker:
         )
         listener = None
         if self.listen_dsn is not None:
+            # A listen DSN of its own has troubles of its own (the pooler may be fine).
+            own = outage if self.listen_dsn == self.dsn else Outage(what="listen DSN")
             listener = Listener(
                 with_liveness(self.listen_dsn), self.queues, claimer.hint, cancels.request,
-                queue_changed, listener_connected, outage,
+                queue_changed, listener_connected, own,
             )  # fmt: skip
         else:
             log.warning(
@@ -348,10 +350,11 @@ class Worker:
             helper.add_done_callback(self._helper_died)
         started = False
         try:
-            # Start without notifications if need be: the safety poll covers until they work.
+            # Start without notifications if the listener's first try failed: the safety
+            # poll covers until they work.
             if listener is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(listener.connected.wait(), timeout=10)
+                    await asyncio.wait_for(listener.tried.wait(), timeout=10)
             log.info(
                 "worker %s started: queues=%s concurrency=%d pid=%d",
                 self.id,

@@ -51,6 +51,7 @@ class Listener:
         self.on_queue_change = on_queue_change
         self.on_connected = on_connected
         self.connected = asyncio.Event()
+        self.tried = asyncio.Event()  # the first connection was made, or failed
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff."""
@@ -67,6 +68,7 @@ class Listener:
                     first_line(exc),
                     backoff,
                 )
+                self.tried.set()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -74,6 +76,7 @@ class Listener:
                 channels = (JOBS_CHANNEL, CANCEL_CHANNEL, QUEUES_CHANNEL)
                 await conn.execute("; ".join(f"LISTEN {c}" for c in channels))
                 self.connected.set()
+                self.tried.set()
                 if backoff > 0.1:
                     log.log(logging.DEBUG if self.outage.known else logging.INFO,
                             "listener: reconnected")  # fmt: skip

@@ -22,8 +22,9 @@ log = logging.getLogger("pgqueue.worker")
 class Outage:
     """Whether the database is known to be away, for one worker process."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, what: str = "database") -> None:
         self.clock = clock
+        self.what = what  # as the log lines name it
         self.since: float | None = None
         self.ended = float("-inf")  # when the last outage was over
 
@@ -54,7 +55,7 @@ class Outage:
         if self.since is None:
             return
         self.ended = self.clock()
-        log.info("database back after %.1fs", self.ended - self.since)
+        log.info("%s back after %.1fs", self.what, self.ended - self.since)
         self.since = None
 
 

@@ -39,3 +39,25 @@ def test_a_listener_whose_server_stops_answering_is_replaced(app, worker, db, mo
             assert app.wait(job_id, timeout=20) == 5
         finally:
             os.kill(stuck, signal.SIGCONT)
+
+
+def test_a_listen_dsn_that_cannot_be_reached_delays_nothing_and_is_no_outage(app, dsn, caplog):
+    # The DSN (a pooler, say) answers; the listen DSN does not. The worker waited 10 s
+    # before it started, and its listener's failures made an outage of the database that
+    # every other statement "ended": "database back after 0.0s" every 5 s, for good.
+    import logging
+
+    from tests import jobs
+    from tests.conftest import running_worker
+
+    caplog.set_level(logging.INFO, logger="pgqueue")
+    began = time.monotonic()
+    with running_worker(dsn, listen_dsn="postgresql://postgres@127.0.0.1:1/none",
+                        poll_interval=0.5, heartbeat_interval=0.5):  # fmt: skip
+        assert time.monotonic() - began < 5, "started without waiting for the listener"
+        job_id = jobs.add.enqueue(2, 3)
+        assert app.wait(job_id, timeout=10) == 5  # found by polling
+        time.sleep(2.0)  # beats and claims meanwhile
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("listener: cannot connect" in line for line in lines), lines
+    assert not any("database back" in line for line in lines), lines
