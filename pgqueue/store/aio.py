@@ -11,6 +11,7 @@ from uuid import UUID
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
+from pgqueue.errors import SchemaNotMigrated
 from pgqueue.job import Job
 from pgqueue.sql import QUERIES
 from pgqueue.store import idle, plans
@@ -168,6 +169,27 @@ class AsyncJobStore:
     async def schema_version(self) -> str | None:
         rows = await self._run("schema_version", {})
         return rows[0]["version_num"] if rows else None
+
+    async def worker_schema_fits(self, worker_id: UUID, needs: str) -> None:
+        """Raise SchemaNotMigrated unless the schema is at revision `needs` or later, and
+        the server can plan (not run) the statements by which a worker records what it
+        did: a schema that lacks a column or table they name fails here, at start, saying
+        what is missing, rather than at every outcome. (The revision alone cannot tell a
+        schema changed by hand, or migrated by a build whose migration differed.)"""
+        version = await self.schema_version()
+        if version is None or version < needs:
+            at = "is not migrated" if version is None else f"is at revision {version}"
+            raise SchemaNotMigrated(
+                f"the pgqueue schema {at} and this worker needs {needs}: run `pgqueue migrate`"
+            )
+        checks: list[tuple[LiteralString, dict[str, Any]]] = [
+            ("job_finish_many", finish_params(worker_id, [])),
+            ("job_running_here", {"worker_id": worker_id}),
+            ("stats_compact", {}),
+        ]
+        async with self._cursor() as cur:
+            for name, params in checks:
+                await cur.execute("EXPLAIN " + QUERIES[name], params)
 
     # -- the worker: tuples or named types, never dicts, on the hot path -------------------------
 

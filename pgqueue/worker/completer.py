@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
+from pgqueue.errors import SchemaNotMigrated
 from pgqueue.job import Cancelled, Failed, Job, Outcome, Released, Snoozed, Succeeded
 from pgqueue.store import Applied, AsyncJobStore, JobSpec, OutcomeRow, dumps, is_unavailable
 from pgqueue.store.errors import first_line
@@ -174,6 +175,14 @@ class Completer:
             rows = self._next_batch()
             try:
                 applied = await self._write(rows)
+            except SchemaNotMigrated as exc:
+                # The schema went back under this worker (a downgrade, a restore): what the
+                # attempts came to is kept until it is migrated again; claims stop at the
+                # backlog's bound meanwhile (Claimer.free).
+                log.error("%s; %d outcome(s) kept", exc, len(self._pending))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
@@ -218,7 +227,7 @@ class Completer:
         try:
             return await self.store.job_finish_many(self.worker_id, rows)
         except Exception as exc:
-            if is_unavailable(exc):
+            if is_unavailable(exc) or isinstance(exc, SchemaNotMigrated):
                 raise
             log.warning("outcome batch refused (%s); writing one by one", first_line(exc))
             return await self._one_by_one(rows)
@@ -254,7 +263,7 @@ class Completer:
             try:
                 applied.update(await self.store.job_finish_many(self.worker_id, [row]))
             except Exception as exc:
-                if is_unavailable(exc):
+                if is_unavailable(exc) or isinstance(exc, SchemaNotMigrated):
                     raise
                 error = {
                     "attempt": row.attempt,
@@ -267,7 +276,7 @@ class Completer:
                 try:
                     applied.update(await self.store.job_finish_many(self.worker_id, [fallback]))
                 except Exception as again:
-                    if is_unavailable(again):
+                    if is_unavailable(again) or isinstance(again, SchemaNotMigrated):
                         raise
                     # Refused even as dead (a rule of the database's own on that row): the
                     # worker goes on with the others; the job stays running here until

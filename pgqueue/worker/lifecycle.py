@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 import pgqueue
 from pgqueue.app import App
 from pgqueue.dsn import with_liveness
-from pgqueue.errors import ConfigurationError, SchemaNotMigrated
+from pgqueue.errors import ConfigurationError
 from pgqueue.maintenance import DependencySweeper, Pruner, Rescuer, Scheduler, every
 from pgqueue.settings import WorkerSettings
 from pgqueue.store import AsyncJobStore, first_line, idle, is_unavailable
@@ -231,13 +231,7 @@ class Worker:
                     if isinstance(result, BaseException):
                         raise result
                 store = AsyncJobStore(main)
-                version = await store.schema_version()
-                if version is None or version < NEEDS_REVISION:
-                    at = "is not migrated" if version is None else f"is at revision {version}"
-                    raise SchemaNotMigrated(
-                        f"the pgqueue schema {at} and this worker needs {NEEDS_REVISION}: "
-                        "run `pgqueue migrate`"
-                    )
+                await store.worker_schema_fits(self.id, NEEDS_REVISION)
                 await self._register(store)
                 pools[:] = [main]
                 return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 
 from pgqueue import migrate
@@ -80,3 +82,45 @@ def test_a_worker_on_the_oldest_schema_it_accepts_records_every_outcome(server_d
                 return {job_id: app.get_job(job_id).state for job_id in expected}
 
             wait_for(lambda: states() == expected, timeout=30)
+
+
+def test_a_schema_taken_back_under_a_running_worker_loses_no_outcome(server_dsn):
+    """A downgrade (or a restore) under a running worker: its outcomes failed on a missing
+    column, were dropped as if refused, and the jobs stayed `running` for as long as the
+    worker lived while it claimed the rest of the queue. They are kept until the schema is
+    back, and claims stop at the backlog's bound meanwhile."""
+    import pgqueue
+    from tests.conftest import running_worker
+    from tests.waiting import wait_for
+
+    with scratch_database(server_dsn, "pgqueue_test_schema_back") as dsn:
+        migrate.upgrade(dsn)
+        with pgqueue.App(dsn) as app, running_worker(dsn, poll_interval=0.2, concurrency=2):
+            assert app.wait(app.enqueue("add", args=[1, 2]), timeout=10) == 3
+            migrate.downgrade(dsn, "0026")  # outcomes write 0027's cancel_reason
+            ids = [app.enqueue("add", args=[n, n]) for n in range(20)]
+            with psycopg.connect(dsn) as conn:
+                # The worker stops claiming once four times its concurrency wait.
+                wait_for(lambda: conn.execute(
+                    "SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'"
+                ).fetchone()[0] == 8, timeout=15)  # fmt: skip
+                time.sleep(1.0)
+                running = "SELECT count(*) FROM pgqueue.jobs WHERE state = 'running'"
+                assert conn.execute(running).fetchone()[0] == 8
+            migrate.upgrade(dsn)
+            wait_for(lambda: all(app.get_job(i).state == "succeeded" for i in ids), timeout=30)
+            assert [app.get_job(i).attempts for i in ids] == [1] * 20
+
+
+def test_a_worker_refuses_a_schema_its_statements_do_not_fit(server_dsn):
+    """The revision says 0028 but a column the outcomes write is missing (a build whose
+    migration differed, a hand edit): the worker started, ran every job, and recorded none.
+    It refuses to start, naming what is missing."""
+    with scratch_database(server_dsn, "pgqueue_test_schema_misfit") as dsn:
+        migrate.upgrade(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE pgqueue.jobs DROP COLUMN cancel_reason")
+        result = run_cli("work", "tests.jobs:app", env={"PGQUEUE_DSN": dsn}, timeout=60)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert "cancel_reason" in result.stderr and "pgqueue migrate" in result.stderr
