@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from pgqueue.store import AsyncJobStore
-from pgqueue.worker.queue_settings import QueueSettings
+from pgqueue.worker.queue_settings import FINAL_STATES, QueueSettings
 
 ROUND_SECONDS = 1.0  # at most about this long per round: the rest waits for the next one
 
@@ -18,15 +18,19 @@ class Pruner:
         self.batch = batch
 
     async def run_once(self) -> int:
-        """Delete a few batches (each its own short transaction, SKIP LOCKED); how many."""
+        """Delete a few batches of each final state (each batch its own short transaction,
+        SKIP LOCKED); how many."""
         deleted = 0
-        horizon = self.queues.shortest_retention()
         deadline = time.monotonic() + ROUND_SECONDS
-        while time.monotonic() < deadline:
-            n = await self.store.job_prune(self.queues.default_retention, horizon, self.batch)
-            deleted += n
-            if n < self.batch:
-                break
+        for state in FINAL_STATES:
+            horizon = self.queues.shortest_retention(state)
+            while time.monotonic() < deadline:
+                n = await self.store.job_prune(
+                    self.queues.default_retention, state, horizon, self.batch
+                )
+                deleted += n
+                if n < self.batch:
+                    break
         # The statistics rollups: fold in what changed (deletions included) and forget the
         # minutes no figure reads. Readers add what is not folded in yet, so this only keeps
         # what they read short.

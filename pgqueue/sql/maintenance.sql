@@ -149,13 +149,15 @@ SELECT (SELECT count(*) FROM cancelled) AS cancelled,
        (SELECT count(*) FROM waiting) AS seen;
 
 -- name: job_prune
--- Delete up to `batch` finished jobs older than their retention (per queue, else the
--- given defaults, in seconds), oldest first. `horizon` (the smallest retention in force)
--- bounds the index scan. Jobs still holding a unique key are kept until it is released.
+-- Delete up to `batch` jobs finished in `state` older than their retention (per queue, else
+-- the given defaults, in seconds), oldest first. One state at a time, through
+-- jobs_finished_idx (state, finished_at): jobs of a state kept longer (dead ones, two weeks
+-- by default) are never walked over. `horizon` (the smallest retention of the state in
+-- force) bounds the scan. Jobs still holding a unique key are kept until it is released.
 WITH doomed AS (
     SELECT j.id FROM pgqueue.jobs AS j
     LEFT JOIN pgqueue.queues AS q ON q.name = j.queue
-    WHERE j.state IN ('succeeded', 'dead', 'cancelled')
+    WHERE j.state = %(state)s::text AND j.state IN ('succeeded', 'dead', 'cancelled')
       AND j.finished_at < now() - make_interval(secs => %(horizon)s::float8)
       AND j.finished_at < now() - make_interval(secs => CASE j.state
               WHEN 'succeeded' THEN coalesce(q.retain_succeeded, %(succeeded)s::float8)

@@ -286,9 +286,11 @@ class AsyncJobStore:
         cancelled, released, _, last_id, seen = rows[0]
         return cancelled, released, last_id, seen
 
-    async def job_prune(self, retention: dict[str, float], horizon: float, batch: int) -> int:
-        """Delete one batch of jobs past their retention; returns how many."""
-        params = {**retention, "horizon": horizon, "batch": batch}
+    async def job_prune(
+        self, retention: dict[str, float], state: str, horizon: float, batch: int
+    ) -> int:
+        """Delete one batch of jobs finished in `state` past their retention; how many."""
+        params = {**retention, "state": state, "horizon": horizon, "batch": batch}
         return len(await self._tuples("job_prune", params, prepare=False))
 
     async def job_delete_finished(self, ids: Sequence[int]) -> None:

@@ -64,7 +64,8 @@ class QueueSettings:
         """Retention 0 for this queue and final state: delete at completion."""
         return self.retention.get(queue, self.default_retention).get(state, 1.0) == 0
 
-    def shortest_retention(self) -> float:
-        values = [*self.default_retention.values()]
-        values += [v for per_queue in self.retention.values() for v in per_queue.values()]
-        return min(values) if values else 0.0
+    def shortest_retention(self, state: str) -> float:
+        """The shortest retention of jobs finished in `state`, over every queue."""
+        values = [self.default_retention[state]]
+        values += [per_queue[state] for per_queue in self.retention.values()]
+        return min(values)

@@ -220,7 +220,8 @@ def test_a_finished_parent_is_kept_while_a_child_waits_on_it(dsn, app, db):
 
     async def scenario(store: AsyncJobStore) -> None:
         await store.job_delete_finished([parent])
-        assert await store.job_prune({"succeeded": 0, "dead": 0, "cancelled": 0}, 0, 100) == 0
+        retention = {"succeeded": 0.0, "dead": 0.0, "cancelled": 0.0}
+        assert await store.job_prune(retention, "dead", 0, 100) == 0
 
     asyncio.run(with_store(dsn, scenario))
     assert app.get_job(parent) is not None

@@ -132,6 +132,7 @@ export class Poller {
   constructor() {
     this.timer = null; this.job = null; this.failures = 0; this.generation = 0; this.busy = false;
     this.lastOk = null;
+    this.onSuccess = () => {}; // after a poll of the current view that goes on polling
   }
 
   // job(): one request and its rendering; returns the seconds until the next poll (or null).
@@ -144,23 +145,31 @@ export class Poller {
     clearTimeout(this.timer);
     if (!this.job || generation !== this.generation) { return; }
     if (document.hidden || this.busy) { return; } // visibilitychange resumes it
-    let next;
+    let next, failure = null;
     this.busy = true;
     try {
       next = await this.job();
-      this.failures = 0;
-      this.lastOk = new Date();
-      document.body.classList.remove("stale");
     } catch (e) {
-      this.failures += 1;
-      // The figures on the page are the last ones read: dimmed, and the line says since when.
-      document.body.classList.add("stale");
-      status("error: " + e.message, this.lastOk ? "figures as of " + this.lastOk.toLocaleTimeString() : "");
-      next = Math.min(30, 2 ** this.failures);
+      failure = e;
     } finally {
       this.busy = false;
     }
-    if (generation !== this.generation || next === null || next === undefined) { return; }
+    // A poll of a view no longer shown (the address changed while it was in flight) says
+    // nothing: its word would land on the view shown now.
+    if (generation !== this.generation) { return; }
+    if (failure === null) {
+      this.failures = 0;
+      this.lastOk = new Date();
+      document.body.classList.remove("stale");
+      if (next === null || next === undefined) { return; } // a view read once says so itself
+      this.onSuccess();
+    } else {
+      this.failures += 1;
+      // The figures on the page are the last ones read: dimmed, and the line says since when.
+      document.body.classList.add("stale");
+      status("error: " + failure.message, this.lastOk ? "figures as of " + this.lastOk.toLocaleTimeString() : "");
+      next = Math.min(30, 2 ** this.failures);
+    }
     this.timer = setTimeout(() => this.run(generation), Math.max(1, next) * 1000);
   }
 

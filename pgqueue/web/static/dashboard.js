@@ -17,8 +17,12 @@ const windowLabel = () => windowSelect.options[windowSelect.selectedIndex].textC
 // Long windows change slowly: poll them less often (1 s for an hour, 30 s for a week).
 const overviewInterval = () => Math.min(30, Math.max(1, Number(windowSelect.value) / 3600));
 
-function live(extra = "") {
-  status("live" + (readOnly ? " (read-only: no token)" : "") + extra, "updated " + new Date().toLocaleTimeString());
+// Said by the poller after each poll of the view shown (a poll of the one before, still in
+// flight when the address changed, says nothing).
+poller.onSuccess = () => live();
+
+function live() {
+  status("live" + (readOnly ? " (read-only: no token)" : ""), "updated " + new Date().toLocaleTimeString());
 }
 
 // A block of text that scrolls past its height: focusable, so a keyboard can scroll it.
@@ -225,7 +229,6 @@ function overviewView() {
     fillRows(running.tbody, o.running, j => j.id, runningRow, "nothing running");
     fillRows(workers.tbody, o.workers, w => w.id, workerRow, "no workers");
     fillRows(failures.tbody, o.failures, j => j.id, failureRow, "no failures");
-    live();
     return overviewInterval();
   };
 }
@@ -256,7 +259,6 @@ function queuesView() {
       return tr;
     }, "no queues yet");
     charts.draw(o.series);
-    live();
     return overviewInterval();
   };
 }
@@ -313,7 +315,6 @@ function oneView(kind, name) {
     charts.draw(o.series);
     const ids = new Set(item ? item.workers : []);
     fillRows(workers.tbody, o.workers.filter(w => ids.has(w.id)), w => w.id, workerRow, "no live worker serves it");
-    live();
     return overviewInterval();
   };
 }
@@ -345,7 +346,6 @@ function tasksView() {
     warn.update(o.warnings);
     fillRows(tasks.tbody, o.tasks, t => t.task, taskRow, "no tasks yet");
     charts.draw(o.series);
-    live();
     return overviewInterval();
   };
 }
@@ -364,7 +364,6 @@ function workersView() {
     const alive = o.workers.filter(w => w.alive);
     const running = o.queues.reduce((s, q) => s + q.running, 0);
     summary.textContent = `${alive.length} alive of ${o.workers.length}; ${alive.reduce((s, w) => s + w.concurrency, 0)} slots; ${running} jobs running`;
-    live();
     return Math.max(1, overviewInterval());
   };
 }
@@ -460,8 +459,8 @@ function jobsView(query) {
     older.disabled = !r.more;
     pageInfo.textContent = `${r.jobs.length} shown; ${fmtNum(r.scanned)} rows read` + (r.more ? "; older rows remain" : "; that is all");
     // A page of results does not move under the reader: it says when it was read, and
-    // Search reads it again.
-    status("results" + (readOnly ? " (read-only: no token)" : ""),
+    // Search reads it again. (Unless another view is shown by now.)
+    if (jobs.tbody.isConnected) status("results" + (readOnly ? " (read-only: no token)" : ""),
       "as of " + new Date().toLocaleTimeString() + ": Search to refresh");
     return null;
   }
@@ -500,9 +499,10 @@ function jobView(id) {
       }
     } catch (e) {
       if (e.status !== 404) { throw e; }
+      if (!title.isConnected) { return null; } // another view is shown now
       view.replaceChildren(el("section", { id: "job", "aria-labelledby": "job-title" }, title,
         el("p", { class: "muted" }, `No job ${id}: it was deleted (retention, a purge) or never existed.`)));
-      live();
+      status("no such job");
       return null;
     }
     const j = d.job;
@@ -549,7 +549,6 @@ function jobView(id) {
     const fam = r => el("tr", {}, el("td", {}, jobLink(r.id)), td(r.task), el("td", { class: "state-" + r.state }, r.state));
     fillRows(parents.tbody, d.parents, r => r.id, fam, "none");
     fillRows(children.tbody, d.children, r => r.id, fam, "none");
-    live();
     return ["succeeded", "dead", "cancelled"].includes(j.state) ? 10 : 1;
   };
 }
