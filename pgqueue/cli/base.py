@@ -93,8 +93,17 @@ def _describe(exc: BaseException) -> str:
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, psycopg.Error):
-        state = f" [{exc.sqlstate}]" if getattr(exc, "sqlstate", None) else ""
-        return f"the database refused it{state}: {first or type(exc).__name__}"
+        sqlstate = getattr(exc, "sqlstate", None)
+        state = f" [{sqlstate}]" if sqlstate else ""
+        said = f"the database refused it{state}: {first or type(exc).__name__}"
+        if sqlstate in ("42P05", "26000") and "_pg3_" in first:
+            # A prepared statement the server session does not have (or already has): the
+            # sessions change under the connection, as behind a transaction pooler.
+            said += (
+                " (behind a transaction pooler such as pgbouncer? give --pooler, and "
+                "--listen-dsn with a direct DSN for wake-ups)"
+            )
+        return said
     if isinstance(exc, MemoryError):
         return "out of memory"
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -64,3 +64,19 @@ def test_nothing_is_prepared_through_a_pooler():
 def test_a_listen_dsn_must_be_text():
     with pytest.raises(ConfigurationError, match="listen_dsn"):
         WorkerSettings(listen_dsn=5)  # type: ignore[arg-type]
+
+
+def test_a_pooler_not_declared_is_named_in_the_error():
+    # Through pgbouncer in transaction mode without --pooler, the worker died at start with
+    # only 'prepared statement "_pg3_0" already exists': nothing said what to do.
+    import psycopg
+
+    from pgqueue.cli.base import _describe
+
+    for exc in (
+        psycopg.errors.DuplicatePreparedStatement('prepared statement "_pg3_0" already exists'),
+        psycopg.errors.InvalidSqlStatementName('prepared statement "_pg3_4" does not exist'),
+    ):
+        said = _describe(exc)
+        assert "_pg3_" in said and "--pooler" in said and "--listen-dsn" in said, said
+    assert "--pooler" not in _describe(psycopg.errors.DuplicatePreparedStatement("mine"))
