@@ -287,8 +287,9 @@ ORDER BY u.name;
 -- name: stats_compact
 -- Fold the changes counted by the triggers of pgqueue.jobs into the rollups (stats_lifetime
 -- takes the increases only), and forget the minutes that no figure reads any more
--- (stats_minutes: past 70 minutes; stats_series: past a day and 10 minutes). One caller at a time: another one finds the lock taken and does
--- nothing. Readers see each change either still pending or folded in, never both.
+-- (stats_minutes: past 70 minutes; stats_series: past a day and 10 minutes). One caller at
+-- a time: another one finds the lock taken and does nothing. Readers see each change either
+-- still pending or folded in, never both.
 WITH turn AS MATERIALIZED (
     SELECT pg_try_advisory_xact_lock(hashtext('pgqueue.stats_compact')) AS mine
 ), moved AS (
@@ -378,7 +379,8 @@ WITH turn AS MATERIALIZED (
 )
 SELECT (SELECT count(*) FROM moved) AS moved,
        (SELECT count(*) FROM totals) + (SELECT count(*) FROM minutes)
-           + (SELECT count(*) FROM lifetime) + (SELECT count(*) FROM series) + (SELECT count(*) FROM queued) AS folded,
+           + (SELECT count(*) FROM lifetime) + (SELECT count(*) FROM series)
+           + (SELECT count(*) FROM queued) AS folded,
        (SELECT count(*) FROM old_minutes) + (SELECT count(*) FROM old_series)
            + (SELECT count(*) FROM due_now) AS expired;
 
