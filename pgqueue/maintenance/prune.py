@@ -22,14 +22,17 @@ class Pruner:
         SKIP LOCKED); how many."""
         deleted = 0
         deadline = time.monotonic() + ROUND_SECONDS
-        for state in FINAL_STATES:
-            horizon = self.queues.shortest_retention(state)
-            while time.monotonic() < deadline:
+        # A batch of each state in turn: a state with much to prune takes no round whole.
+        pending = {state: self.queues.shortest_retention(state) for state in FINAL_STATES}
+        while pending and time.monotonic() < deadline:
+            for state, horizon in list(pending.items()):
                 n = await self.store.job_prune(
                     self.queues.default_retention, state, horizon, self.batch
                 )
                 deleted += n
                 if n < self.batch:
+                    del pending[state]
+                if time.monotonic() >= deadline:
                     break
         # The statistics rollups: fold in what changed (deletions included) and forget the
         # minutes no figure reads. Readers add what is not folded in yet, so this only keeps
