@@ -96,13 +96,9 @@ def _describe(exc: BaseException) -> str:
         sqlstate = getattr(exc, "sqlstate", None)
         state = f" [{sqlstate}]" if sqlstate else ""
         said = f"the database refused it{state}: {first or type(exc).__name__}"
-        if sqlstate in ("42P05", "26000") and "_pg3_" in first:
-            # A prepared statement the server session does not have (or already has): the
-            # sessions change under the connection, as behind a transaction pooler.
-            said += (
-                " (behind a transaction pooler such as pgbouncer? give --pooler, and "
-                "--listen-dsn with a direct DSN for wake-ups)"
-            )
+        if sqlstate in ("42P05", "26000") and "_pg3_" in first:  # sessions that change
+            said += " (behind a transaction pooler such as pgbouncer? give --pooler, and "
+            said += "--listen-dsn with a direct DSN for wake-ups)"
         return said
     if isinstance(exc, MemoryError):
         return "out of memory"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
 
 from pgqueue.errors import SchemaNotMigrated
@@ -23,16 +24,16 @@ MAX_RESULT_BYTES = 64 * 2**20  # a bigger result is refused: the job ends dead, 
 
 def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -> OutcomeRow:
     """The database change an outcome stands for (follow-ups only go with a success)."""
+
+    def row(state: str, **fields: Any) -> OutcomeRow:
+        # Named by its attempt and its claim's start (see OutcomeRow.started).
+        return OutcomeRow(
+            job.id, job.attempts, state, queue=job.queue, started=job.started_at, **fields
+        )
+
     if type(outcome) is Succeeded and outcome.result_json is None:
         # The common case first, without the pattern matching below.
-        return OutcomeRow(
-            job.id,
-            job.attempts,
-            "succeeded",
-            followups=tuple(followups),
-            queue=job.queue,
-            started=job.started_at,
-        )
+        return row("succeeded", followups=tuple(followups))
     match outcome:
         case Succeeded(result_json) if (
             result_json is not None and len(result_json) > MAX_RESULT_BYTES
@@ -42,73 +43,18 @@ def outcome_row(job: Job, outcome: Outcome, followups: Sequence[JobSpec] = ()) -
                 "error": f"ResultTooLarge: the result is {len(result_json):,} bytes of JSON; "
                 f"at most {MAX_RESULT_BYTES:,} are stored (keep big data elsewhere)",
             }
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "dead",
-                error_json=dumps(error),
-                queue=job.queue,
-                started=job.started_at,
-            )
+            return row("dead", error_json=dumps(error))
         case Succeeded(result_json):
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "succeeded",
-                result_json=result_json,
-                followups=tuple(followups),
-                queue=job.queue,
-                started=job.started_at,
-            )
+            return row("succeeded", result_json=result_json, followups=tuple(followups))
         case Failed(error, None):
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "dead",
-                error_json=dumps(error),
-                queue=job.queue,
-                started=job.started_at,
-            )
+            return row("dead", error_json=dumps(error))
         case Failed(error, retry_in):
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "queued",
-                error_json=dumps(error),
-                delay=retry_in,
-                queue=job.queue,
-                started=job.started_at,
-            )
-        case Snoozed(delay):
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "queued",
-                delay=delay,
-                refund=1,
-                queue=job.queue,
-                started=job.started_at,
-            )
-        case Released(delay):
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "queued",
-                delay=delay,
-                refund=1,
-                queue=job.queue,
-                started=job.started_at,
-            )
+            return row("queued", error_json=dumps(error), delay=retry_in)
+        case Snoozed(delay) | Released(delay):
+            return row("queued", delay=delay, refund=1)
         case Cancelled(reason):
             error = {"attempt": job.attempts, "error": f"Cancelled: {reason}"}
-            return OutcomeRow(
-                job.id,
-                job.attempts,
-                "cancelled",
-                error_json=dumps(error),
-                queue=job.queue,
-                started=job.started_at,
-            )
+            return row("cancelled", error_json=dumps(error))
     raise TypeError(f"not an outcome: {outcome!r}")
 
 

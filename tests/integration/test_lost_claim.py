@@ -8,6 +8,25 @@ import psycopg
 from tests.waiting import wait_for
 
 
+def break_claim_in_flight(db: psycopg.Connection, dsn: str) -> None:
+    """Terminate the worker's claimer while a lock on the table holds its claim up."""
+
+    def claimer_pid() -> int | None:
+        row = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND (query LIKE %s OR query LIKE %s)",
+            # The claim of every queue, or the look at when the next job is due: the
+            # claimer's, whichever of the two the lock held up.
+            ("WITH RECURSIVE known_queues%", "%min(run_at) - coalesce%"),
+        ).fetchone()
+        return row[0] if row else None
+
+    with psycopg.connect(dsn) as locker:
+        locker.execute("LOCK TABLE pgqueue.jobs IN ACCESS EXCLUSIVE MODE")
+        db.execute("SELECT pg_terminate_backend(%s)", (wait_for(claimer_pid),))
+        locker.rollback()
+
+
 def test_jobs_of_a_claim_whose_answer_was_lost_are_given_back(worker, db, dsn):
     with worker(poll_interval=0.5) as w:
         # As a claim that committed just before its connection broke leaves it: running for
@@ -22,20 +41,7 @@ def test_jobs_of_a_claim_whose_answer_was_lost_are_given_back(worker, db, dsn):
         # a lock on the table): the claim fails, so one may have been lost. (The tests' own
         # connections are left alone.) A connection closed while idle would not do: it is
         # seen closed before its next use and replaced, and nothing was in flight.
-        def claimer_pid() -> int | None:
-            row = db.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND (query LIKE %s OR query LIKE %s)",
-                # The claim of every queue, or the look at when the next job is due: the
-                # claimer's, whichever of the two the lock held up.
-                ("WITH RECURSIVE known_queues%", "%min(run_at) - coalesce%"),
-            ).fetchone()
-            return row[0] if row else None
-
-        with psycopg.connect(dsn) as locker:
-            locker.execute("LOCK TABLE pgqueue.jobs IN ACCESS EXCLUSIVE MODE")
-            db.execute("SELECT pg_terminate_backend(%s)", (wait_for(claimer_pid),))
-            locker.rollback()
+        break_claim_in_flight(db, dsn)
 
         def finished() -> bool:
             row = db.execute(
@@ -54,19 +60,8 @@ def test_a_claim_that_commits_after_its_connection_broke_is_given_back(worker, d
     # strays once. Its jobs stayed running for this worker, which never received them.
     import time
 
-    def claimer_pid() -> int | None:
-        row = db.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock' AND (query LIKE %s OR query LIKE %s)",
-            ("WITH RECURSIVE known_queues%", "%min(run_at) - coalesce%"),
-        ).fetchone()
-        return row[0] if row else None
-
     with worker(poll_interval=0.5) as w:
-        with psycopg.connect(dsn) as locker:
-            locker.execute("LOCK TABLE pgqueue.jobs IN ACCESS EXCLUSIVE MODE")
-            db.execute("SELECT pg_terminate_backend(%s)", (wait_for(claimer_pid),))
-            locker.rollback()
+        break_claim_in_flight(db, dsn)
         time.sleep(2.0)  # the worker claims again, finds nothing astray
         # Then the cut-off claim commits: running here, its attempt counted.
         (job_id,) = db.execute(
